@@ -1,0 +1,49 @@
+# censustrace: `make demo` and `make test` are the two commands; see README.md.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install demo pipeline serve test lint format constraints clean
+
+$(STAMP): requirements.txt constraints.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "censustrace needs Python 3.11 or newer")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt -c constraints.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## Set up, run the pipeline DAGs once on generated sample data, then serve Airflow.
+demo: pipeline serve
+
+## Set up and run the pipeline DAGs once on the sample census; exits when done.
+pipeline: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/censustrace pipeline
+
+serve: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/censustrace serve
+
+## Lint, type-check and run the whole test suite.
+test: install lint
+	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+constraints: install
+	(echo "# Every package of a working install, as resolved on the project machine (regenerate: make constraints)."; \
+	 $(BIN)/pip freeze --exclude-editable | grep -v '^censustrace') > constraints.txt
+
+clean:
+	rm -rf $(VENV) .censustrace .mypy_cache .ruff_cache .pytest_cache

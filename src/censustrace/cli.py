@@ -1,0 +1,267 @@
+"""The ``censustrace`` command: everything done outside the Airflow UI.
+
+Exit codes: 0 ok, 1 the work found problems (e.g. a file quarantined, a DAG run failed), 2 usage or
+configuration error. Commands that report results take ``--json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from pydantic import ValidationError
+
+from censustrace.config import ConfigError, Settings, get_settings
+from censustrace.errors import CensustraceError, UsageError
+
+app = typer.Typer(
+    help="censustrace: lawful, checked and traceable onward sharing of school census data.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+
+
+class Term(StrEnum):
+    AUT = "AUT"
+    SPR = "SPR"
+    SUM = "SUM"
+
+
+class Format(StrEnum):
+    xml = "xml"
+    ctf = "ctf"
+    csv = "csv"
+
+
+def _settings() -> Settings:
+    settings = get_settings()
+    settings.ensure_dirs()
+    return settings
+
+
+def _emit(result: dict[str, Any], as_json: bool, lines: list[str]) -> None:
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, sort_keys=True, default=str))
+    else:
+        for line in lines:
+            typer.echo(line)
+
+
+def _airflow(settings: Settings, *args: str, log: Path | None = None) -> int:
+    """Run the ``airflow`` CLI of this venv against the embedded Airflow of this home."""
+    env = {**os.environ, **settings.airflow_env()}
+    # airflow standalone starts its parts as `airflow ...` from PATH.
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
+    cmd = [str(Path(bin_dir) / "airflow"), *args]
+    if log is None:
+        return subprocess.call(cmd, env=env)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as fh:
+        return subprocess.call(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT)
+
+
+@app.command()
+def init(as_json: JsonFlag = False) -> None:
+    """Create the state folders under CENSUSTRACE_HOME and initialise Airflow's metadata DB."""
+    settings = _settings()
+    _migrate(settings)
+    result = {"home": str(settings.home), "airflow_home": str(settings.airflow_home), "status": "ready"}
+    _emit(result, as_json, [f"censustrace home ready: {settings.home}"])
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Option(help="Folder to write the census files and manifest.json to.")],
+    schools: Annotated[int, typer.Option(help="Number of schools.")] = 12,
+    pupils_per_school: Annotated[int, typer.Option(help="Pupils on roll per school.")] = 340,
+    term: Annotated[Term, typer.Option(help="Census term.", case_sensitive=False)] = Term.AUT,
+    year: Annotated[int, typer.Option(help="Calendar year of the census day.")] = 2026,
+    la: Annotated[str, typer.Option(help="3-digit LA number.")] = "330",
+    seed: Annotated[int, typer.Option(help="Random seed: same arguments and seed, same bytes.")] = 1,
+    fmt: Annotated[Format, typer.Option("--format", help="File layout.", case_sensitive=False)] = Format.xml,
+    faults: Annotated[float, typer.Option(help="Share of pupils with an injected defect (0 to 1).")] = 0.0,
+    consents: Annotated[bool, typer.Option("--consents", help="Also write consent/objection files.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Write a synthetic, deterministic census (with known injected faults) for tests and demos."""
+    from censustrace.census.generator import GeneratorOptions
+    from censustrace.census.generator import generate as run_generator
+
+    options = GeneratorOptions(
+        schools=schools,
+        pupils_per_school=pupils_per_school,
+        term=term.value,
+        year=year,
+        la=la,
+        seed=seed,
+        fmt=fmt.value,
+        faults=faults,
+        consents=consents,
+        out=out,
+    )
+    manifest = run_generator(options)
+    files = manifest["files"]
+    summary = {
+        "out": str(out),
+        "files": len(files),
+        "pupils": sum(int(f["pupils"]) for f in files),
+        "faults": len(manifest["faults"]),
+        "manifest": str(out / "manifest.json"),
+    }
+    _emit(
+        summary,
+        as_json,
+        [f"wrote {summary['files']} files ({summary['pupils']} pupils, {summary['faults']} faults) to {out}"],
+    )
+
+
+@app.command()
+def deliver(
+    source: Annotated[Path, typer.Argument(help="A generated folder (with manifest.json) or one file.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Put census files into the landing folder, as a school's upload would."""
+    from censustrace.intake.archive import copy_into
+
+    settings = _settings()
+    if source.is_file():
+        files = [source]
+    elif (source / "manifest.json").is_file():
+        manifest = json.loads((source / "manifest.json").read_text())
+        files = [source / f["file"] for f in manifest["files"]]
+    elif source.is_dir():
+        files = sorted(p for p in source.iterdir() if p.suffix.lower() in (".xml", ".csv"))
+    else:
+        raise UsageError(f"SOURCE {source}: no such file or folder")
+    delivered = [str(copy_into(f, settings.landing_dir)) for f in files]
+    _emit({"delivered": delivered}, as_json, [f"delivered {len(delivered)} files to {settings.landing_dir}"])
+
+
+@app.command()
+def status(as_json: JsonFlag = False) -> None:
+    """What is waiting, archived and quarantined in this home."""
+    from censustrace.intake.landing import pending_files
+
+    settings = _settings()
+    result = {
+        "home": str(settings.home),
+        "landing": len(pending_files(settings.landing_dir)),
+        "archived": sum(1 for p in settings.archive_dir.glob("??/*") if not p.name.startswith(".")),
+        "quarantined": sum(1 for p in settings.quarantine_dir.iterdir() if p.is_file()),
+    }
+    _emit(result, as_json, [f"{k}: {v}" for k, v in result.items()])
+
+
+@app.command()
+def pipeline(
+    sample: Annotated[
+        Path | None, typer.Option(help="Generated sample folder (default: $CENSUSTRACE_HOME/sample).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Set up, generate the sample census if missing, deliver it and run the pipeline DAGs once."""
+    settings = _settings()
+    _migrate(settings)
+    sample = sample or settings.home / "sample"
+    if not (sample / "manifest.json").is_file():
+        generate(out=sample, schools=12, pupils_per_school=340, faults=0.01, consents=True, as_json=as_json)
+    receipts = settings.home / "receipts.jsonl"
+    before = _count_lines(receipts)
+    deliver(sample, as_json=as_json)
+    log = settings.home / "logs" / "pipeline.log"
+    rc = _airflow(settings, "dags", "test", "census_ingest", log=log)
+    received = _count_lines(receipts) - before
+    result = {"dag": "census_ingest", "state": "success" if rc == 0 else "failed", "files_received": received}
+    result["log"] = str(log)
+    _emit(result, as_json, [f"census_ingest: {result['state']}, {received} files received (log: {log})"])
+    if rc != 0:
+        raise typer.Exit(1)
+
+
+def _migrate(settings: Settings) -> None:
+    """Bring Airflow's metadata DB (and, as they come, our stores) to the current schema."""
+    log = settings.home / "logs" / "init.log"
+    rc = _airflow(settings, "db", "migrate", log=log)
+    if rc != 0:
+        raise CensustraceError(f"airflow db migrate failed (exit {rc}); see {log}", code="CT-INIT")
+
+
+def _count_lines(path: Path) -> int:
+    if not path.exists():
+        return 0
+    with path.open("rb") as fh:
+        return sum(1 for _ in fh)
+
+
+@app.command()
+def serve() -> None:
+    """Serve the Airflow UI (scheduler, API server, DAG processor, triggerer) for this home."""
+    settings = _settings()
+    url = f"http://localhost:{settings.airflow_port}"
+    passwords = settings.airflow_home / "simple_auth_manager_passwords.json.generated"
+    typer.echo(f"Airflow UI: {url}  (user admin; password in {passwords} once started)")
+    raise typer.Exit(_airflow(settings, "standalone"))
+
+
+@app.command(
+    "airflow",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def airflow_cli(ctx: typer.Context) -> None:
+    """Run an airflow CLI command on this home's Airflow (e.g. `censustrace airflow dags list`)."""
+    raise typer.Exit(_airflow(_settings(), *ctx.args))
+
+
+@app.command()
+def env() -> None:
+    """Print shell exports for this home's embedded Airflow (eval "$(censustrace env)")."""
+    for key, value in sorted(_settings().airflow_env().items()):
+        typer.echo(f"export {key}={shlex.quote(value)}")
+
+
+def _settings_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        field = str(err["loc"][0]) if err["loc"] else "?"
+        parts.append(f"CENSUSTRACE_{field.upper()}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: maps every failure to a one-line message and the documented exit code."""
+    try:
+        rv = app(args=argv, standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return 2
+    except click.exceptions.Abort:
+        typer.echo("aborted", err=True)
+        return 130
+    except ValidationError as exc:
+        typer.echo(f"configuration error: {_settings_error(exc)}", err=True)
+        return 2
+    except ConfigError as exc:
+        typer.echo(f"configuration error: {exc}", err=True)
+        return 2
+    except CensustraceError as exc:
+        typer.echo(f"error {exc}", err=True)
+        return exc.exit_code
+    return rv if isinstance(rv, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

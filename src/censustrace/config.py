@@ -1,0 +1,191 @@
+"""The one place censustrace reads its settings.
+
+Every setting is an environment variable (or a line in ``.env`` in the working directory). All state
+lives under ``CENSUSTRACE_HOME`` unless a setting points elsewhere, so setting that one variable gives a
+fully isolated instance (warehouse, lineage store, landing/archive/quarantine/outbox folders and the
+embedded Airflow home).
+
+| variable | default | meaning |
+| --- | --- | --- |
+| ``CENSUSTRACE_HOME`` | ``<checkout>/.censustrace`` | root of all state |
+| ``CENSUSTRACE_WAREHOUSE_URL`` | ``sqlite:///$HOME/warehouse.db`` | SQLAlchemy URL of the warehouse |
+| ``CENSUSTRACE_LINEAGE_URL`` | ``sqlite:///$HOME/lineage.db`` | SQLAlchemy URL of the lineage store |
+| ``CENSUSTRACE_LINEAGE_HTTP_URL`` | unset | also send lineage to this OpenLineage HTTP endpoint |
+| ``CENSUSTRACE_LINEAGE_HTTP_API_KEY`` | unset | bearer token for that endpoint |
+| ``CENSUSTRACE_LINEAGE_NAMESPACE`` | ``censustrace`` | OpenLineage namespace of our jobs |
+| ``CENSUSTRACE_AIRFLOW_DB_URL`` | ``sqlite:///$HOME/airflow/airflow.db`` | Airflow metadata DB |
+| ``CENSUSTRACE_AIRFLOW_PARALLELISM`` | ``2`` | LocalExecutor parallelism |
+| ``CENSUSTRACE_AIRFLOW_PORT`` | ``8080`` | port of the Airflow UI/API server |
+| ``CENSUSTRACE_LA`` | ``330`` | the local authority this instance serves |
+| ``CENSUSTRACE_PUPIL_KEY_SECRET`` | generated: ``$HOME/pupil-key.secret`` | secret of pupil keys |
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _checkout_dir() -> Path | None:
+    """The repository checkout when the package is installed editable from it, else None."""
+    candidate = PACKAGE_DIR.parents[1]
+    return candidate if (candidate / "pyproject.toml").is_file() and (candidate / "dags").is_dir() else None
+
+
+def _default_home() -> Path:
+    checkout = _checkout_dir()
+    return checkout / ".censustrace" if checkout else Path.home() / ".censustrace"
+
+
+class ConfigError(Exception):
+    """A setting is missing, malformed or points somewhere unusable. Exit code 2 on the CLI."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CENSUSTRACE_", env_file=".env", extra="ignore")
+
+    home: Path = Field(default_factory=_default_home, description="CENSUSTRACE_HOME: root of all state")
+    warehouse_url: str | None = Field(default=None, description="CENSUSTRACE_WAREHOUSE_URL")
+    lineage_url: str | None = Field(default=None, description="CENSUSTRACE_LINEAGE_URL")
+    lineage_http_url: str | None = Field(default=None, description="CENSUSTRACE_LINEAGE_HTTP_URL")
+    lineage_http_api_key: SecretStr | None = Field(
+        default=None, description="CENSUSTRACE_LINEAGE_HTTP_API_KEY"
+    )
+    lineage_namespace: str = Field(default="censustrace", description="CENSUSTRACE_LINEAGE_NAMESPACE")
+    airflow_db_url: str | None = Field(default=None, description="CENSUSTRACE_AIRFLOW_DB_URL")
+    airflow_parallelism: int = Field(default=2, ge=1, le=64, description="CENSUSTRACE_AIRFLOW_PARALLELISM")
+    airflow_port: int = Field(default=8080, ge=1, le=65535, description="CENSUSTRACE_AIRFLOW_PORT")
+    la: str = Field(default="330", pattern=r"^\d{3}$", description="CENSUSTRACE_LA")
+    pupil_key_secret: SecretStr | None = Field(default=None, description="CENSUSTRACE_PUPIL_KEY_SECRET")
+
+    @field_validator("home")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    # Folders -----------------------------------------------------------------------------------------
+    @property
+    def landing_dir(self) -> Path:
+        """Where received census files arrive (schools' uploads, the generator's output)."""
+        return self.home / "landing"
+
+    @property
+    def archive_dir(self) -> Path:
+        """Content-addressed, read-only copies of every received file, by sha256."""
+        return self.home / "archive"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.home / "quarantine"
+
+    @property
+    def outbox_dir(self) -> Path:
+        """Lineage events not yet delivered to an external backend."""
+        return self.home / "outbox"
+
+    @property
+    def shares_dir(self) -> Path:
+        return self.home / "shares"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.home / "airflow"
+
+    @property
+    def dags_dir(self) -> Path:
+        checkout = _checkout_dir()
+        return checkout / "dags" if checkout else PACKAGE_DIR / "dags"
+
+    @property
+    def plugins_dir(self) -> Path:
+        checkout = _checkout_dir()
+        return checkout / "plugins" if checkout else PACKAGE_DIR / "plugins"
+
+    # Databases ---------------------------------------------------------------------------------------
+    @property
+    def warehouse_db_url(self) -> str:
+        return self.warehouse_url or f"sqlite:///{self.home / 'warehouse.db'}"
+
+    @property
+    def lineage_db_url(self) -> str:
+        return self.lineage_url or f"sqlite:///{self.home / 'lineage.db'}"
+
+    @property
+    def airflow_metadata_url(self) -> str:
+        return self.airflow_db_url or f"sqlite:///{self.airflow_home / 'airflow.db'}"
+
+    def state_dirs(self) -> list[Path]:
+        return [
+            self.home,
+            self.landing_dir,
+            self.archive_dir,
+            self.quarantine_dir,
+            self.outbox_dir,
+            self.shares_dir,
+            self.airflow_home,
+        ]
+
+    def ensure_dirs(self) -> None:
+        """Create every state folder; a clear ConfigError if the home cannot be written."""
+        for folder in self.state_dirs():
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(
+                    f"CENSUSTRACE_HOME={self.home}: cannot create {folder} ({exc.strerror})"
+                ) from exc
+        if not os.access(self.home, os.W_OK | os.X_OK):
+            raise ConfigError(f"CENSUSTRACE_HOME={self.home} is not writable")
+
+    def pupil_key(self) -> bytes:
+        """The secret behind pupil keys (HMAC of a UPN); generated once per home if not set."""
+        if self.pupil_key_secret is not None:
+            return self.pupil_key_secret.get_secret_value().encode()
+        path = self.home / "pupil-key.secret"
+        if not path.exists():
+            self.ensure_dirs()
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32))
+        return path.read_text().strip().encode()
+
+    def airflow_env(self) -> dict[str, str]:
+        """Environment for the embedded Airflow: its home, SQLite metadata DB, our DAGs and lineage."""
+        env = {
+            "AIRFLOW_HOME": str(self.airflow_home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_dir),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(self.plugins_dir),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": str(self.airflow_parallelism),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.airflow_metadata_url,
+            "AIRFLOW__API__PORT": str(self.airflow_port),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+            "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "30",
+            "AIRFLOW__OPENLINEAGE__NAMESPACE": self.lineage_namespace,
+            "AIRFLOW__OPENLINEAGE__DISABLED": "False",
+            "AIRFLOW__OPENLINEAGE__TRANSPORT": self.openlineage_transport_json(),
+            "CENSUSTRACE_HOME": str(self.home),
+        }
+        return env
+
+    def openlineage_transport_json(self) -> str:
+        """OpenLineage transport for the provider: a file transport under the home for now."""
+        import json
+
+        return json.dumps(
+            {"type": "file", "log_file_path": str(self.home / "lineage-events.jsonl"), "append": True}
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings read once per process; tests call ``get_settings.cache_clear()`` after changing env."""
+    return Settings()

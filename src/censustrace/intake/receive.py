@@ -1,0 +1,65 @@
+"""Receiving one census file: archive its exact bytes first, record the receipt, clear the landing slot."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from openlineage.client.event_v2 import InputDataset, OutputDataset
+from openlineage.client.generated.base import DatasetFacet
+from openlineage.client.generated.dataset_version_dataset import DatasetVersionDatasetFacet
+from openlineage.client.generated.output_statistics_output_dataset import (
+    OutputStatisticsOutputDatasetFacet,
+)
+
+from censustrace.config import Settings
+from censustrace.intake.archive import ArchivedFile, archive_file
+from censustrace.lineage.model import StepLineage
+from censustrace.lineage.naming import FILE_NAMESPACE, file_dataset_name
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    archived: ArchivedFile
+    received_at: datetime
+    lineage: StepLineage
+
+    def as_dict(self) -> dict[str, object]:
+        return {**self.archived.as_dict(), "received_at": self.received_at.isoformat()}
+
+
+def receive(path: Path, settings: Settings) -> Receipt:
+    """Archive one landed file, append its receipt and remove it from the landing folder.
+
+    The landing copy is removed only after the archive copy is durable, so a crash in between leaves the
+    file in landing to be received again (the archive stores the same bytes once).
+    """
+    landing_name = file_dataset_name(path)
+    archived = archive_file(path, settings.archive_dir)
+    received_at = datetime.now(UTC)
+    receipt = Receipt(archived, received_at, _lineage(landing_name, archived))
+    receipts = settings.home / "receipts.jsonl"
+    with receipts.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(receipt.as_dict(), sort_keys=True) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    path.unlink()
+    return receipt
+
+
+def _lineage(landing_name: str, archived: ArchivedFile) -> StepLineage:
+    version: dict[str, DatasetFacet] = {"version": DatasetVersionDatasetFacet(datasetVersion=archived.sha256)}
+    return StepLineage(
+        inputs=[InputDataset(namespace=FILE_NAMESPACE, name=landing_name, facets=version)],
+        outputs=[
+            OutputDataset(
+                namespace=FILE_NAMESPACE,
+                name=file_dataset_name(archived.archive_path),
+                facets=dict(version),
+                outputFacets={"outputStatistics": OutputStatisticsOutputDatasetFacet(size=archived.size)},
+            )
+        ],
+    )

@@ -1,0 +1,94 @@
+"""The censustrace command as a user runs it: real entry point, real exit codes, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CLI = str(Path(sys.executable).parent / "censustrace")
+
+
+def run(*args: str, home: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    if home is not None:
+        env["CENSUSTRACE_HOME"] = str(home)
+    return subprocess.run([CLI, *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["generate", "--out", "x", "--schools", "0"], "--schools"),
+        (["generate", "--out", "x", "--pupils-per-school", "-3"], "--pupils-per-school"),
+        (["generate", "--out", "x", "--term", "WINTER"], "--term"),
+        (["generate", "--out", "x", "--faults", "1.5"], "--faults"),
+        (["generate", "--out", "x", "--la", "33A"], "--la"),
+        (["generate", "--out", "x", "--year", "1850"], "--year"),
+        (["generate", "--schools", "3"], "--out"),
+        (["generate", "--out", "x", "--format", "pdf"], "--format"),
+        (["no-such-command"], "no-such-command"),
+    ],
+)
+def test_bad_arguments_name_the_argument_and_exit_2(args: list[str], named: str, tmp_path: Path) -> None:
+    proc = run(*args, home=tmp_path / "home")
+    assert proc.returncode == 2, proc.stderr
+    assert named in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_generate_json_reports_what_it_wrote(tmp_path: Path) -> None:
+    out = tmp_path / "gen"
+    proc = run(
+        "generate",
+        "--out",
+        str(out),
+        "--schools",
+        "2",
+        "--pupils-per-school",
+        "5",
+        "--seed",
+        "3",
+        "--json",
+        home=tmp_path / "home",
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert result["files"] == len(manifest["files"]) == 2
+    assert result["pupils"] == 10
+
+
+def test_unwritable_home_is_a_configuration_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    proc = run("status", "--json", home=blocker / "home")
+    assert proc.returncode == 2
+    assert "CENSUSTRACE_HOME" in proc.stderr
+    assert "cannot create" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_bad_environment_setting_names_the_variable(tmp_path: Path) -> None:
+    env = {**os.environ, "CENSUSTRACE_HOME": str(tmp_path), "CENSUSTRACE_AIRFLOW_PORT": "eighty"}
+    proc = subprocess.run([CLI, "status"], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2
+    assert "CENSUSTRACE_AIRFLOW_PORT" in proc.stderr
+
+
+def test_deliver_then_status_counts_landed_files(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    out = tmp_path / "gen"
+    assert (
+        run("generate", "--out", str(out), "--schools", "3", "--pupils-per-school", "4", home=home).returncode
+        == 0
+    )
+    proc = run("deliver", str(out), "--json", home=home)
+    assert proc.returncode == 0, proc.stderr
+    assert len(json.loads(proc.stdout)["delivered"]) == 3
+    status = json.loads(run("status", "--json", home=home).stdout)
+    assert status == {"home": str(home), "landing": 3, "archived": 0, "quarantined": 0}

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from censustrace.config import ConfigError, Settings
+
+
+def test_home_isolates_every_piece_of_state(tmp_path: Path) -> None:
+    s = Settings(home=tmp_path / "one")
+    for folder in s.state_dirs():
+        assert folder.is_relative_to(tmp_path / "one")
+    assert s.warehouse_db_url == f"sqlite:///{tmp_path / 'one' / 'warehouse.db'}"
+    assert s.lineage_db_url == f"sqlite:///{tmp_path / 'one' / 'lineage.db'}"
+    env = s.airflow_env()
+    assert env["AIRFLOW_HOME"] == str(tmp_path / "one" / "airflow")
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith(f"sqlite:///{tmp_path / 'one'}")
+    assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False"
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert env["AIRFLOW__CORE__DAGS_FOLDER"].endswith("/dags")
+
+
+def test_settings_read_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("CENSUSTRACE_HOME", str(tmp_path / "h"))
+    monkeypatch.setenv("CENSUSTRACE_WAREHOUSE_URL", "postgresql+psycopg2://u@db/w")
+    monkeypatch.setenv("CENSUSTRACE_AIRFLOW_PARALLELISM", "4")
+    s = Settings()
+    assert s.home == tmp_path / "h"
+    assert s.warehouse_db_url == "postgresql+psycopg2://u@db/w"
+    assert s.airflow_env()["AIRFLOW__CORE__PARALLELISM"] == "4"
+
+
+def test_malformed_setting_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CENSUSTRACE_LA", "33")
+    with pytest.raises(ValidationError, match="la"):
+        Settings()
+
+
+def test_unwritable_home_gives_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ConfigError, match=r"CENSUSTRACE_HOME=.*cannot create"):
+        Settings(home=blocker / "home").ensure_dirs()
+
+
+def test_pupil_key_secret_is_generated_once_and_private(tmp_path: Path) -> None:
+    s = Settings(home=tmp_path)
+    key = s.pupil_key()
+    assert len(key) == 64
+    assert Settings(home=tmp_path).pupil_key() == key
+    assert (tmp_path / "pupil-key.secret").stat().st_mode & 0o077 == 0
