@@ -38,7 +38,10 @@ def settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def airflow_db(settings: Settings) -> Settings:
-    """Airflow's metadata DB for this session's home, migrated once."""
+    """Airflow's metadata DB and the lineage store for this session's home, migrated once."""
+    from censustrace.lineage.store.db import upgrade
+
+    upgrade(settings.lineage_db_url)
     subprocess.run(
         [str(VENV_BIN / "airflow"), "db", "migrate"],
         check=True,

@@ -15,7 +15,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from pydantic import ValidationError
 
@@ -30,6 +29,9 @@ app = typer.Typer(
 )
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+
+lineage_app = typer.Typer(help="The lineage store: delivery status, retries, export.", no_args_is_help=True)
+app.add_typer(lineage_app, name="lineage")
 
 
 class Term(StrEnum):
@@ -191,11 +193,14 @@ def pipeline(
 
 
 def _migrate(settings: Settings) -> None:
-    """Bring Airflow's metadata DB (and, as they come, our stores) to the current schema."""
+    """Bring Airflow's metadata DB and the lineage store to the current schema."""
+    from censustrace.lineage.store.db import upgrade
+
     log = settings.home / "logs" / "init.log"
     rc = _airflow(settings, "db", "migrate", log=log)
     if rc != 0:
         raise CensustraceError(f"airflow db migrate failed (exit {rc}); see {log}", code="CT-INIT")
+    upgrade(settings.lineage_db_url)
 
 
 def _count_lines(path: Path) -> int:
@@ -231,6 +236,101 @@ def env() -> None:
         typer.echo(f"export {key}={shlex.quote(value)}")
 
 
+def _transport(settings: Settings) -> Any:
+    from censustrace.lineage.transport import CensustraceTransport, CensustraceTransportConfig
+
+    return CensustraceTransport(CensustraceTransportConfig.from_dict(settings.openlineage_transport()))
+
+
+@lineage_app.command("status")
+def lineage_status(as_json: JsonFlag = False) -> None:
+    """Lineage events waiting in the outbox (pending) or refused by a destination (failed)."""
+    from censustrace.lineage.outbox import Outbox
+
+    settings = _settings()
+    entries = [e.as_dict() for e in Outbox(settings.outbox_dir).entries()]
+    result = {
+        "destinations": ["store", "http"] if settings.lineage_http_url else ["store"],
+        "pending": sum(1 for e in entries if e["state"] == "pending"),
+        "failed": sum(1 for e in entries if e["state"] == "failed"),
+        "entries": entries,
+    }
+    lines = [f"pending: {result['pending']}, failed: {result['failed']}"]
+    lines += [
+        f"  {e['state']:7} {e['destination']:5} {e['file']} x{e['attempts']}: {e['last_error']}"
+        for e in entries
+    ]
+    _emit(result, as_json, lines)
+    if result["pending"] or result["failed"]:
+        raise typer.Exit(1)
+
+
+@lineage_app.command("flush")
+def lineage_flush(as_json: JsonFlag = False) -> None:
+    """Retry delivery of every pending lineage event now."""
+    result = _transport(_settings()).flush()
+    _emit(result, as_json, [f"{dest}: {counts}" for dest, counts in result.items()])
+    if any(counts["pending"] or counts["rejected"] for counts in result.values()):
+        raise typer.Exit(1)
+
+
+@lineage_app.command("export")
+def lineage_export(
+    out: Annotated[Path | None, typer.Option(help="Write to this file instead of standard output.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Every stored raw event, exactly as received, one JSON document per line."""
+    from censustrace.lineage.store.db import make_engine
+    from censustrace.lineage.store.ingest import export_raw_events
+
+    engine = make_engine(_settings().lineage_db_url)
+    if out is None:
+        for line in export_raw_events(engine):
+            typer.echo(line)
+        return
+    count = 0
+    with out.open("w", encoding="utf-8") as fh:
+        for line in export_raw_events(engine):
+            fh.write(line + "\n")
+            count += 1
+    _emit({"events": count, "out": str(out)}, as_json, [f"exported {count} events to {out}"])
+
+
+@app.command()
+def trace(
+    target: Annotated[
+        str, typer.Argument(help="dataset:<namespace>:<name>, or a dataset name; @VERSION optional.")
+    ],
+    version: Annotated[str | None, typer.Option(help="Exact dataset version (default: latest).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Trace an output back to the exact census files it came from."""
+    from censustrace.lineage.store.db import make_engine
+    from censustrace.lineage.traceback import trace_target
+
+    result = trace_target(make_engine(_settings().lineage_db_url), target, version)
+    lines = [f"{result['target']['id']} comes from {len(result['sources'])} received file(s):"]
+    lines += [
+        f"  {s['original_name'] or s['path']} sha256={s['sha256'] or s['version']} at {s['received_at']}"
+        for s in result["sources"]
+    ]
+    _emit(result, as_json, lines)
+
+
+@app.command()
+def api(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve the lineage HTTP API (OpenLineage intake, Marquez-compatible queries, /docs)."""
+    import uvicorn
+
+    from censustrace.lineage.api import create_app
+
+    settings = _settings()
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
 def _settings_error(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
@@ -243,14 +343,19 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: maps every failure to a one-line message and the documented exit code."""
     try:
         rv = app(args=argv, standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return 2
-    except click.exceptions.Abort:
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except typer.Abort:
         typer.echo("aborted", err=True)
         return 130
+    except typer.exceptions.TyperException as exc:
+        # Typer's own usage errors (bad option value, unknown command): message and usage, exit 2.
+        show = getattr(exc, "show", None)
+        if show is None:
+            typer.echo(str(exc), err=True)
+        else:
+            show()
+        return 2
     except ValidationError as exc:
         typer.echo(f"configuration error: {_settings_error(exc)}", err=True)
         return 2

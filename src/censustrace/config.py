@@ -163,6 +163,7 @@ class Settings(BaseSettings):
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_dir),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(self.plugins_dir),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": str(self.airflow_parallelism),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.airflow_metadata_url,
@@ -176,13 +177,22 @@ class Settings(BaseSettings):
         }
         return env
 
+    def openlineage_transport(self) -> dict[str, object]:
+        """The one OpenLineage transport config (Airflow provider, CLI, tests): the lineage store, plus
+        ``CENSUSTRACE_LINEAGE_HTTP_URL`` if set, with an outbox for what cannot be delivered yet. The
+        HTTP API key is read from the environment by the transport, so it never appears in Airflow's
+        configuration."""
+        return {
+            "type": "censustrace.lineage.transport.CensustraceTransport",
+            "store_url": self.lineage_db_url,
+            "http_url": self.lineage_http_url,
+            "outbox_dir": str(self.outbox_dir),
+        }
+
     def openlineage_transport_json(self) -> str:
-        """OpenLineage transport for the provider: a file transport under the home for now."""
         import json
 
-        return json.dumps(
-            {"type": "file", "log_file_path": str(self.home / "lineage-events.jsonl"), "append": True}
-        )
+        return json.dumps(self.openlineage_transport())
 
 
 @lru_cache(maxsize=1)

@@ -17,6 +17,7 @@ from openlineage.client.generated.output_statistics_output_dataset import (
 
 from censustrace.config import Settings
 from censustrace.intake.archive import ArchivedFile, archive_file
+from censustrace.lineage.facets import CensusExtractDatasetFacet
 from censustrace.lineage.model import StepLineage
 from censustrace.lineage.naming import FILE_NAMESPACE, file_dataset_name
 
@@ -40,7 +41,7 @@ def receive(path: Path, settings: Settings) -> Receipt:
     landing_name = file_dataset_name(path)
     archived = archive_file(path, settings.archive_dir)
     received_at = datetime.now(UTC)
-    receipt = Receipt(archived, received_at, _lineage(landing_name, archived))
+    receipt = Receipt(archived, received_at, _lineage(landing_name, archived, received_at))
     receipts = settings.home / "receipts.jsonl"
     with receipts.open("a", encoding="utf-8") as fh:
         fh.write(json.dumps(receipt.as_dict(), sort_keys=True) + "\n")
@@ -50,15 +51,23 @@ def receive(path: Path, settings: Settings) -> Receipt:
     return receipt
 
 
-def _lineage(landing_name: str, archived: ArchivedFile) -> StepLineage:
-    version: dict[str, DatasetFacet] = {"version": DatasetVersionDatasetFacet(datasetVersion=archived.sha256)}
+def _lineage(landing_name: str, archived: ArchivedFile, received_at: datetime) -> StepLineage:
+    facets: dict[str, DatasetFacet] = {
+        "version": DatasetVersionDatasetFacet(datasetVersion=archived.sha256),
+        "censusExtract": CensusExtractDatasetFacet(
+            sha256=archived.sha256,
+            size=archived.size,
+            originalName=archived.original_name,
+            receivedAt=received_at.isoformat(),
+        ),
+    }
     return StepLineage(
-        inputs=[InputDataset(namespace=FILE_NAMESPACE, name=landing_name, facets=version)],
+        inputs=[InputDataset(namespace=FILE_NAMESPACE, name=landing_name, facets=facets)],
         outputs=[
             OutputDataset(
                 namespace=FILE_NAMESPACE,
                 name=file_dataset_name(archived.archive_path),
-                facets=dict(version),
+                facets=dict(facets),
                 outputFacets={"outputStatistics": OutputStatisticsOutputDatasetFacet(size=archived.size)},
             )
         ],

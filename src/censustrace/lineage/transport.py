@@ -1,0 +1,164 @@
+"""The OpenLineage transport censustrace configures everywhere (Airflow provider, CLI, tests).
+
+One transport, several destinations, configured in one place (``Settings.openlineage_transport``):
+- the lineage **store** (always): the embedded default, no server needed;
+- an OpenLineage **HTTP** endpoint (optional): our own API elsewhere, or Marquez.
+An event a destination cannot take now goes to the outbox and is retried before the next event to that
+destination (and by ``censustrace lineage flush``); the run goes on and the failure is logged clearly.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import attr
+from openlineage.client.serde import Serde
+from openlineage.client.transport.transport import Config, Transport
+
+from censustrace.lineage.outbox import DeliveryRejected, Outbox
+
+if TYPE_CHECKING:
+    from openlineage.client.client import Event
+    from sqlalchemy.engine import Engine
+
+log = logging.getLogger(__name__)
+
+# How many older outbox events to retry before each new one (keeps emission cheap when a backend is down).
+_DRAIN_BATCH = 50
+
+
+class Destination(Protocol):
+    name: str
+
+    def deliver(self, payload: str) -> None: ...
+
+
+class StoreDestination:
+    """Writes the event into the lineage store (SQLAlchemy URL)."""
+
+    name = "store"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._engine: Engine | None = None
+
+    def deliver(self, payload: str) -> None:
+        from censustrace.errors import CensustraceError
+        from censustrace.lineage.store.db import make_engine
+        from censustrace.lineage.store.ingest import store_event
+
+        if self._engine is None:
+            self._engine = make_engine(self.url)
+        try:
+            store_event(self._engine, payload)
+        except CensustraceError as exc:
+            raise DeliveryRejected(str(exc)) from exc
+
+
+class HttpDestination:
+    """POSTs the event to an OpenLineage HTTP endpoint (``.../api/v1/lineage``)."""
+
+    name = "http"
+
+    def __init__(self, url: str, api_key: str | None, timeout: float) -> None:
+        self.url = url
+        self.api_key = api_key
+        self.timeout = timeout
+
+    def deliver(self, payload: str) -> None:
+        import httpx
+
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        response = httpx.post(
+            self.url, content=payload.encode("utf-8"), headers=headers, timeout=self.timeout
+        )
+        if response.status_code in (408, 429) or response.status_code >= 500:
+            raise ConnectionError(f"HTTP {response.status_code} from {self.url}")
+        if response.status_code >= 400:
+            raise DeliveryRejected(f"HTTP {response.status_code} from {self.url}: {response.text[:300]}")
+
+
+@attr.define
+class CensustraceTransportConfig(Config):
+    outbox_dir: str
+    store_url: str | None = None
+    http_url: str | None = None
+    timeout: float = 5.0
+
+    @classmethod
+    def from_dict(cls, params: dict[str, Any]) -> CensustraceTransportConfig:
+        if not params.get("outbox_dir"):
+            raise ValueError("censustrace transport: 'outbox_dir' is required")
+        return cls(
+            outbox_dir=str(params["outbox_dir"]),
+            store_url=params.get("store_url") or None,
+            http_url=params.get("http_url") or None,
+            timeout=float(params.get("timeout", 5.0)),
+        )
+
+
+@dataclass
+class EmitReport:
+    delivered: list[str]
+    queued: list[str]
+
+
+class CensustraceTransport(Transport):
+    kind = "censustrace"
+    config_class = CensustraceTransportConfig
+
+    def __init__(self, config: CensustraceTransportConfig) -> None:
+        self.config = config
+        self.outbox = Outbox(Path(config.outbox_dir))
+        self.destinations: list[Destination] = []
+        if config.store_url:
+            self.destinations.append(StoreDestination(config.store_url))
+        if config.http_url:
+            from censustrace.config import get_settings
+
+            key = get_settings().lineage_http_api_key
+            self.destinations.append(
+                HttpDestination(config.http_url, key.get_secret_value() if key else None, config.timeout)
+            )
+
+    def emit(self, event: Event) -> EmitReport:
+        return self.emit_json(Serde.to_json(event))
+
+    def emit_json(self, payload: str) -> EmitReport:
+        report = EmitReport(delivered=[], queued=[])
+        for dest in self.destinations:
+            backlog = [e for e in self.outbox.entries(dest.name) if not e.failed]
+            if backlog:
+                self.outbox.drain(dest.name, dest.deliver, limit=_DRAIN_BATCH)
+                if any(not e.failed for e in self.outbox.entries(dest.name)):
+                    # Still backed up: queue behind the older events to keep their order.
+                    self.outbox.enqueue(dest.name, payload, "queued behind undelivered events")
+                    report.queued.append(dest.name)
+                    continue
+            try:
+                dest.deliver(payload)
+                report.delivered.append(dest.name)
+            except DeliveryRejected as exc:
+                path = self.outbox.enqueue(dest.name, payload, str(exc), failed=True)
+                log.error("lineage event rejected by %s (%s); kept in %s", dest.name, exc, path.parent)
+                report.queued.append(dest.name)
+            except Exception as exc:
+                path = self.outbox.enqueue(dest.name, payload, f"{type(exc).__name__}: {exc}")
+                log.error(
+                    "lineage destination %s unreachable (%s: %s); event kept in %s for retry",
+                    dest.name,
+                    type(exc).__name__,
+                    exc,
+                    path.parent,
+                )
+                report.queued.append(dest.name)
+        return report
+
+    def flush(self) -> dict[str, dict[str, int]]:
+        """Retry everything pending, destination by destination."""
+        return {dest.name: self.outbox.drain(dest.name, dest.deliver) for dest in self.destinations}
