@@ -20,6 +20,7 @@ from censustrace.intake.archive import copy_into, sha256_of
 from censustrace.lineage.facets import schema_documents
 from censustrace.lineage.outbox import Outbox
 from censustrace.lineage.spec import validate_event
+from tests.privacy import identifiers_in, leaks
 
 pytestmark = pytest.mark.dagrun
 
@@ -98,6 +99,10 @@ def test_census_ingest_archives_every_file_with_lineage(
     events = _wait_for_dag_complete(settings, seen)
     for event in events:
         assert validate_event(event, extra_schemas=schema_documents()) == [], event["job"]["name"]
+    # No pupil identifier in any event.
+    pupil_ids = identifiers_in(sources)
+    assert len(pupil_ids) > 100
+    assert leaks(events, pupil_ids) == []
     receive_done = [
         e for e in events if e["job"]["name"] == "census_ingest.receive" and e["eventType"] == "COMPLETE"
     ]

@@ -47,10 +47,12 @@ class StoreDestination:
 
     def deliver(self, payload: str) -> None:
         from censustrace.errors import CensustraceError
-        from censustrace.lineage.store.db import make_engine
+        from censustrace.lineage.store.db import make_engine, upgrade
         from censustrace.lineage.store.ingest import store_event
 
         if self._engine is None:
+            # Idempotent and cheap once at head; a fresh home then needs no separate init step.
+            upgrade(self.url)
             self._engine = make_engine(self.url)
         try:
             store_event(self._engine, payload)

@@ -1,0 +1,206 @@
+"""Common Transfer File XML: ``CTfile/Header`` then ``CTfile/CTFpupilData/Pupil``.
+
+The mapping to :class:`PupilRecord` is the tables below (see ``docs/data-model.md``). A CTF carries no
+census term or year, so they come from the file name ``CTF_<LA>_<ESTAB>_<TERM>_<YEAR>.xml`` or from
+:class:`ExtractHints`, and the reference date from ``codes.reference_date``. The school is the
+``SourceSchool``; ``boarder``, ``part_time``, ``yssa`` and ``top_up_funding`` are not in a CTF (None).
+
+Repeated histories are reduced to the census view (assumptions, as real CTFs can hold several):
+
+* ``entry_date``: the ``SchoolHistory/School`` whose LEA and Estab are the source school's; if
+  several, the latest entry date.
+* ``language``: the ``BasicDetails/Languages/Type`` whose ``LanguageType`` is ``F`` (first language).
+* ``sen_provision``: the last ``SENhistory/SEN`` in the file (histories are written oldest first).
+* ``sen_needs``: ``SENhistory/SENneeds/SENneed/SENtype`` ordered by ``SENtypeRank``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+from censustrace.census import codes
+from censustrace.census.formats.common import (
+    HEADER,
+    NO_HINTS,
+    REPEATED,
+    VALUE,
+    ExtractHeader,
+    ExtractHints,
+    Flat,
+    HeaderBuilder,
+    Item,
+    Kind,
+    ParsedRecord,
+    ParseError,
+    RecordContext,
+    Shape,
+    XmlLayout,
+    check_upn,
+    file_name_parts,
+    flatten,
+    header_texts,
+    make_record,
+    map_items,
+    parse_date,
+    stream_xml,
+    xml_address,
+    xml_address_paths,
+    xml_fsm,
+)
+
+LAYOUT: Final = XmlLayout(root="CTfile", header="Header", container="CTFpupilData", record="Pupil")
+
+# --- the mapping: PupilRecord field <- path under CTfile/CTFpupilData/Pupil -------------------------
+_BD = "BasicDetails/"
+ITEMS: Final[tuple[Item, ...]] = (
+    Item("upn", "UPN"),
+    Item("uln", "UniqueLearnerNumber"),
+    Item("surname", "Surname"),
+    Item("forename", "Forename"),
+    Item("dob", "DOB", Kind.DATE),
+    Item("sex", "Gender"),
+    Item("former_upn", _BD + "FormerUPN"),
+    Item("middle_names", _BD + "MiddleNames"),
+    Item("preferred_surname", _BD + "PreferredSurname"),
+    Item("former_surname", _BD + "FormerSurname"),
+    Item("nc_year", _BD + "NCyearActual"),
+    Item("ethnicity", _BD + "Ethnicity"),  # EthnicitySource is not kept
+    Item("enrol_status", _BD + "EnrolStatus"),
+    Item("service_child", _BD + "ServiceChild"),
+    Item("nationality", _BD + "Nationalities/Nationality", Kind.LIST),
+    Item("country_of_birth", _BD + "CountryOfBirth"),
+)
+ADDRESS: Final = "Address/"  # BS7666Address/{SAON..PostTown, PostCode}, UniquePropertyReferenceNumber
+LANGUAGE_GROUP: Final = _BD + "Languages/Type"  # {LanguageType, Language}
+SCHOOL_GROUP: Final = "SchoolHistory/School"  # {LEA, Estab, EntryDate}
+SEN_GROUP: Final = "SENhistory/SEN"  # {SENprovision}
+SEN_NEED_GROUP: Final = "SENhistory/SENneeds/SENneed"  # {SENtypeRank, SENtype}
+FSM_GROUP: Final = "FSMhistory/FSMinstance"  # {FSMstartDate, FSMendDate, UKcountry}
+ADDRESS_PATHS: Final = xml_address_paths(ADDRESS)
+_SHAPE: Final = Shape.of(
+    [*(item.source for item in ITEMS), *ADDRESS_PATHS],
+    groups=[LANGUAGE_GROUP, SCHOOL_GROUP, SEN_GROUP, SEN_NEED_GROUP, FSM_GROUP],
+)
+FIRST_LANGUAGE: Final = "F"
+
+
+def _header(elem: Any, path: Path, hints: ExtractHints) -> ExtractHeader:
+    t = header_texts(elem)
+    h = HeaderBuilder(path, hints)
+    where = "CTfile/Header/"
+    named = file_name_parts(path)
+    # Term and year are not in a CTF: from the file name and/or the hints, which must agree.
+    term = h.term(named.term if named else None, "file name <TERM> (CTF_<LA>_<ESTAB>_<TERM>_<YEAR>.xml)")
+    year = h.year(str(named.year) if named else None, "file name <YEAR> (CTF_<LA>_<ESTAB>_<TERM>_<YEAR>.xml)")
+    dest_la, dest_estab = t.get("DestSchool/LEA"), t.get("DestSchool/Estab")
+    return ExtractHeader(
+        format="ctf_xml",
+        la=h.la(t.get("SourceSchool/LEA"), where + "SourceSchool/LEA"),
+        estab=h.estab(t.get("SourceSchool/Estab"), where + "SourceSchool/Estab"),
+        urn=h.urn(t.get("SourceSchool/URN"), where + "SourceSchool/URN"),
+        term=term,
+        year=year,
+        reference_date=codes.reference_date(term, year),
+        software=t.get("SupplierID"),
+        software_release=t.get("CTFversion"),
+        document_datetime=h.datetime(t.get("DateTime"), where + "DateTime"),
+        dest_laestab=dest_la + dest_estab if dest_la and dest_estab else None,
+        source_files=(path.name,),
+    )
+
+
+def _entry_date(schools: Sequence[Any], header: ExtractHeader, ctx: RecordContext) -> dt.date | None:
+    item = SCHOOL_GROUP + "/EntryDate"
+    best: dt.date | None = None
+    for school in schools:
+        s = flatten(school)
+        if s.first("LEA") != header.la or s.first("Estab") != header.estab:
+            continue
+        raw = s.first("EntryDate")
+        if not raw:
+            continue
+        try:
+            day = parse_date(raw)
+        except ValueError:
+            ctx.add(VALUE, "entry_date", item, "is not a date")
+            continue
+        best = day if best is None else max(best, day)
+    return best
+
+
+def _language(types: Sequence[Any], ctx: RecordContext) -> str | None:
+    found = []
+    for elem in types:
+        t = flatten(elem)
+        if t.first("LanguageType") == FIRST_LANGUAGE:
+            found.append(t.first("Language"))
+    if len(found) > 1:
+        ctx.add(REPEATED, "language", LANGUAGE_GROUP, "has more than one first language; the first is used")
+    return found[0] or None if found else None
+
+
+def _sen(flat: Flat, ctx: RecordContext) -> tuple[str | None, tuple[str, ...]]:
+    provision = None
+    for sen in flat.groups.get(SEN_GROUP, ()):
+        provision = flatten(sen).first("SENprovision") or provision
+    ranked: list[tuple[int, int, str]] = []
+    for order, need in enumerate(flat.groups.get(SEN_NEED_GROUP, ())):
+        n = flatten(need)
+        kind, rank_text = n.first("SENtype"), n.first("SENtypeRank")
+        if not kind:
+            continue
+        rank = 10**6  # unranked needs go last, in file order
+        if rank_text:
+            if rank_text.isdigit():
+                rank = int(rank_text)
+            else:
+                ctx.add(VALUE, "sen_needs", SEN_NEED_GROUP + "/SENtypeRank", "is not a number")
+        ranked.append((rank, order, kind))
+    return provision, tuple(kind for _, _, kind in sorted(ranked))
+
+
+def _record(elem: Any, number: int, file: str, header: ExtractHeader) -> ParsedRecord:
+    ctx = RecordContext(file, number, "pupil")
+    flat = flatten(elem, _SHAPE)
+    values = map_items(ITEMS, flat, ctx)
+    check_upn(values, ctx, "UPN")
+    values["entry_date"] = _entry_date(flat.groups.get(SCHOOL_GROUP, ()), header, ctx)
+    values["language"] = _language(flat.groups.get(LANGUAGE_GROUP, ()), ctx)
+    values["sen_provision"], values["sen_needs"] = _sen(flat, ctx)
+    values["address_lines"], values["postcode"], values["uprn"] = xml_address(flat, ADDRESS_PATHS)
+    values["fsm_periods"], values["fsm_eligible"] = xml_fsm(
+        flat.groups.get(FSM_GROUP, ()), FSM_GROUP, ctx, header
+    )
+    return ParsedRecord(number, make_record(values, header), ctx.issues)
+
+
+def read_header(path: Path, hints: ExtractHints = NO_HINTS) -> ExtractHeader:
+    """The extract header only; reading stops as soon as ``CTfile/Header`` is complete."""
+    stream = stream_xml(path, LAYOUT)
+    try:
+        for is_header, elem in stream:
+            if is_header:
+                return _header(elem, path, hints)
+    finally:
+        stream.close()
+    raise ParseError(HEADER, path, "is missing", item="CTfile/Header")  # pragma: no cover (stream raises)
+
+
+def iter_records(path: Path, hints: ExtractHints = NO_HINTS) -> Iterator[ParsedRecord]:
+    """Every ``Pupil`` as ``(pupil index, record, issues)``, streaming in bounded memory.
+
+    Raises :class:`ParseError` for a whole-file problem, possibly after some records were yielded:
+    the caller must then reject the whole file.
+    """
+    header: ExtractHeader | None = None
+    number = 0
+    for is_header, elem in stream_xml(path, LAYOUT):
+        if is_header:
+            header = _header(elem, path, hints)
+            continue
+        assert header is not None  # stream_xml yields the header first
+        number += 1
+        yield _record(elem, number, path.name, header)

@@ -1,0 +1,1 @@
+"""Revisions of the lineage store schema, oldest first."""

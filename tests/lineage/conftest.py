@@ -1,0 +1,115 @@
+"""Lineage store fixtures: every store test runs on SQLite (a temp file) and on PostgreSQL.
+
+PostgreSQL: a fresh database ``censustrace_test_<random>`` is created on the server at
+``$CENSUSTRACE_TEST_POSTGRES_URL`` (default ``postgresql+psycopg2://postgres@127.0.0.1:5432/postgres``)
+for the session and dropped at the end. If the server is unreachable the postgres tests are skipped
+with the reason shown, or fail when ``CI=true``.
+
+Self-contained (only ``censustrace`` and ``pytest``), so it can move to the top-level conftest as it is.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+
+from censustrace.lineage.store.db import make_engine, upgrade
+from censustrace.lineage.store.tables import metadata
+
+POSTGRES_URL_ENV = "CENSUSTRACE_TEST_POSTGRES_URL"
+DEFAULT_POSTGRES_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Engine:
+    """An AUTOCOMMIT engine on the PostgreSQL maintenance database, or skip (fail on CI)."""
+    url = make_url(os.environ.get(POSTGRES_URL_ENV, DEFAULT_POSTGRES_URL))
+    engine = create_engine(url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        reason = f"PostgreSQL at {url.render_as_string(hide_password=True)} unreachable: {exc.orig}".strip()
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{reason} (CI=true: the PostgreSQL tests must run)", pytrace=False)
+        pytest.skip(f"{reason}; set {POSTGRES_URL_ENV}")
+    return engine
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server: Engine) -> Iterator[str]:
+    """URL of a database created for this test session and dropped after it."""
+    name = f"censustrace_test_{secrets.token_hex(6)}"
+    with postgres_server.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield postgres_server.url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with postgres_server.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        postgres_server.dispose()
+
+
+@pytest.fixture(scope="session", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A migrated, session-wide lineage store: a SQLite file, then a PostgreSQL database."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('lineage') / 'lineage.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    upgrade(url)
+    return str(url)
+
+
+def empty_store(engine: Engine) -> None:
+    """Delete every row (tests share one database per backend)."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            names = ", ".join(table.name for table in metadata.sorted_tables)
+            # A connection a test forgot to close would make TRUNCATE wait forever: fail instead.
+            conn.execute(text("SET LOCAL lock_timeout = '10s'"))
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY"))
+        else:
+            for table in reversed(metadata.sorted_tables):
+                conn.execute(table.delete())
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    """An engine on an empty lineage store."""
+    store = make_engine(db_url)
+    empty_store(store)
+    yield store
+    store.dispose()
+
+
+@pytest.fixture(scope="session")
+def api_url(db_url: str) -> Iterator[str]:
+    """Base URL of the lineage API served by a real uvicorn on 127.0.0.1 (a free port) over ``db_url``."""
+    import uvicorn
+
+    from censustrace.config import Settings
+    from censustrace.lineage.api import create_app
+
+    app = create_app(Settings(lineage_url=db_url), migrate=False)
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="lineage-api", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the lineage API did not start")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
