@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import re
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -35,7 +34,7 @@ from referencing import Registry, Resource
 from referencing.exceptions import Unresolvable
 from referencing.jsonschema import DRAFT202012
 
-from censustrace.config import _checkout_dir
+from censustrace.config import Settings, _checkout_dir
 from censustrace.errors import CensustraceError
 
 SPEC_DIR_ENV: Final = "CENSUSTRACE_OPENLINEAGE_SPEC_DIR"
@@ -57,11 +56,11 @@ class OpenLineageSpecNotFound(CensustraceError):
 
 
 def spec_dir() -> Path:
-    """Folder of the official schemas: ``$CENSUSTRACE_OPENLINEAGE_SPEC_DIR``, else
-    ``<checkout>/../shared/openlineage-spec``. Read without Settings so tools can call it anywhere."""
-    configured = os.environ.get(SPEC_DIR_ENV)
+    """Folder of the official schemas: ``CENSUSTRACE_OPENLINEAGE_SPEC_DIR`` (see config.py), else
+    ``<checkout>/../shared/openlineage-spec``. Settings are read afresh: tools and tests may change it."""
+    configured = Settings().openlineage_spec_dir
     if configured:
-        folder = Path(configured).expanduser().resolve()
+        folder = configured.expanduser().resolve()
         source = f"{SPEC_DIR_ENV}={configured}"
     else:
         checkout = _checkout_dir()
