@@ -92,3 +92,17 @@ def test_deliver_then_status_counts_landed_files(tmp_path: Path) -> None:
     assert len(json.loads(proc.stdout)["delivered"]) == 3
     status = json.loads(run("status", "--json", home=home).stdout)
     assert status == {"home": str(home), "landing": 3, "archived": 0, "quarantined": 0}
+
+
+def test_ui_login_is_generated_once_and_private(tmp_path: Path) -> None:
+    from censustrace.cli import _ui_login
+    from censustrace.config import Settings
+
+    settings = Settings(home=tmp_path)
+    settings.ensure_dirs()
+    first = _ui_login(settings)
+    assert first == _ui_login(settings)
+    assert len(first[1]) >= 16
+    path = settings.airflow_home / "simple_auth_manager_passwords.json.generated"
+    assert path.stat().st_mode & 0o077 == 0
+    assert json.loads(path.read_text()) == {"admin": first[1]}

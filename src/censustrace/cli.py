@@ -214,10 +214,22 @@ def _count_lines(path: Path) -> int:
 def serve() -> None:
     """Serve the Airflow UI (scheduler, API server, DAG processor, triggerer) for this home."""
     settings = _settings()
-    url = f"http://localhost:{settings.airflow_port}"
-    passwords = settings.airflow_home / "simple_auth_manager_passwords.json.generated"
-    typer.echo(f"Airflow UI: {url}  (user admin; password in {passwords} once started)")
+    user, password = _ui_login(settings)
+    typer.echo(f"Airflow UI: http://localhost:{settings.airflow_port}  login: {user} / {password}")
     raise typer.Exit(_airflow(settings, "standalone"))
+
+
+def _ui_login(settings: Settings) -> tuple[str, str]:
+    """The embedded Airflow's login: generated once per home, kept where Airflow's simple auth reads it."""
+    import secrets
+
+    path = settings.airflow_home / "simple_auth_manager_passwords.json.generated"
+    users = json.loads(path.read_text()) if path.exists() else {}
+    if "admin" not in users:
+        users["admin"] = secrets.token_urlsafe(12)
+        path.write_text(json.dumps(users))
+        path.chmod(0o600)
+    return "admin", str(users["admin"])
 
 
 @app.command(

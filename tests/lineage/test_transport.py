@@ -131,3 +131,20 @@ def test_event_refused_by_backend_is_kept_as_failed(tmp_path: Path) -> None:
 def test_transport_config_requires_an_outbox(missing: str) -> None:
     with pytest.raises(ValueError, match=missing):
         CensustraceTransportConfig.from_dict({"store_url": "sqlite://"})
+
+
+def test_unreachable_store_keeps_events_and_says_so(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # A PostgreSQL store on a port where nothing listens: the connection is refused.
+    down = f"postgresql+psycopg2://postgres@127.0.0.1:{_free_port()}/lineage?connect_timeout=2"
+    config = CensustraceTransportConfig.from_dict({"store_url": down, "outbox_dir": str(tmp_path / "ob")})
+    with caplog.at_level("ERROR", logger="censustrace.lineage.transport"):
+        OpenLineageClient(transport=CensustraceTransport(config)).emit(_event())
+    assert "lineage destination store unreachable" in caplog.text
+    (entry,) = Outbox(tmp_path / "ob").entries("store")
+    assert not entry.failed
+    # The store is reachable again (here: at its restored address): a fresh transport, as in the next
+    # task, delivers what was kept.
+    back = f"sqlite:///{tmp_path / 'lineage.db'}"
+    restored = CensustraceTransportConfig.from_dict({"store_url": back, "outbox_dir": str(tmp_path / "ob")})
+    assert CensustraceTransport(restored).flush() == {"store": {"delivered": 1, "rejected": 0, "pending": 0}}
+    assert len(_stored(back)) == 1
