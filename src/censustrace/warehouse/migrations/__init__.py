@@ -1,0 +1,1 @@
+"""Alembic environment of the warehouse; run through ``censustrace.warehouse.db.upgrade``."""
