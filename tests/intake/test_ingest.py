@@ -44,14 +44,12 @@ from tests.warehouse.fixtures import (
     PUPIL_KEY_SECRET,
     generated,
     land,
-    postgres_server,
-    postgres_url,
     rows_of,
     warehouse_url,
     wh,
 )
 
-__all__ = ["postgres_server", "postgres_url", "warehouse_url", "wh"]
+__all__ = ["warehouse_url", "wh"]
 
 FORMATS = {"xml": "school_census_xml", "ctf": "ctf_xml", "csv": "la_csv"}
 

@@ -21,14 +21,12 @@ from censustrace.warehouse.tables import extracts, pupil
 from tests.warehouse.fixtures import (
     generated,
     land,
-    postgres_server,
-    postgres_url,
     rows_of,
     warehouse_url,
     wh,
 )
 
-__all__ = ["postgres_server", "postgres_url", "warehouse_url", "wh"]
+__all__ = ["warehouse_url", "wh"]
 
 
 def _register(settings: Settings, path: Path) -> Registration:

@@ -10,52 +10,15 @@ Self-contained (only ``censustrace`` and ``pytest``), so it can move to the top-
 
 from __future__ import annotations
 
-import os
-import secrets
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine, text
 
 from censustrace.lineage.store.db import make_engine, upgrade
 from censustrace.lineage.store.tables import metadata
-
-POSTGRES_URL_ENV = "CENSUSTRACE_TEST_POSTGRES_URL"
-DEFAULT_POSTGRES_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Engine:
-    """An AUTOCOMMIT engine on the PostgreSQL maintenance database, or skip (fail on CI)."""
-    url = make_url(os.environ.get(POSTGRES_URL_ENV, DEFAULT_POSTGRES_URL))
-    engine = create_engine(url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except OperationalError as exc:
-        reason = f"PostgreSQL at {url.render_as_string(hide_password=True)} unreachable: {exc.orig}".strip()
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{reason} (CI=true: the PostgreSQL tests must run)", pytrace=False)
-        pytest.skip(f"{reason}; set {POSTGRES_URL_ENV}")
-    return engine
-
-
-@pytest.fixture(scope="session")
-def postgres_url(postgres_server: Engine) -> Iterator[str]:
-    """URL of a database created for this test session and dropped after it."""
-    name = f"censustrace_test_{secrets.token_hex(6)}"
-    with postgres_server.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield postgres_server.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with postgres_server.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        postgres_server.dispose()
 
 
 @pytest.fixture(scope="session", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

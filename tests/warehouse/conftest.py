@@ -1,5 +1,5 @@
 """Warehouse test fixtures (defined in ``tests.warehouse.fixtures`` so the intake tests can share them)."""
 
-from tests.warehouse.fixtures import postgres_server, postgres_url, warehouse_url, wh
+from tests.warehouse.fixtures import warehouse_url, wh
 
-__all__ = ["postgres_server", "postgres_url", "warehouse_url", "wh"]
+__all__ = ["warehouse_url", "wh"]

@@ -1,7 +1,7 @@
 """Warehouse fixtures and helpers, shared by tests/warehouse and the intake tests (which import them).
 
 Every warehouse test runs on SQLite (a temp file) and on PostgreSQL (a database created for the session
-by the lineage tests' ``postgres_url`` fixture: skipped with the reason if the server is unreachable,
+by the top-level ``new_postgres_database`` fixture: skipped with the reason if the server is unreachable,
 failed when ``CI=true``). Each test gets an empty warehouse and its own ``CENSUSTRACE_HOME``.
 """
 
@@ -20,9 +20,8 @@ from censustrace.census.generator import GeneratorOptions, generate
 from censustrace.config import Settings
 from censustrace.warehouse.db import upgrade, warehouse_engine
 from censustrace.warehouse.tables import metadata
-from tests.lineage.conftest import postgres_server, postgres_url
 
-__all__ = ["generated", "land", "postgres_server", "postgres_url", "rows_of", "warehouse_url", "wh"]
+__all__ = ["generated", "land", "rows_of", "warehouse_url", "wh"]
 
 PUPIL_KEY_SECRET = "test-pupil-key-secret"
 
@@ -33,7 +32,7 @@ def warehouse_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('warehouse') / 'warehouse.db'}"
     else:
-        url = str(request.getfixturevalue("postgres_url"))
+        url = str(request.getfixturevalue("new_postgres_database")())
     upgrade(url)
     return url
 
