@@ -1,4 +1,4 @@
-"""census_ingest: receive school census files from the landing folder into the archive.
+"""census_ingest: receive school census files from the landing folder into the warehouse.
 
 Wiring only; the work lives in ``censustrace.intake`` (see docs/architecture.md).
 """
@@ -9,21 +9,38 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.sdk import dag, task
+from airflow.sdk import Asset, dag, task, task_group
 
-from censustrace.airflow.operators import ReceiveExtractOperator
+from censustrace.airflow.operators import (
+    PublishExtractOperator,
+    ReceiveExtractOperator,
+    StageExtractOperator,
+)
+
+# Downstream DAGs (shares) are scheduled on this asset: it changes whenever an extract is published.
+WAREHOUSE_PUPILS = Asset("censustrace://warehouse/pupil")
 
 DOC = """
 ### Census ingest
-Picks up every census file in the landing folder (`$CENSUSTRACE_HOME/landing`), keeps its exact bytes in
-the content-addressed archive (named by sha256, read-only) and emits OpenLineage events linking the
-landed file to its archived version. One mapped task instance per file.
+Every 15 minutes, picks up the census files waiting in the landing folder (`$CENSUSTRACE_HOME/landing`;
+School Census XML, CTF XML, LA CSV tables). One mapped **ingest** group per file:
+
+1. **receive**: keep the exact bytes in the content-addressed archive (sha256, read-only) and register
+   the extract (same bytes twice: `duplicate`, nothing loaded again);
+2. **stage**: parse the archived bytes into staging tables in one transaction;
+3. **publish**: move the staged rows into `pupil`, `pupil_address`, `fsm_period` in one transaction; a
+   resubmission supersedes the school's earlier extract for that term (both are kept).
+
+A file that cannot be read is **quarantined** byte for byte with a reason file and stable error codes:
+its stage/publish instances show as *skipped* with the codes in the log, the other files go on. Each
+mapped instance is labelled with its file name. **summarise** lists every file's outcome from the extract
+registry. Every task emits OpenLineage events (landed file → archive → warehouse tables, exact versions).
 """
 
 
 @dag(
     dag_id="census_ingest",
-    schedule=None,
+    schedule=timedelta(minutes=15),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     doc_md=DOC,
@@ -39,16 +56,25 @@ def census_ingest() -> None:
 
         return discover_landed_files()
 
-    received = ReceiveExtractOperator.partial(task_id="receive").expand(path=discover())
+    receive_results: list[Any] = []
 
-    @task
-    def summarise(receipts: list[dict[str, Any]]) -> dict[str, int]:
-        """Count files received, new and already archived."""
-        from censustrace.airflow.tasks import summarise_receipts
+    @task_group(group_id="ingest")
+    def ingest(path: str) -> Any:
+        received = ReceiveExtractOperator(task_id="receive", path=path)
+        receive_results.append(received.output)
+        staged = StageExtractOperator(task_id="stage", previous=received.output)
+        return PublishExtractOperator(task_id="publish", previous=staged.output, outlets=[WAREHOUSE_PUPILS])
 
-        return summarise_receipts(list(receipts))
+    @task(trigger_rule="all_done")
+    def summarise(received: list[dict[str, Any]]) -> dict[str, Any]:
+        """Every file's outcome in this run (loaded, quarantined, duplicate, waiting), from the registry."""
+        from censustrace.airflow.tasks import summarise_extracts
 
-    summarise(received.output)
+        return summarise_extracts(list(received))
+
+    files = ingest.expand(path=discover())
+    # Outside the group, the receive results arrive as one list: one entry per file.
+    files >> summarise(receive_results[0])
 
 
 census_ingest()

@@ -91,7 +91,7 @@ def test_deliver_then_status_counts_landed_files(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert len(json.loads(proc.stdout)["delivered"]) == 3
     status = json.loads(run("status", "--json", home=home).stdout)
-    assert status == {"home": str(home), "landing": 3, "archived": 0, "quarantined": 0}
+    assert status == {"home": str(home), "landing": 3, "archived": 0, "quarantined": 0, "extracts": {}}
 
 
 def test_ui_login_is_generated_once_and_private(tmp_path: Path) -> None:
@@ -106,3 +106,39 @@ def test_ui_login_is_generated_once_and_private(tmp_path: Path) -> None:
     path = settings.airflow_home / "simple_auth_manager_passwords.json.generated"
     assert path.stat().st_mode & 0o077 == 0
     assert json.loads(path.read_text()) == {"admin": first[1]}
+
+
+def test_ingest_reports_each_file_and_exits_1_on_quarantine(tmp_path: Path) -> None:
+    from tests.privacy import identifiers_in, leaks
+
+    home, out = tmp_path / "home", tmp_path / "gen"
+    assert (
+        run(
+            "generate", "--out", str(out), "--schools", "1", "--pupils-per-school", "20", home=home
+        ).returncode
+        == 0
+    )
+    (good,) = sorted(out.glob("SC_*.xml"))
+    cut = tmp_path / "SC_330_9999_AUT_2026.xml"
+    cut.write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])  # truncated in transit
+    proc = run("ingest", str(good), str(cut), "--json", home=home)
+    assert proc.returncode == 1, proc.stderr
+    loaded, quarantined = (json.loads(line) for line in proc.stdout.splitlines())
+    assert loaded["status"] == "loaded"
+    assert loaded["rows"] == {"read": 20, "loaded": 20, "rejected": 0}
+    assert quarantined["status"] == "quarantined"
+    assert [e["code"] for e in quarantined["errors"]] == ["CT-PARSE-TRUNCATED"]
+    assert leaks([proc.stdout, proc.stderr], identifiers_in([good])) == []
+    # The same bytes again: a duplicate, nothing loaded twice.
+    again = run("ingest", str(good), "--json", home=home)
+    assert again.returncode == 0
+    assert json.loads(again.stdout)["status"] == "duplicate"
+    status = json.loads(run("status", "--json", home=home).stdout)
+    assert status["extracts"] == {"duplicate": 1, "loaded": 1, "quarantined": 1}
+    assert status["quarantined"] == 1
+
+
+def test_ingest_of_a_missing_file_is_a_usage_error(tmp_path: Path) -> None:
+    proc = run("ingest", str(tmp_path / "nope.xml"), home=tmp_path / "home")
+    assert proc.returncode == 2
+    assert "nope.xml" in proc.stderr

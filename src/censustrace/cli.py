@@ -153,7 +153,7 @@ def deliver(
 
 @app.command()
 def status(as_json: JsonFlag = False) -> None:
-    """What is waiting, archived and quarantined in this home."""
+    """What is waiting, archived and quarantined in this home, and extracts by status."""
     from censustrace.intake.landing import pending_files
 
     settings = _settings()
@@ -161,9 +161,51 @@ def status(as_json: JsonFlag = False) -> None:
         "home": str(settings.home),
         "landing": len(pending_files(settings.landing_dir)),
         "archived": sum(1 for p in settings.archive_dir.glob("??/*") if not p.name.startswith(".")),
-        "quarantined": sum(1 for p in settings.quarantine_dir.iterdir() if p.is_file()),
+        "quarantined": sum(1 for _ in settings.quarantine_dir.glob("*/reason.json")),
+        "extracts": _extract_counts(settings),
     }
     _emit(result, as_json, [f"{k}: {v}" for k, v in result.items()])
+
+
+def _extract_counts(settings: Settings) -> dict[str, int]:
+    from censustrace.intake.registry import list_extracts
+
+    counts: dict[str, int] = {}
+    for row in list_extracts(settings):
+        counts[row.status] = counts.get(row.status, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Census files to ingest (they are archived first).")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Ingest files now, through the same code path as census_ingest: archive, register, stage, publish.
+
+    Each file is first copied into the landing folder (your copy is left alone). One JSON object per
+    file with --json. Exit code 1 if any file was quarantined."""
+    from censustrace.intake.archive import copy_into
+    from censustrace.intake.ingest import ingest_file
+
+    settings = _settings()
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise UsageError(f"PATH: no such file: {', '.join(missing)}")
+    quarantined = False
+    for path in paths:
+        outcome = {
+            **ingest_file(copy_into(path, settings.landing_dir), settings).as_dict(),
+            "file": str(path),
+        }
+        quarantined |= outcome["status"] == "quarantined"
+        if as_json:
+            typer.echo(json.dumps(outcome, sort_keys=True))
+        else:
+            codes = " ".join(e["code"] for e in outcome["errors"])
+            typer.echo(f"{path.name}: {outcome['status']} {outcome['extract_id'] or ''} {codes}".rstrip())
+    if quarantined:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -179,35 +221,29 @@ def pipeline(
     sample = sample or settings.home / "sample"
     if not (sample / "manifest.json").is_file():
         generate(out=sample, schools=12, pupils_per_school=340, faults=0.01, consents=True, as_json=as_json)
-    receipts = settings.home / "receipts.jsonl"
-    before = _count_lines(receipts)
     deliver(sample, as_json=as_json)
     log = settings.home / "logs" / "pipeline.log"
     rc = _airflow(settings, "dags", "test", "census_ingest", log=log)
-    received = _count_lines(receipts) - before
-    result = {"dag": "census_ingest", "state": "success" if rc == 0 else "failed", "files_received": received}
+    counts = _extract_counts(settings)
+    result = {"dag": "census_ingest", "state": "success" if rc == 0 else "failed", "extracts": counts}
     result["log"] = str(log)
-    _emit(result, as_json, [f"census_ingest: {result['state']}, {received} files received (log: {log})"])
+    summary = ", ".join(f"{n} {state}" for state, n in counts.items()) or "no files"
+    _emit(result, as_json, [f"census_ingest: {result['state']}; extracts: {summary} (log: {log})"])
     if rc != 0:
         raise typer.Exit(1)
 
 
 def _migrate(settings: Settings) -> None:
-    """Bring Airflow's metadata DB and the lineage store to the current schema."""
+    """Bring Airflow's metadata DB, the lineage store and the warehouse to the current schema."""
     from censustrace.lineage.store.db import upgrade
+    from censustrace.warehouse.db import upgrade as upgrade_warehouse
 
     log = settings.home / "logs" / "init.log"
     rc = _airflow(settings, "db", "migrate", log=log)
     if rc != 0:
         raise CensustraceError(f"airflow db migrate failed (exit {rc}); see {log}", code="CT-INIT")
     upgrade(settings.lineage_db_url)
-
-
-def _count_lines(path: Path) -> int:
-    if not path.exists():
-        return 0
-    with path.open("rb") as fh:
-        return sum(1 for _ in fh)
+    upgrade_warehouse(settings.warehouse_db_url)
 
 
 @app.command()

@@ -1,8 +1,10 @@
 """One real Airflow run of census_ingest (dag.test()) on generated census files.
 
-Asserts what a data engineer and an auditor rely on: every landed file is archived byte for byte under
-its sha256 and read-only, the landing folder is cleared, a resubmitted identical file is stored once,
-and the run's OpenLineage events link each landed file to its archived version.
+Asserts what a data engineer and an auditor rely on, from one run: every landed file is archived byte
+for byte; good files are loaded, a resubmitted identical file is a duplicate, a broken file is
+quarantined byte for byte while the others go on; mapped instances are labelled by file name; every
+lineage event went through the real provider and our transport into the store, validates against the
+OpenLineage schemas, carries no pupil identifier, and the warehouse table traces back to the exact files.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import pytest
 from censustrace.census.generator import GeneratorOptions, generate
 from censustrace.config import Settings
 from censustrace.intake.archive import copy_into, sha256_of
+from censustrace.intake.registry import list_extracts
 from censustrace.lineage.facets import schema_documents
 from censustrace.lineage.outbox import Outbox
 from censustrace.lineage.spec import validate_event
@@ -44,34 +47,27 @@ def _wait_for_dag_complete(settings: Settings, seen: int) -> list[dict]:
         time.sleep(0.5)
 
 
-def test_census_ingest_archives_every_file_with_lineage(
+def test_census_ingest_loads_quarantines_and_traces(
     airflow_db: Settings, clean_state: Settings, tmp_path: Path
 ) -> None:
     from airflow.dag_processing.dagbag import DagBag
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
 
     settings = clean_state
     manifest = generate(
         GeneratorOptions(
-            schools=2,
-            pupils_per_school=30,
-            term="AUT",
-            year=2026,
-            la="330",
-            seed=7,
-            fmt="xml",
-            faults=0.0,
-            consents=False,
-            out=tmp_path / "gen",
+            schools=2, pupils_per_school=30, term="AUT", year=2026, la="330", seed=7,
+            fmt="xml", faults=0.0, consents=False, out=tmp_path / "gen",
         )
-    )
-    sources = [tmp_path / "gen" / f["file"] for f in manifest["files"]]
-    for src in sources:
-        copy_into(src, settings.landing_dir)
-    # The first school resubmits the very same bytes under another name: stored once.
+    )  # fmt: skip
+    good = [tmp_path / "gen" / f["file"] for f in manifest["files"]]
     duplicate = tmp_path / "resubmitted.xml"
-    duplicate.write_bytes(sources[0].read_bytes())
-    copy_into(duplicate, settings.landing_dir)
-
+    duplicate.write_bytes(good[0].read_bytes())
+    broken = tmp_path / "SC_330_4999_AUT_2026.xml"
+    broken.write_bytes(good[1].read_bytes()[:-400])  # cut off in transit
+    for src in [*good, duplicate, broken]:
+        copy_into(src, settings.landing_dir)
     seen = len(_stored_events(settings))
 
     bag = DagBag(dag_folder=str(Path(__file__).resolve().parents[2] / "dags" / "census_ingest.py"))
@@ -79,54 +75,69 @@ def test_census_ingest_archives_every_file_with_lineage(
     run = bag.dags["census_ingest"].test()
     assert str(run.state) in ("success", "DagRunState.SUCCESS")
 
+    # Files: all archived byte for byte and read-only; the broken one quarantined with its bytes.
     assert list(settings.landing_dir.iterdir()) == []
     archived = {p.name: p for p in settings.archive_dir.glob("??/*") if not p.name.startswith(".")}
-    expected = {sha256_of(src): src for src in sources}
+    expected = {sha256_of(p): p for p in [*good, broken]}
     assert set(archived) == set(expected)
     for sha, path in archived.items():
         assert path.read_bytes() == expected[sha].read_bytes()
         assert not path.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
+    (kept,) = settings.quarantine_dir.glob(f"{sha256_of(broken)}/{broken.name}")
+    assert kept.read_bytes() == broken.read_bytes()
 
-    receipts = [json.loads(x) for x in (settings.home / "receipts.jsonl").read_text().splitlines()]
-    assert sorted(r["original_name"] for r in receipts) == sorted(
-        [*(s.name for s in sources), duplicate.name]
-    )
-    assert [r["already_archived"] for r in receipts].count(True) == 1
+    # Registry: two loaded, one duplicate, one quarantined with a stable code.
+    rows = {r.original_name: r for r in list_extracts(settings)}
+    assert {n: r.status for n, r in rows.items()} == {
+        good[0].name: "loaded",
+        good[1].name: "loaded",
+        duplicate.name: "duplicate",
+        broken.name: "quarantined",
+    }
+    assert [r["code"] for r in rows[broken.name].reasons] == ["CT-PARSE-TRUNCATED"]
+    assert sum(r.pupil_count or 0 for r in rows.values() if r.status == "loaded") == 60
 
-    # Every event went through the real provider and our transport into the lineage store, and
-    # nothing is waiting in the outbox.
+    # UI: mapped instances are labelled by file name; the broken file's publish is visibly skipped.
+    with create_session() as session:
+        tis = session.query(TaskInstance).filter(TaskInstance.run_id == run.run_id).all()
+    index = {ti.rendered_map_index: ti.map_index for ti in tis if ti.task_id == "ingest.receive"}
+    assert set(index) == {p.name for p in [*good, duplicate, broken]}
+    state = {(ti.task_id, ti.map_index): str(ti.state) for ti in tis if ti.map_index >= 0}
+    for name, outcome in [(broken.name, "skipped"), (duplicate.name, "skipped"), (good[0].name, "success")]:
+        assert outcome in state[("ingest.stage", index[name])], name
+        assert outcome in state[("ingest.publish", index[name])], name
+
+    # Lineage: everything delivered, spec-valid, no pupil identifier anywhere.
     assert Outbox(settings.outbox_dir).entries() == []
     events = _wait_for_dag_complete(settings, seen)
+    assert any(e["job"]["name"] == "census_ingest" and e["eventType"] == "COMPLETE" for e in events)
     for event in events:
         assert validate_event(event, extra_schemas=schema_documents()) == [], event["job"]["name"]
-    # No pupil identifier in any event.
-    pupil_ids = identifiers_in(sources)
+    pupil_ids = identifiers_in(good)
     assert len(pupil_ids) > 100
     assert leaks(events, pupil_ids) == []
-    receive_done = [
-        e for e in events if e["job"]["name"] == "census_ingest.receive" and e["eventType"] == "COMPLETE"
-    ]
-    assert len(receive_done) == 3
-    for event in receive_done:
-        (inp,) = event["inputs"]
-        (out,) = event["outputs"]
-        version = inp["facets"]["version"]["datasetVersion"]
-        assert out["facets"]["version"]["datasetVersion"] == version
-        assert out["name"].endswith(version)
-        assert version in expected
-    dag_done = [e for e in events if e["job"]["name"] == "census_ingest" and e["eventType"] == "COMPLETE"]
-    assert len(dag_done) == 1
+    assert (
+        leaks(
+            [p.read_text(errors="replace") for p in settings.quarantine_dir.glob("*/reason.json")], pupil_ids
+        )
+        == []
+    )
 
-    # Trace-back from each archived file reaches exactly the landed file version it came from.
+    # Trace-back: each loaded extract's version of the pupil table reaches exactly its landed file.
     from censustrace.lineage.store.db import make_engine
     from censustrace.lineage.traceback import trace_target
+    from censustrace.warehouse.naming import warehouse_dataset_name, warehouse_namespace
 
     engine = make_engine(settings.lineage_db_url)
-    for sha, path in archived.items():
-        traced = trace_target(engine, f"dataset:file:{path}")
-        # The resubmitted copy has the same bytes: that archive entry came from both landed files.
-        names = {expected[sha].name} | ({duplicate.name} if expected[sha] == sources[0] else set())
-        assert {s["original_name"] for s in traced["sources"]} == names
+    pupil = f"dataset:{warehouse_namespace(settings.warehouse_db_url)}:" + warehouse_dataset_name(
+        settings.warehouse_db_url, "pupil"
+    )
+    for src in good:
+        extract = rows[src.name]
+        traced = trace_target(engine, pupil, version=extract.extract_id)
+        assert {s["sha256"] for s in traced["sources"]} == {extract.sha256}
+        assert src.name in {s["original_name"] for s in traced["sources"]}
         for source in traced["sources"]:
-            assert source["sha256"] == source["version"] == sha
             assert source["path"].startswith(str(settings.landing_dir))
+            assert source["laestab"] == extract.laestab
+            assert source["term"] == "AUT"

@@ -41,28 +41,102 @@ class CensustraceOperator(BaseOperator):
 
 
 class ReceiveExtractOperator(CensustraceOperator):
-    """Archive one landed census file byte for byte (sha256-addressed) before anything reads it."""
+    """Archive one landed census file byte for byte (sha256-addressed) and register it as an extract."""
 
     template_fields = ("path",)
     ui_color = "#d6e9f8"
 
     def __init__(self, *, path: str, **kwargs: Any) -> None:
+        # Each mapped instance is labelled by its file name in the UI (file names carry no pupil data).
+        kwargs.setdefault("map_index_template", "{{ task.path.rsplit('/', 1)[-1] }}")
         super().__init__(**kwargs)
         self.path = path
 
-    def execute(self, context: Any) -> dict[str, object]:
+    def execute(self, context: Any) -> dict[str, Any]:
         from censustrace.config import get_settings
-        from censustrace.intake.receive import receive
+        from censustrace.intake.ingest import receive_and_register
 
-        receipt = receive(Path(self.path), get_settings())
-        self._lineage = receipt.lineage
-        archived = receipt.archived
-        # File names and hashes only: pupil data never reaches the task log.
+        received = receive_and_register(Path(self.path), get_settings())
+        self._lineage = received.lineage
+        result = received.as_dict()
+        archived = received.receipt.archived
+        # File names, hashes and codes only: pupil data never reaches the task log.
         self.log.info(
-            "received %s: sha256=%s size=%d%s",
+            "received %s: sha256=%s size=%d extract=%s status=%s%s",
             archived.original_name,
             archived.sha256,
             archived.size,
-            " (same bytes already archived)" if archived.already_archived else "",
+            result["extract_id"],
+            result["status"],
+            "".join(f" {e['code']}" for e in result["errors"]),
         )
-        return receipt.as_dict()
+        return result
+
+
+class _ExtractStepOperator(CensustraceOperator):
+    """Takes the previous step's result for one file; skips (visibly) when there is nothing to do."""
+
+    template_fields = ("previous",)
+
+    def __init__(self, *, previous: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("map_index_template", "{{ task.previous['file'] }}")
+        super().__init__(**kwargs)
+        self.previous = previous
+
+    def _skip(self, why: str) -> None:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        raise AirflowSkipException(why)
+
+
+class StageExtractOperator(_ExtractStepOperator):
+    """Parse the archived bytes of a complete extract into the staging tables (one transaction)."""
+
+    ui_color = "#e8f0d6"
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from censustrace.config import get_settings
+        from censustrace.intake.ingest import stage
+
+        received = dict(self.previous)
+        extract_id = received.get("ready")
+        if not extract_id:
+            codes = " ".join(e["code"] for e in received.get("errors", []))
+            self._skip(f"{received['file']}: {received['status']} {codes}".strip())
+        result = stage(str(extract_id), get_settings())
+        self._lineage = result.lineage
+        self.log.info(
+            "staged %s: status=%s read=%d rejected=%d",
+            extract_id,
+            result.status,
+            result.rows.read,
+            result.rows.rejected,
+        )
+        if result.status == "quarantined":
+            self._skip(f"{received['file']}: quarantined " + " ".join(e["code"] for e in result.errors))
+        return {"file": received["file"], "extract_id": extract_id, "status": result.status}
+
+
+class PublishExtractOperator(_ExtractStepOperator):
+    """Move an extract's staged rows into the warehouse tables in one transaction; supersede the old."""
+
+    ui_color = "#f8ecd6"
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from censustrace.config import get_settings
+        from censustrace.intake.ingest import publish
+
+        staged = dict(self.previous)
+        result = publish(str(staged["extract_id"]), {}, get_settings())
+        self._lineage = result.lineage
+        outcome = {
+            "file": staged["file"],
+            "extract_id": result.extract_id,
+            "status": result.status,
+            "supersedes": result.supersedes,
+            "rows": result.rows.as_dict(),
+        }
+        self.log.info("published %s: %s", result.extract_id, outcome)
+        if result.status == "quarantined":
+            self._skip(f"{staged['file']}: quarantined " + " ".join(e["code"] for e in result.errors))
+        return outcome

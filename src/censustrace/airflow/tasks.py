@@ -13,7 +13,23 @@ def discover_landed_files() -> list[str]:
     return [str(p) for p in pending_files(get_settings().landing_dir)]
 
 
-def summarise_receipts(receipts: list[dict[str, Any]]) -> dict[str, int]:
-    received = [r for r in receipts if r]
-    duplicates = sum(1 for r in received if r.get("already_archived"))
-    return {"files": len(received), "new": len(received) - duplicates, "duplicates": duplicates}
+def summarise_extracts(received: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-file outcome of this run, read back from the extract registry (the source of truth)."""
+    from censustrace.intake.registry import find_extract
+
+    settings = get_settings()
+    files = []
+    for item in received:
+        if not item:
+            continue
+        status, reasons = item["status"], [e["code"] for e in item.get("errors", [])]
+        if item.get("extract_id"):
+            row = find_extract(settings, item["extract_id"])
+            status, reasons = row.status, [r["code"] for r in row.reasons]
+        files.append(
+            {"file": item["file"], "extract_id": item.get("extract_id"), "status": status, "codes": reasons}
+        )
+    counts: dict[str, int] = {}
+    for f in files:
+        counts[f["status"]] = counts.get(f["status"], 0) + 1
+    return {"files": files, "counts": counts}

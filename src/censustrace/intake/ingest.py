@@ -47,10 +47,11 @@ from censustrace.census.formats.common import NO_UPN, ORPHAN, SHAPE, VALUE, Form
 from censustrace.config import Settings
 from censustrace.intake.archive import archive_path_for
 from censustrace.intake.quarantine import IngestError, Reason, quarantine, reason, reason_from_error
-from censustrace.intake.receive import receive
+from censustrace.intake.receive import Receipt, receive
 from censustrace.intake.registry import (
     PART_TABLES,
     ExtractRow,
+    Registration,
     archive_input,
     census_facet,
     extract_files,
@@ -725,11 +726,50 @@ class IngestOutcome:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A landed file archived and registered: what the ``receive`` task hands to ``stage``."""
+
+    file: str
+    receipt: Receipt
+    registration: Registration
+
+    @property
+    def lineage(self) -> StepLineage:
+        """Landed file -> archive -> registry; the landed and archived versions carry the header the
+        registry read (school, term, year), so a trace-back names whose census a source file is."""
+        merged = merge_lineage([self.receipt.lineage, self.registration.lineage])
+        facet = census_facet(self.registration.extract)
+        for dataset in [*merged.inputs, *merged.outputs]:
+            if dataset.facets and "censusExtract" in dataset.facets:
+                dataset.facets["censusExtract"] = facet
+        return merged
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "file": Path(self.file).name,
+            "sha256": self.receipt.archived.sha256,
+            "extract_id": self.registration.extract_id,
+            "status": self.registration.status,
+            "ready": self.registration.ready,
+            "errors": [dict(e) for e in self.registration.errors],
+        }
+
+
+def receive_and_register(path: Path, settings: Settings) -> Received:
+    """Archive a landed file and register it; the landing copy goes only once both are durable, so a
+    retry after a crash finds the file again (the archive keeps the bytes once, the registry resumes)."""
+    receipt = receive(path, settings, remove_landing=False)
+    registration = register(receipt.archived, receipt.received_at, settings)
+    path.unlink(missing_ok=True)
+    return Received(str(path), receipt, registration)
+
+
 def ingest_file(path: Path, settings: Settings) -> IngestOutcome:
     """Receive (archive) one landed file, register it, and if its extract is complete stage and publish
     it with no validation rejections. Bad input never raises: it is quarantined with stable codes."""
-    receipt = receive(path, settings)
-    registration = register(receipt.archived, receipt.received_at, settings)
+    received = receive_and_register(path, settings)
+    receipt, registration = received.receipt, received.registration
     steps = [("receive", receipt.lineage), ("register", registration.lineage)]
     errors: list[Reason] = list(registration.errors)
     counts = RowCounts()

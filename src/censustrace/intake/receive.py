@@ -32,11 +32,12 @@ class Receipt:
         return {**self.archived.as_dict(), "received_at": self.received_at.isoformat()}
 
 
-def receive(path: Path, settings: Settings) -> Receipt:
-    """Archive one landed file, append its receipt and remove it from the landing folder.
+def receive(path: Path, settings: Settings, *, remove_landing: bool = True) -> Receipt:
+    """Archive one landed file, append its receipt and (by default) remove it from the landing folder.
 
     The landing copy is removed only after the archive copy is durable, so a crash in between leaves the
-    file in landing to be received again (the archive stores the same bytes once).
+    file in landing to be received again (the archive stores the same bytes once). Callers that record
+    more before the file may go (the registry) pass ``remove_landing=False`` and remove it themselves.
     """
     landing_name = file_dataset_name(path)
     archived = archive_file(path, settings.archive_dir)
@@ -47,7 +48,8 @@ def receive(path: Path, settings: Settings) -> Receipt:
         fh.write(json.dumps(receipt.as_dict(), sort_keys=True) + "\n")
         fh.flush()
         os.fsync(fh.fileno())
-    path.unlink()
+    if remove_landing:
+        path.unlink()
     return receipt
 
 

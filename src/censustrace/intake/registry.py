@@ -326,7 +326,9 @@ def _insert_or_resume(
             select(extracts).where(extracts.c.sha256 == archived.sha256).order_by(extracts.c.id)
         )
     ]
-    unfinished = [r for r in earlier if r.status in UNFINISHED]
+    # A retry after a crash receives the same file again (same name, same bytes): resume its row. The
+    # same bytes under another name while the first is still in flight is a second copy: a duplicate.
+    unfinished = [r for r in earlier if r.status in UNFINISHED and r.original_name == archived.original_name]
     if unfinished:
         return unfinished[-1], True
     values: dict[str, Any] = {
