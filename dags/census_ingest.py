@@ -66,11 +66,12 @@ def census_ingest() -> None:
         return PublishExtractOperator(task_id="publish", previous=staged.output, outlets=[WAREHOUSE_PUPILS])
 
     @task(trigger_rule="all_done")
-    def summarise(received: list[dict[str, Any]]) -> dict[str, Any]:
+    def summarise(received: list[dict[str, Any]] | None) -> dict[str, Any]:
         """Every file's outcome in this run (loaded, quarantined, duplicate, waiting), from the registry."""
         from censustrace.airflow.tasks import summarise_extracts
 
-        return summarise_extracts(list(received))
+        # Nothing landed: no mapped instances, so nothing to collect.
+        return summarise_extracts(list(received or []))
 
     files = ingest.expand(path=discover())
     # Outside the group, the receive results arrive as one list: one entry per file.
