@@ -248,11 +248,23 @@ def _migrate(settings: Settings) -> None:
 
 @app.command()
 def serve() -> None:
-    """Serve the Airflow UI (scheduler, API server, DAG processor, triggerer) for this home."""
+    """Serve the Airflow UI (scheduler, API server, DAG processor, triggerer) and the lineage API."""
     settings = _settings()
     user, password = _ui_login(settings)
-    typer.echo(f"Airflow UI: http://localhost:{settings.airflow_port}  login: {user} / {password}")
-    raise typer.Exit(_airflow(settings, "standalone"))
+    typer.echo(f"Airflow UI:  http://localhost:{settings.airflow_port}  login: {user} / {password}")
+    typer.echo(
+        f"Lineage API: http://127.0.0.1:{settings.api_port}/docs  (local only until the viewer's login)"
+    )
+    api_server = subprocess.Popen(
+        [sys.executable, "-m", "censustrace.cli", "api", "--port", str(settings.api_port)],
+        env={**os.environ, "CENSUSTRACE_HOME": str(settings.home)},
+    )
+    try:
+        rc = _airflow(settings, "standalone")
+    finally:
+        api_server.terminate()
+        api_server.wait(timeout=30)
+    raise typer.Exit(rc)
 
 
 def _ui_login(settings: Settings) -> tuple[str, str]:
@@ -368,7 +380,9 @@ def trace(
 @app.command()
 def api(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    port: Annotated[
+        int | None, typer.Option(help="Port to listen on (default CENSUSTRACE_API_PORT).")
+    ] = None,
 ) -> None:
     """Serve the lineage HTTP API (OpenLineage intake, Marquez-compatible queries, /docs)."""
     import uvicorn
@@ -376,7 +390,7 @@ def api(
     from censustrace.lineage.api import create_app
 
     settings = _settings()
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(settings), host=host, port=port or settings.api_port, log_level="info")
 
 
 def _settings_error(exc: ValidationError) -> str:

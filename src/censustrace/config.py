@@ -17,6 +17,7 @@ embedded Airflow home).
 | ``CENSUSTRACE_AIRFLOW_PARALLELISM`` | ``2`` | LocalExecutor parallelism |
 | ``CENSUSTRACE_AIRFLOW_PORT`` | ``8080`` | port of the Airflow UI/API server |
 | ``CENSUSTRACE_OPENLINEAGE_SPEC_DIR`` | ``<checkout>/../shared/openlineage-spec`` | OpenLineage schemas |
+| ``CENSUSTRACE_API_PORT`` | ``8000`` | port of the lineage API (``censustrace serve``) |
 | ``CENSUSTRACE_LA`` | ``330`` | the local authority this instance serves |
 | ``CENSUSTRACE_PUPIL_KEY_SECRET`` | generated: ``$HOME/pupil-key.secret`` | secret of pupil keys |
 """
@@ -63,6 +64,7 @@ class Settings(BaseSettings):
     airflow_db_url: str | None = Field(default=None, description="CENSUSTRACE_AIRFLOW_DB_URL")
     airflow_parallelism: int = Field(default=2, ge=1, le=64, description="CENSUSTRACE_AIRFLOW_PARALLELISM")
     airflow_port: int = Field(default=8080, ge=1, le=65535, description="CENSUSTRACE_AIRFLOW_PORT")
+    api_port: int = Field(default=8000, ge=1, le=65535, description="CENSUSTRACE_API_PORT")
     openlineage_spec_dir: Path | None = Field(default=None, description="CENSUSTRACE_OPENLINEAGE_SPEC_DIR")
     la: str = Field(default="330", pattern=r"^\d{3}$", description="CENSUSTRACE_LA")
     pupil_key_secret: SecretStr | None = Field(default=None, description="CENSUSTRACE_PUPIL_KEY_SECRET")
