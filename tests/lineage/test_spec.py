@@ -185,6 +185,26 @@ def test_our_own_facet_schemas_can_be_added() -> None:
     assert validate_event(event, extra_schemas={CUSTOM_SCHEMA_ID: CUSTOM_SCHEMA}) == []
 
 
+def test_facets_found_valid_are_remembered_but_a_changed_body_is_checked_again() -> None:
+    url = f"{CUSTOM_SCHEMA_ID}#/$defs/PupilCountDatasetFacet"
+    validator = EventValidator(extra_schemas={CUSTOM_SCHEMA_ID: CUSTOM_SCHEMA}, facet_cache_size=2)
+    event = full_event()
+    event["outputs"][0]["facets"]["pupilCount"] = facet(url, pupils=30)
+    assert validator.validate(event) == []
+    assert validator.validate(event) == []  # from memory
+    wrong = "$.outputs[0].facets.pupilCount.pupils: expected integer, got"
+    for bad in ("30", 30.5, True, None):
+        event["outputs"][0]["facets"]["pupilCount"]["pupils"] = bad
+        [problem] = validator.validate(event)
+        assert problem.startswith(wrong)
+    # A full cache forgets the oldest bodies and answers the same.
+    for pupils in (*range(5), 0):
+        event["outputs"][0]["facets"]["pupilCount"]["pupils"] = pupils
+        assert validator.validate(event) == []
+    event["outputs"][0]["facets"]["pupilCount"]["pupils"] = -1.5
+    assert validator.validate(event)[0].startswith(wrong)
+
+
 def test_a_dataset_event_must_not_carry_a_run_and_job() -> None:
     event = dataset_event(dataset("file", "/a"))
     event["run"] = {"runId": new_run_id()}

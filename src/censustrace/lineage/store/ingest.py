@@ -14,6 +14,7 @@ One transaction per event (or per batch in :func:`store_events`): an event is st
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -22,10 +23,23 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any, Final, Literal, TypeVar
 
-from sqlalchemy import Engine, Table, and_, delete, insert, select, update
+from sqlalchemy import (
+    Engine,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    insert,
+    literal_column,
+    null,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects.postgresql import Insert as PgInsert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
@@ -34,15 +48,16 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from censustrace.errors import CensustraceError
+from censustrace.lineage.facets import schema_documents
 from censustrace.lineage.spec import (
     EventValidator,
     OpenLineageSpecNotFound,
-    default_validator,
     event_kind,
     finite_json_loads,
     is_uuid,
     json_path,
     normalise_timestamp,
+    spec_dir,
 )
 from censustrace.lineage.store.db import write_transaction
 from censustrace.lineage.store.tables import (
@@ -75,6 +90,9 @@ _KINDS: Final[dict[str, EventKind]] = {"RunEvent": "run", "DatasetEvent": "datas
 # derives the same version, so START and COMPLETE of one run agree.
 _DERIVED_VERSION_NS: Final = uuid.UUID("5d0f6c1e-8f4b-5b7e-9a51-63656e737573")
 _RETRYABLE_PGCODES: Final = frozenset({"40001", "40P01"})  # serialization failure, deadlock
+#: Names looked up or rows inserted by one statement at most: an event may name thousands of datasets,
+#: and SQLite takes at most 32,766 parameters per statement.
+_KEYS_PER_STATEMENT: Final = 500
 
 
 class LineageEventInvalid(CensustraceError):
@@ -409,10 +427,19 @@ def _decode(raw: Raw) -> tuple[str, Any]:
         raise LineageEventMalformed([f"$: malformed JSON: {reason}"]) from None
 
 
+#: Facet bodies the store's validator remembers as valid (see EventValidator): a few hundred distinct
+#: schema and job-type facets repeat with every event of their tasks; the rest (run ids, times, versions)
+#: never repeat.
+_VALID_FACET_CACHE: Final = 4096
+
+
 @lru_cache(maxsize=1)
 def _lenient_validator() -> EventValidator | None:
+    """The lenient spec validator, which also knows censustrace's own facet schemas."""
     try:
-        return default_validator(lenient=True)
+        return EventValidator(
+            spec_dir(), extra_schemas=schema_documents(), lenient=True, facet_cache_size=_VALID_FACET_CACHE
+        )
     except OpenLineageSpecNotFound as exc:
         log.warning("lineage events are checked without the OpenLineage schemas: %s", exc)
         return None
@@ -421,7 +448,8 @@ def _lenient_validator() -> EventValidator | None:
 def parse_event(raw: Raw, validator: EventValidator | None = None) -> ParsedEvent:
     """Check one event and read what the store indexes. Raises :class:`LineageEventInvalid`.
 
-    ``validator`` defaults to the lenient spec validator (see :mod:`censustrace.lineage.spec`)."""
+    ``validator`` defaults to the lenient spec validator (see :mod:`censustrace.lineage.spec`), which also
+    checks censustrace's own facets (:mod:`censustrace.lineage.facets`) against their schemas."""
     text, event = _decode(raw)
     if not isinstance(event, dict):
         raise LineageEventInvalid([f"$: expected an OpenLineage event object, got {_json_type(event)}"])
@@ -496,33 +524,20 @@ def _run_facet_fields(reader: _Reader, run_facets: Mapping[str, Json]) -> dict[s
 
 
 # Writing ---------------------------------------------------------------------------------------------
+#
+# On PostgreSQL every statement is a round trip and on SQLite building one costs about as much as running
+# it, so the writer issues as few as the work needs, each built once per dialect:
+# * every namespace, dataset and job the event names is looked up in one query (unless this transaction
+#   has seen it already); the missing ones are created with one INSERT per table, in key order so that
+#   concurrent writers lock them in one order;
+# * the run row is locked and read together with every version the run links (and whether anything
+#   else points at its derived versions): a new run needs no version bookkeeping at all, an existing one
+#   no query per dataset, and replacing a derived version moves only what exists;
+# * links, facets and column lineage are inserted at the end, one executemany per table;
+# * created_at and produced_at only ever move earlier, so a value read in this transaction is never
+#   earlier than the stored one: when it is already no later than the event's, there is nothing to update.
 def _now() -> str:
     return f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%S.%f}000Z"
-
-
-def _insert_ignore(
-    conn: Connection, table: Table, values: Mapping[str, Any], conflict: Sequence[str]
-) -> PgInsert | SqliteInsert:
-    """INSERT ... ON CONFLICT DO NOTHING: safe when a concurrent transaction inserts the same key."""
-    if conn.dialect.name == "postgresql":
-        return pg_insert(table).values(**values).on_conflict_do_nothing(index_elements=list(conflict))
-    return sqlite_insert(table).values(**values).on_conflict_do_nothing(index_elements=list(conflict))
-
-
-def _get_or_create(conn: Connection, table: Table, key: Mapping[str, Any], extra: Mapping[str, Any]) -> int:
-    where = and_(*(table.c[column] == value for column, value in key.items()))
-    found = conn.execute(select(table.c.id).where(where)).scalar_one_or_none()
-    if found is None:
-        conn.execute(_insert_ignore(conn, table, {**key, **extra}, list(key)))
-        found = conn.execute(select(table.c.id).where(where)).scalar_one()
-    return int(found)
-
-
-def _lower_created_at(conn: Connection, table: Table, row_id: int, moment: str) -> None:
-    # Out-of-order arrival: the earliest event that mentioned a thing is when it was first seen.
-    conn.execute(
-        update(table).where(table.c.id == row_id, table.c.created_at > moment).values(created_at=moment)
-    )
 
 
 def derived_version(run_id: str, direction: str, namespace: str, name: str) -> str:
@@ -530,60 +545,403 @@ def derived_version(run_id: str, direction: str, namespace: str, name: str) -> s
     return str(uuid.uuid5(_DERIVED_VERSION_NS, "\x1f".join((run_id, direction, namespace, name))))
 
 
+def _insert_ignore(dialect: str, table: Table, conflict: Sequence[str]) -> PgInsert | SqliteInsert:
+    """INSERT ... ON CONFLICT DO NOTHING: safe when a concurrent transaction inserts the same key."""
+    if dialect == "postgresql":
+        return pg_insert(table).on_conflict_do_nothing(index_elements=list(conflict))
+    return sqlite_insert(table).on_conflict_do_nothing(index_elements=list(conflict))
+
+
+class _Sql:
+    """The writer's statements for one dialect, built once (parameters are bound at execution)."""
+
+    def __init__(self, dialect: str) -> None:
+        self.dialect = dialect
+        ns, ds, dv, rdv, cl = namespaces, datasets, dataset_versions, run_dataset_versions, column_lineage
+        self.raw_event = _insert_ignore(dialect, raw_events, ["event_hash"]).returning(raw_events.c.id)
+        # (kind, namespace id, namespace, its created_at, row id, name, created_at, parent job id): every
+        # namespace asked for, with the datasets of those names in it, then the jobs asked for.
+        self.entities = union_all(
+            select(
+                literal_column("'dataset'").label("kind"),
+                ns.c.id.label("namespace_id"),
+                ns.c.name.label("namespace"),
+                ns.c.created_at.label("namespace_created_at"),
+                ds.c.id,
+                ds.c.name,
+                ds.c.created_at,
+                null().label("parent_job_id"),
+            )
+            .select_from(
+                ns.outerjoin(
+                    ds,
+                    and_(
+                        ds.c.namespace_id == ns.c.id,
+                        ds.c.name.in_(bindparam("b_datasets", expanding=True)),
+                    ),
+                )
+            )
+            .where(ns.c.name.in_(bindparam("b_namespaces", expanding=True))),
+            select(
+                literal_column("'job'"),
+                ns.c.id,
+                ns.c.name,
+                ns.c.created_at,
+                jobs.c.id,
+                jobs.c.name,
+                jobs.c.created_at,
+                jobs.c.parent_job_id,
+            )
+            .select_from(
+                ns.join(
+                    jobs,
+                    and_(
+                        jobs.c.namespace_id == ns.c.id, jobs.c.name.in_(bindparam("b_jobs", expanding=True))
+                    ),
+                )
+            )
+            .where(ns.c.name.in_(bindparam("b_job_namespaces", expanding=True))),
+        )
+        self.lower_created_at = {
+            table.name: update(table)
+            .where(table.c.id == bindparam("b_id"), table.c.created_at > bindparam("b_at"))
+            .values(created_at=bindparam("b_at"))
+            for table in (namespaces, datasets, jobs, dataset_versions)
+        }
+        self.set_parent_job = (
+            update(jobs)
+            .where(jobs.c.id == bindparam("b_id"), jobs.c.parent_job_id.is_(None))
+            .values(parent_job_id=bindparam("b_parent"))
+        )
+        derived = dv.c.version_source == "derived"
+        # The run, locked until commit (PostgreSQL), once per version it links, in version id order.
+        self.run = (
+            select(
+                runs,
+                rdv.c.direction,
+                dv.c.id.label("v_id"),
+                dv.c.dataset_id.label("v_dataset_id"),
+                dv.c.version.label("v_version"),
+                dv.c.version_source.label("v_source"),
+                dv.c.created_at.label("v_created_at"),
+                dv.c.produced_at.label("v_produced_at"),
+                dv.c.created_by_run_id.label("v_created_by_run_id"),
+                and_(derived, exists().where(facets.c.dataset_version_id == dv.c.id)).label("v_facets"),
+                and_(derived, exists().where(cl.c.output_dataset_version_id == dv.c.id)).label(
+                    "v_lineage_output"
+                ),
+                and_(derived, exists().where(cl.c.input_dataset_version_id == dv.c.id)).label(
+                    "v_lineage_input"
+                ),
+                exists()
+                .where(cl.c.run_id == runs.c.id, cl.c.input_dataset_version_id.is_(None))
+                .label("open_lineage"),
+            )
+            .select_from(
+                runs.outerjoin(rdv, rdv.c.run_id == runs.c.id).outerjoin(
+                    dv, dv.c.id == rdv.c.dataset_version_id
+                )
+            )
+            .where(runs.c.run_uuid == bindparam("b_run_uuid"))
+            .order_by(dv.c.id)
+            .with_for_update(of=runs)
+        )
+        self.new_run = _insert_ignore(dialect, runs, ["run_uuid"]).returning(runs.c.id)
+        self.merge_run = update(runs).where(runs.c.id == bindparam("b_id"))  # SET: the columns passed
+        self.find_version = select(
+            dv.c.id, dv.c.version_source, dv.c.created_at, dv.c.produced_at, dv.c.created_by_run_id
+        ).where(dv.c.dataset_id == bindparam("b_dataset"), dv.c.version == bindparam("b_version"))
+        self.new_version = _insert_ignore(dialect, dv, ["dataset_id", "version"]).returning(dv.c.id)
+        self.lower_produced_at = (
+            update(dv)
+            .where(
+                dv.c.id == bindparam("b_id"),
+                (dv.c.produced_at.is_(None)) | (dv.c.produced_at > bindparam("b_at")),
+            )
+            .values(produced_at=bindparam("b_at"), created_by_run_id=bindparam("b_run"))
+        )
+        self.link_job = _insert_ignore(dialect, job_datasets, ["job_id", "direction", "dataset_id"])
+        self.link_run = _insert_ignore(dialect, rdv, ["run_id", "direction", "dataset_version_id"])
+        self.facets = insert(facets)
+        self.lineage = _insert_ignore(dialect, cl, ["output_dataset_version_id", "row_hash"])
+        self.fill_lineage_input = (
+            update(cl)
+            .where(
+                cl.c.run_id == bindparam("b_run"),
+                cl.c.input_namespace == bindparam("b_namespace"),
+                cl.c.input_name == bindparam("b_name"),
+                cl.c.input_dataset_version_id.is_(None),
+            )
+            .values(input_dataset_version_id=bindparam("b_version"))
+        )
+        self.run_inputs = (
+            select(ns.c.name, ds.c.name, dv.c.id)
+            .select_from(rdv)
+            .join(dv, dv.c.id == rdv.c.dataset_version_id)
+            .join(ds, ds.c.id == dv.c.dataset_id)
+            .join(ns, ns.c.id == ds.c.namespace_id)
+            .where(rdv.c.run_id == bindparam("b_run"), rdv.c.direction == "input")
+            .order_by(dv.c.id)
+        )
+        # Replacing a derived version (b_old) by the named one (b_new).
+        self.move_facets = (
+            update(facets)
+            .where(facets.c.dataset_version_id == bindparam("b_old"))
+            .values(dataset_version_id=bindparam("b_new"))
+        )
+        self.drop_lineage_twins = delete(cl).where(
+            cl.c.output_dataset_version_id == bindparam("b_old"),
+            cl.c.row_hash.in_(
+                select(cl.c.row_hash).where(cl.c.output_dataset_version_id == bindparam("b_new"))
+            ),
+        )
+        self.move_lineage_output = (
+            update(cl)
+            .where(cl.c.output_dataset_version_id == bindparam("b_old"))
+            .values(output_dataset_version_id=bindparam("b_new"))
+        )
+        self.move_lineage_input = (
+            update(cl)
+            .where(cl.c.input_dataset_version_id == bindparam("b_old"))
+            .values(input_dataset_version_id=bindparam("b_new"))
+        )
+        self.unlink_version = delete(rdv).where(rdv.c.dataset_version_id == bindparam("b_old"))
+        self.drop_version = delete(dv).where(dv.c.id == bindparam("b_old"))
+
+    def insert_ignore(self, table: Table, conflict: Sequence[str]) -> PgInsert | SqliteInsert:
+        return _insert_ignore(self.dialect, table, conflict)
+
+
+@cache
+def _sql(dialect: str) -> _Sql:
+    return _Sql(dialect)
+
+
+@dataclass
+class _Row:
+    """A namespace, dataset or job as this transaction knows it (``created_at``: see above)."""
+
+    id: int
+    created_at: str
+    parent_job_id: int | None = None
+
+
+@dataclass
+class _Version:
+    """A dataset version as this transaction knows it (``created_at``, ``produced_at``: see above)."""
+
+    id: int
+    dataset_id: int
+    version: str
+    source: str
+    created_at: str
+    produced_at: str | None
+    created_by_run_id: int | None
+    #: Set when this (derived) version was replaced and deleted. Its id may then be reused (SQLite).
+    replaced_by: _Version | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class _Referrers:
+    """Which stored rows point at a derived version, so that replacing it moves only those (what the
+    current event has not written yet is moved in memory). Unknown: all True."""
+
+    facets: bool = True
+    lineage_output: bool = True
+    lineage_input: bool = True
+    links: bool = True
+
+
+_UNKNOWN_REFERRERS: Final = _Referrers()
+_NO_REFERRERS: Final = _Referrers(facets=False, lineage_output=False, lineage_input=False, links=False)
+Produced = tuple[str, int | None]  # (produced_at, created_by_run_id)
+
+
+@dataclass
+class _Seen:
+    """Rows one transaction has read or written, shared by the events of one :func:`store_events` batch.
+    Dropped with the transaction: after a rollback they may not exist."""
+
+    namespaces: dict[str, _Row] = field(default_factory=dict)
+    datasets: dict[tuple[str, str], _Row] = field(default_factory=dict)
+    jobs: dict[tuple[str, str], _Row] = field(default_factory=dict)
+    versions: dict[tuple[int, str], _Version] = field(default_factory=dict)
+    #: Datasets this transaction created: only the versions in ``versions`` can exist for them.
+    new_datasets: set[int] = field(default_factory=set)
+
+
 class _Writer:
     """Indexes one parsed event inside the caller's transaction."""
 
-    def __init__(self, conn: Connection, event: ParsedEvent, event_id: int) -> None:
+    def __init__(self, conn: Connection, event: ParsedEvent, event_id: int, seen: _Seen) -> None:
         self.conn = conn
+        self.sql = _sql(conn.dialect.name)
         self.event = event
         self.event_id = event_id
         self.at = event.event_time
-        self._namespace_ids: dict[str, int] = {}
-        self._dataset_ids: dict[tuple[str, str], int] = {}
+        self.seen = seen
+        # Rows inserted at the end, one executemany per table, in the order they were added.
+        self.job_links: list[dict[str, Any]] = []
+        self.run_links: list[dict[str, Any]] = []
+        self.facet_rows: list[dict[str, Any]] = []
+        self.lineage_rows: dict[tuple[int, str], dict[str, Any]] = {}
+        # The run's links, stored and added by this event: versions per (direction, dataset id) in id
+        # order; (direction, dataset id) pairs whose job link exists; (direction, version id) pairs.
+        self.links: dict[tuple[str, int], list[_Version]] = {}
+        self.job_linked: set[tuple[str, int]] = set()
+        self.linked: set[tuple[str, int]] = set()
+        self.referrers: dict[int, _Referrers] = {}
+        # Whether the run has column lineage still waiting for its input's version.
+        self.open_lineage = False
 
-    # Entities ----------------------------------------------------------------------------------------
-    def namespace(self, name: str) -> int:
-        if name not in self._namespace_ids:
-            row_id = _get_or_create(self.conn, namespaces, {"name": name}, {"created_at": self.at})
-            _lower_created_at(self.conn, namespaces, row_id, self.at)
-            self._namespace_ids[name] = row_id
-        return self._namespace_ids[name]
+    def write(self) -> None:
+        self.entities()
+        if self.event.kind == "run":
+            self.write_run()
+        elif self.event.kind == "job":
+            self.write_job()
+        elif self.event.dataset is not None:
+            self.static_dataset(self.event.dataset, job_id=None, direction=None)
+        self.flush()
 
-    def job(self, namespace: str, name: str) -> int:
-        row_id = _get_or_create(
-            self.conn,
-            jobs,
-            {"namespace_id": self.namespace(namespace), "name": name},
-            {"created_at": self.at},
-        )
-        _lower_created_at(self.conn, jobs, row_id, self.at)
-        return row_id
+    def flush(self) -> None:
+        if self.job_links:
+            self.conn.execute(self.sql.link_job, self.job_links)
+            self.job_links = []
+        self.flush_run_links()
+        if self.facet_rows:
+            self.conn.execute(self.sql.facets, self.facet_rows)
+            self.facet_rows = []
+        if self.lineage_rows:
+            self.conn.execute(self.sql.lineage, list(self.lineage_rows.values()))
+            self.lineage_rows = {}
 
-    def dataset(self, namespace: str, name: str) -> int:
-        key = (namespace, name)
-        if key not in self._dataset_ids:
-            row_id = _get_or_create(
-                self.conn,
-                datasets,
-                {"namespace_id": self.namespace(namespace), "name": name},
-                {"created_at": self.at},
+    def flush_run_links(self) -> None:
+        if self.run_links:
+            self.conn.execute(self.sql.link_run, self.run_links)
+            self.run_links = []
+
+    # Namespaces, datasets, jobs --------------------------------------------------------------------------
+    def entities(self) -> None:
+        event, seen = self.event, self.seen
+        refs = [*event.inputs, *event.outputs, *([event.dataset] if event.dataset else [])]
+        dataset_keys = sorted({(ref.namespace, ref.name) for ref in refs})
+        job_keys = sorted({key for key in (event.job, event.parent_job) if key is not None})
+        names = sorted({namespace for namespace, _ in (*dataset_keys, *job_keys)})
+        missing_datasets = [key for key in dataset_keys if key not in seen.datasets]
+        missing_jobs = [key for key in job_keys if key not in seen.jobs]
+        if missing_datasets or missing_jobs or any(name not in seen.namespaces for name in names):
+            self.look_up(names, missing_datasets, missing_jobs)
+            self.create(names, missing_datasets, missing_jobs)
+        # Out-of-order arrival: the earliest event that mentioned a thing is when it was first seen.
+        for table, known in (
+            (namespaces, [seen.namespaces[name] for name in names]),
+            (datasets, [seen.datasets[key] for key in dataset_keys]),
+            (jobs, [seen.jobs[key] for key in job_keys]),
+        ):
+            late = [row for row in known if row.created_at > self.at]
+            if late:
+                self.conn.execute(
+                    self.sql.lower_created_at[table.name], [{"b_id": row.id, "b_at": self.at} for row in late]
+                )
+                for row in late:
+                    row.created_at = self.at
+
+    def look_up(
+        self, names: list[str], missing_datasets: list[tuple[str, str]], missing_jobs: list[tuple[str, str]]
+    ) -> None:
+        seen = self.seen
+        missing_names = [name for name in names if name not in seen.namespaces]
+        wanted_datasets, wanted_jobs = set(missing_datasets), set(missing_jobs)
+        longest = max(len(missing_names), len(missing_datasets), len(missing_jobs))
+        for start in range(0, longest, _KEYS_PER_STATEMENT):
+            some_datasets = missing_datasets[start : start + _KEYS_PER_STATEMENT]
+            some_jobs = missing_jobs[start : start + _KEYS_PER_STATEMENT]
+            parameters = {
+                "b_namespaces": sorted(
+                    {*missing_names[start : start + _KEYS_PER_STATEMENT], *(ns for ns, _ in some_datasets)}
+                ),
+                "b_datasets": sorted({name for _, name in some_datasets}),
+                "b_job_namespaces": sorted({namespace for namespace, _ in some_jobs}),
+                "b_jobs": sorted({name for _, name in some_jobs}),
+            }
+            for (
+                kind,
+                namespace_id,
+                namespace,
+                namespace_created_at,
+                row_id,
+                name,
+                created_at,
+                parent,
+            ) in self.conn.execute(self.sql.entities, parameters):
+                if namespace not in seen.namespaces:
+                    seen.namespaces[namespace] = _Row(int(namespace_id), namespace_created_at)
+                key = (namespace, name)
+                if row_id is None:
+                    continue
+                if kind == "dataset" and key in wanted_datasets:
+                    seen.datasets[key] = _Row(int(row_id), created_at)
+                elif kind == "job" and key in wanted_jobs:
+                    seen.jobs[key] = _Row(int(row_id), created_at, None if parent is None else int(parent))
+
+    def create(
+        self, names: list[str], missing_datasets: list[tuple[str, str]], missing_jobs: list[tuple[str, str]]
+    ) -> None:
+        seen, at = self.seen, self.at
+        new_names = [name for name in names if name not in seen.namespaces]
+        if new_names:
+            made, _ = self.insert_rows(
+                namespaces, [{"name": name, "created_at": at} for name in new_names], ("name",)
             )
-            _lower_created_at(self.conn, datasets, row_id, self.at)
-            self._dataset_ids[key] = row_id
-        return self._dataset_ids[key]
+            for (name,), row in made.items():
+                seen.namespaces[name] = row
+        for table, missing, target in (
+            (datasets, missing_datasets, seen.datasets),
+            (jobs, missing_jobs, seen.jobs),
+        ):
+            keys = [key for key in missing if key not in target]
+            if not keys:
+                continue
+            rows = [
+                {"namespace_id": seen.namespaces[namespace].id, "name": name, "created_at": at}
+                for namespace, name in keys
+            ]
+            made, created = self.insert_rows(table, rows, ("namespace_id", "name"))
+            for (namespace, name), values in zip(keys, rows, strict=True):
+                found = made[(values["namespace_id"], name)]
+                target[(namespace, name)] = found
+                if table is datasets and (values["namespace_id"], name) in created:
+                    seen.new_datasets.add(found.id)
 
-    def version(self, dataset_id: int, version: str, source: str) -> int:
-        row_id = _get_or_create(
-            self.conn,
-            dataset_versions,
-            {"dataset_id": dataset_id, "version": version},
-            {"version_source": source, "created_at": self.at},
-        )
-        _lower_created_at(self.conn, dataset_versions, row_id, self.at)
-        return row_id
+    def insert_rows(
+        self, table: Table, rows: list[dict[str, Any]], key: tuple[str, ...]
+    ) -> tuple[dict[tuple[Any, ...], _Row], set[tuple[Any, ...]]]:
+        """Insert ``rows`` (in key order, so concurrent writers lock in one order); a row that another
+        writer inserted first is read instead. Returns every row by key, and the keys inserted here."""
+        made: dict[tuple[Any, ...], _Row] = {}
+        for start in range(0, len(rows), _KEYS_PER_STATEMENT):
+            statement = (
+                self.sql.insert_ignore(table, key)
+                .values(rows[start : start + _KEYS_PER_STATEMENT])
+                .returning(table.c.id, *(table.c[column] for column in key))
+            )
+            made.update(
+                (tuple(found[1:]), _Row(int(found[0]), self.at)) for found in self.conn.execute(statement)
+            )
+        created = set(made)
+        for row in rows:
+            row_key = tuple(row[column] for column in key)
+            if row_key not in made:
+                found = self.conn.execute(
+                    select(table).where(*(table.c[column] == row[column] for column in key))
+                ).one()
+                parent = found._mapping.get("parent_job_id")
+                made[row_key] = _Row(int(found.id), found.created_at, None if parent is None else int(parent))
+        return made, created
 
-    def facet_rows(self, owner: str, bodies: Mapping[str, Json], **ids: int | None) -> None:
-        rows = [
+    def add_facets(self, owner: str, bodies: Mapping[str, Json], **ids: int | None) -> None:
+        self.facet_rows.extend(
             {
                 "event_id": self.event_id,
                 "event_time": self.at,
@@ -597,29 +955,18 @@ class _Writer:
                 "body": body,
             }
             for name, body in bodies.items()
-        ]
-        if rows:
-            self.conn.execute(insert(facets), rows)
+        )
+
+    def link_job(self, job_id: int, dataset_id: int, direction: str) -> None:
+        if (direction, dataset_id) not in self.job_linked:
+            self.job_linked.add((direction, dataset_id))
+            self.job_links.append({"job_id": job_id, "dataset_id": dataset_id, "direction": direction})
 
     # Events ------------------------------------------------------------------------------------------
-    def write(self) -> None:
-        event = self.event
-        # Create namespaces and datasets in one order in every transaction: no deadlocks between
-        # concurrent events that share them.
-        refs = [*event.inputs, *event.outputs, *([event.dataset] if event.dataset else [])]
-        for namespace, name in sorted({(ref.namespace, ref.name) for ref in refs}):
-            self.dataset(namespace, name)
-        if event.kind == "run":
-            self.write_run()
-        elif event.kind == "job":
-            self.write_job()
-        elif event.dataset is not None:
-            self.static_dataset(event.dataset, job_id=None, direction=None)
-
     def write_job(self) -> None:
         assert self.event.job is not None
-        job_id = self.job(*self.event.job)
-        self.facet_rows("job", self.event.job_facets, job_id=job_id)
+        job_id = self.seen.jobs[self.event.job].id
+        self.add_facets("job", self.event.job_facets, job_id=job_id)
         for direction, refs in (("input", self.event.inputs), ("output", self.event.outputs)):
             for ref in refs:
                 self.static_dataset(ref, job_id=job_id, direction=direction)
@@ -627,74 +974,79 @@ class _Writer:
     def static_dataset(self, ref: DatasetRef, *, job_id: int | None, direction: str | None) -> None:
         """A dataset mentioned outside a run (DatasetEvent, JobEvent): facets on its version if it names
         one, else on the dataset."""
-        dataset_id = self.dataset(ref.namespace, ref.name)
+        dataset_id = self.seen.datasets[(ref.namespace, ref.name)].id
         if job_id is not None and direction is not None:
             self.link_job(job_id, dataset_id, direction)
         if ref.version is None:
-            self.facet_rows("dataset", ref.facets, dataset_id=dataset_id)
+            self.add_facets("dataset", ref.facets, dataset_id=dataset_id)
             return
-        version_id = self.version(dataset_id, ref.version, "facet")
-        self.facet_rows("dataset_version", ref.facets, dataset_version_id=version_id)
-        self.column_lineage(version_id, ref.column_lineage, run_id=None, inputs={})
-
-    def link_job(self, job_id: int, dataset_id: int, direction: str) -> None:
-        self.conn.execute(
-            _insert_ignore(
-                self.conn,
-                job_datasets,
-                {"job_id": job_id, "dataset_id": dataset_id, "direction": direction},
-                ["job_id", "direction", "dataset_id"],
-            )
-        )
+        version = self.version(dataset_id, ref.version, "facet", self.at, None, look_up_first=True)
+        self.add_facets("dataset_version", ref.facets, dataset_version_id=version.id)
+        self.column_lineage(version.id, ref.column_lineage, run_id=None, inputs={})
 
     def write_run(self) -> None:
         event = self.event
         assert event.run_id is not None
         assert event.job is not None
-        job_id = self.job(*event.job)
+        job = self.seen.jobs[event.job]
         if event.parent_job is not None:
-            parent_job_id = self.job(*event.parent_job)
-            if parent_job_id != job_id:
-                self.conn.execute(
-                    update(jobs)
-                    .where(jobs.c.id == job_id, jobs.c.parent_job_id.is_(None))
-                    .values(parent_job_id=parent_job_id)
-                )
-        run_id = self.run(job_id)
-        self.facet_rows("job", event.job_facets, job_id=job_id, run_id=run_id)
-        self.facet_rows("run", event.run_facets, run_id=run_id)
+            parent = self.seen.jobs[event.parent_job]
+            if parent.id != job.id and job.parent_job_id is None:
+                self.conn.execute(self.sql.set_parent_job, {"b_id": job.id, "b_parent": parent.id})
+                job.parent_job_id = parent.id
+        run_id = self.run(job.id)
+        self.add_facets("job", event.job_facets, job_id=job.id, run_id=run_id)
+        self.add_facets("run", event.run_facets, run_id=run_id)
         for ref in event.inputs:
-            version_id = self.run_dataset(run_id, job_id, ref, "input")
-            # Column lineage that arrived before this input can now name the exact input version.
-            self.conn.execute(
-                update(column_lineage)
-                .where(
-                    column_lineage.c.run_id == run_id,
-                    column_lineage.c.input_namespace == ref.namespace,
-                    column_lineage.c.input_name == ref.name,
-                    column_lineage.c.input_dataset_version_id.is_(None),
+            version = self.run_dataset(run_id, job.id, ref, "input")
+            if self.open_lineage:
+                # Column lineage that arrived before this input can now name the exact input version.
+                self.conn.execute(
+                    self.sql.fill_lineage_input,
+                    {
+                        "b_run": run_id,
+                        "b_namespace": ref.namespace,
+                        "b_name": ref.name,
+                        "b_version": version.id,
+                    },
                 )
-                .values(input_dataset_version_id=version_id)
-            )
-        outputs = [(ref, self.run_dataset(run_id, job_id, ref, "output")) for ref in event.outputs]
+                known = self.referrers.get(version.id, _UNKNOWN_REFERRERS)
+                self.referrers[version.id] = dataclasses.replace(known, lineage_input=True)
+        outputs = [(ref, self.run_dataset(run_id, job.id, ref, "output")) for ref in event.outputs]
         if any(ref.column_lineage for ref, _ in outputs):
             inputs = self.run_inputs(run_id)
-            for ref, version_id in outputs:
-                self.column_lineage(version_id, ref.column_lineage, run_id=run_id, inputs=inputs)
+            for ref, version in outputs:
+                # The same dataset listed again later in the event may have replaced its derived version.
+                while version.replaced_by is not None:
+                    version = version.replaced_by
+                self.column_lineage(version.id, ref.column_lineage, run_id=run_id, inputs=inputs)
 
     def run(self, job_id: int) -> int:
-        """Create or merge the run row; returns its id. Locks it (PostgreSQL) until commit."""
+        """Create or merge the run row; returns its id. Locks it (PostgreSQL) until commit, and learns the
+        versions it links."""
         event, at = self.event, self.at
         assert event.run_id is not None
-        self.conn.execute(
-            _insert_ignore(
-                self.conn,
-                runs,
-                {"run_uuid": event.run_id, "job_id": job_id, "created_at": at, "updated_at": at},
-                ["run_uuid"],
-            )
-        )
-        row = self.conn.execute(select(runs).where(runs.c.run_uuid == event.run_id).with_for_update()).one()
+        rows = self.conn.execute(self.sql.run, {"b_run_uuid": event.run_id}).all()
+        state = event.event_type or "OTHER"
+        if not rows:
+            values = {
+                "run_uuid": event.run_id,
+                "job_id": job_id,
+                "state": state,
+                "state_time": at,
+                "started_at": at if state == "START" else None,
+                "ended_at": at if state in _TERMINAL else None,
+                "parent_run_uuid": event.parent_run_id,
+                "nominal_start_time": event.nominal_start_time,
+                "nominal_end_time": event.nominal_end_time,
+                "created_at": at,
+                "updated_at": at,
+            }
+            created = self.conn.execute(self.sql.new_run, values).scalar_one_or_none()
+            if created is not None:
+                return int(created)  # a new run links nothing yet
+            rows = self.conn.execute(self.sql.run, {"b_run_uuid": event.run_id}).all()  # lost a race
+        row = rows[0]
         if row.job_id != job_id:
             assert event.job is not None
             raise LineageConflict(
@@ -705,7 +1057,6 @@ class _Writer:
             "created_at": min(row.created_at, at),
             "updated_at": max(row.updated_at, at),
         }
-        state = event.event_type or "OTHER"
         if _state_wins(state, at, row.state, row.state_time):
             changes.update(state=state, state_time=at)
             if state in _TERMINAL:
@@ -718,114 +1069,186 @@ class _Writer:
             changes["nominal_start_time"] = event.nominal_start_time
         if event.nominal_end_time is not None:
             changes["nominal_end_time"] = event.nominal_end_time
-        self.conn.execute(update(runs).where(runs.c.id == row.id).values(**changes))
+        changes = {column: value for column, value in changes.items() if row._mapping[column] != value}
+        if changes:
+            self.conn.execute(self.sql.merge_run, {"b_id": row.id, **changes})
+        self.open_lineage = bool(row.open_lineage)
+        for link in rows:
+            if link.v_id is None:
+                continue
+            version = _Version(
+                int(link.v_id),
+                int(link.v_dataset_id),
+                link.v_version,
+                link.v_source,
+                link.v_created_at,
+                link.v_produced_at,
+                link.v_created_by_run_id,
+            )
+            self.seen.versions[(version.dataset_id, version.version)] = version
+            self.links.setdefault((link.direction, version.dataset_id), []).append(version)
+            self.job_linked.add((link.direction, version.dataset_id))
+            self.linked.add((link.direction, version.id))
+            self.referrers[version.id] = _Referrers(
+                facets=bool(link.v_facets),
+                lineage_output=bool(link.v_lineage_output),
+                lineage_input=bool(link.v_lineage_input),
+            )
         return int(row.id)
 
-    def run_dataset(self, run_id: int, job_id: int, ref: DatasetRef, direction: str) -> int:
-        dataset_id = self.dataset(ref.namespace, ref.name)
+    def run_dataset(self, run_id: int, job_id: int, ref: DatasetRef, direction: str) -> _Version:
+        dataset_id = self.seen.datasets[(ref.namespace, ref.name)].id
         self.link_job(job_id, dataset_id, direction)
-        version_id = self.resolve_version(run_id, dataset_id, ref, direction)
-        self.conn.execute(
-            _insert_ignore(
-                self.conn,
-                run_dataset_versions,
+        # The earliest run to write a version is the one that created it.
+        produced = (self.at, run_id) if direction == "output" else None
+        version = self.resolve_version(dataset_id, ref, direction, produced)
+        if (direction, version.id) not in self.linked:
+            self.linked.add((direction, version.id))
+            self.run_links.append(
                 {
                     "run_id": run_id,
-                    "dataset_version_id": version_id,
+                    "dataset_version_id": version.id,
                     "direction": direction,
                     "created_at": self.at,
-                },
-                ["run_id", "direction", "dataset_version_id"],
+                }
             )
-        )
-        if direction == "output":
-            # The earliest run to write a version is the one that created it.
-            self.conn.execute(
-                update(dataset_versions)
-                .where(
-                    dataset_versions.c.id == version_id,
-                    (dataset_versions.c.produced_at.is_(None)) | (dataset_versions.c.produced_at > self.at),
-                )
-                .values(produced_at=self.at, created_by_run_id=run_id)
-            )
-        self.facet_rows("dataset_version", ref.facets, dataset_version_id=version_id, run_id=run_id)
-        self.facet_rows(direction, ref.io_facets, dataset_version_id=version_id, run_id=run_id)
-        return version_id
+            linked = self.links.setdefault((direction, dataset_id), [])
+            linked.append(version)
+            linked.sort(key=lambda known: known.id)
+        self.add_facets("dataset_version", ref.facets, dataset_version_id=version.id, run_id=run_id)
+        self.add_facets(direction, ref.io_facets, dataset_version_id=version.id, run_id=run_id)
+        return version
 
-    def resolve_version(self, run_id: int, dataset_id: int, ref: DatasetRef, direction: str) -> int:
+    def resolve_version(
+        self, dataset_id: int, ref: DatasetRef, direction: str, produced: Produced | None
+    ) -> _Version:
         """The dataset version this run read or wrote (see module docstring)."""
-        linked = self.conn.execute(
-            select(dataset_versions.c.id, dataset_versions.c.version_source)
-            .join(run_dataset_versions, run_dataset_versions.c.dataset_version_id == dataset_versions.c.id)
-            .where(
-                run_dataset_versions.c.run_id == run_id,
-                run_dataset_versions.c.direction == direction,
-                dataset_versions.c.dataset_id == dataset_id,
-            )
-            .order_by(dataset_versions.c.id)
-        ).all()
+        linked = self.links.get((direction, dataset_id), [])
         if ref.version is not None:
-            version_id = self.version(dataset_id, ref.version, "facet")
-            for old_id, source in linked:
-                if source == "derived" and old_id != version_id:
-                    self.replace_derived(old_id, version_id)
-            return version_id
-        named = [int(row_id) for row_id, source in linked if source == "facet"]
+            olds = [known for known in linked if known.source == "derived" and known.version != ref.version]
+            # What the replaced versions knew moves to the named one: the earliest created_at, and the
+            # earliest production (on a tie, the first one: as if applied one after the other).
+            created_at = min([self.at, *(old.created_at for old in olds)])
+            earliest: Produced | None = None
+            for candidate in [*((old.produced_at, old.created_by_run_id) for old in olds), produced]:
+                if candidate is None or candidate[0] is None:
+                    continue
+                if earliest is None or candidate[0] < earliest[0]:
+                    earliest = (candidate[0], candidate[1])
+            version = self.version(
+                dataset_id, ref.version, "facet", created_at, earliest, look_up_first=direction == "input"
+            )
+            for old in olds:
+                self.replace_derived(old, version)
+            return version
+        named = [known for known in linked if known.source == "facet"]
         if named:
-            return named[-1]  # an earlier event of this run already named the version
+            version = named[-1]  # an earlier event of this run already named the version
+            self.lower(version, None, produced)
+            return version
         assert self.event.run_id is not None
-        version = derived_version(self.event.run_id, direction, ref.namespace, ref.name)
-        return self.version(dataset_id, version, "derived")
+        name = derived_version(self.event.run_id, direction, ref.namespace, ref.name)
+        return self.version(dataset_id, name, "derived", self.at, produced, look_up_first=False)
 
-    def replace_derived(self, old_id: int, new_id: int) -> None:
-        """A run's derived version turned out to be ``new_id``: move everything to it and drop it."""
-        conn = self.conn
-        old = conn.execute(select(dataset_versions).where(dataset_versions.c.id == old_id)).one()
-        conn.execute(
-            update(facets).where(facets.c.dataset_version_id == old_id).values(dataset_version_id=new_id)
-        )
-        existing = select(column_lineage.c.row_hash).where(
-            column_lineage.c.output_dataset_version_id == new_id
-        )
-        conn.execute(
-            delete(column_lineage).where(
-                column_lineage.c.output_dataset_version_id == old_id, column_lineage.c.row_hash.in_(existing)
-            )
-        )
-        conn.execute(
-            update(column_lineage)
-            .where(column_lineage.c.output_dataset_version_id == old_id)
-            .values(output_dataset_version_id=new_id)
-        )
-        conn.execute(
-            update(column_lineage)
-            .where(column_lineage.c.input_dataset_version_id == old_id)
-            .values(input_dataset_version_id=new_id)
-        )
-        conn.execute(delete(run_dataset_versions).where(run_dataset_versions.c.dataset_version_id == old_id))
-        conn.execute(delete(dataset_versions).where(dataset_versions.c.id == old_id))
-        _lower_created_at(conn, dataset_versions, new_id, old.created_at)
-        if old.produced_at is not None:
-            conn.execute(
-                update(dataset_versions)
-                .where(
-                    dataset_versions.c.id == new_id,
-                    (dataset_versions.c.produced_at.is_(None))
-                    | (dataset_versions.c.produced_at > old.produced_at),
+    def version(
+        self,
+        dataset_id: int,
+        name: str,
+        source: str,
+        created_at: str,
+        produced: Produced | None,
+        *,
+        look_up_first: bool,
+    ) -> _Version:
+        """Get or create a version, then move its created_at / produced_at earlier if these are. Inputs
+        are usually there already (look up first), outputs and derived versions usually new."""
+        key = (dataset_id, name)
+        found = self.seen.versions.get(key)
+        if found is None and look_up_first and dataset_id not in self.seen.new_datasets:
+            found = self.find_version(dataset_id, name)
+        if found is None:
+            values = {
+                "dataset_id": dataset_id,
+                "version": name,
+                "version_source": source,
+                "created_at": created_at,
+                "produced_at": produced[0] if produced else None,
+                "created_by_run_id": produced[1] if produced else None,
+            }
+            created = self.conn.execute(self.sql.new_version, values).scalar_one_or_none()
+            if created is not None:
+                version = _Version(
+                    int(created), dataset_id, name, source, created_at, *(produced or (None, None))
                 )
-                .values(produced_at=old.produced_at, created_by_run_id=old.created_by_run_id)
+                self.seen.versions[key] = version
+                self.referrers[version.id] = _NO_REFERRERS
+                return version
+            found = self.find_version(dataset_id, name)
+            assert found is not None, "inserted by a concurrent writer, so it exists"
+        self.lower(found, created_at, produced)
+        return found
+
+    def find_version(self, dataset_id: int, name: str) -> _Version | None:
+        row = self.conn.execute(
+            self.sql.find_version, {"b_dataset": dataset_id, "b_version": name}
+        ).one_or_none()
+        if row is None:
+            return None
+        version = _Version(
+            int(row.id),
+            dataset_id,
+            name,
+            row.version_source,
+            row.created_at,
+            row.produced_at,
+            row.created_by_run_id,
+        )
+        self.seen.versions[(dataset_id, name)] = version
+        return version
+
+    def lower(self, version: _Version, created_at: str | None, produced: Produced | None) -> None:
+        if created_at is not None and version.created_at > created_at:
+            self.conn.execute(
+                self.sql.lower_created_at["dataset_versions"], {"b_id": version.id, "b_at": created_at}
             )
+            version.created_at = created_at
+        if produced is not None and (version.produced_at is None or version.produced_at > produced[0]):
+            self.conn.execute(
+                self.sql.lower_produced_at, {"b_id": version.id, "b_at": produced[0], "b_run": produced[1]}
+            )
+            version.produced_at, version.created_by_run_id = produced
+
+    def replace_derived(self, old: _Version, new: _Version) -> None:
+        """A run's derived version turned out to be ``new``: move everything to it and drop it (its times
+        were merged into ``new`` by :meth:`resolve_version`)."""
+        referrers = self.referrers.get(old.id, _UNKNOWN_REFERRERS)
+        ids = {"b_old": old.id, "b_new": new.id}
+        for row in self.facet_rows:
+            if row["dataset_version_id"] == old.id:
+                row["dataset_version_id"] = new.id
+        if referrers.facets:
+            self.conn.execute(self.sql.move_facets, ids)
+        if referrers.lineage_output:
+            self.conn.execute(self.sql.drop_lineage_twins, ids)
+            self.conn.execute(self.sql.move_lineage_output, ids)
+        if referrers.lineage_input:
+            self.conn.execute(self.sql.move_lineage_input, ids)
+        self.run_links = [row for row in self.run_links if row["dataset_version_id"] != old.id]
+        if referrers.links:
+            self.conn.execute(self.sql.unlink_version, ids)
+        self.conn.execute(self.sql.drop_version, ids)
+        self.seen.versions.pop((old.dataset_id, old.version), None)
+        self.referrers.pop(old.id, None)
+        old.replaced_by = new
+        for linked in self.links.values():
+            linked[:] = [known for known in linked if known.id != old.id]
+        self.linked = {
+            (direction, version_id) for direction, version_id in self.linked if version_id != old.id
+        }
 
     def run_inputs(self, run_id: int) -> dict[tuple[str, str], int]:
-        rows = self.conn.execute(
-            select(namespaces.c.name, datasets.c.name, dataset_versions.c.id)
-            .select_from(run_dataset_versions)
-            .join(dataset_versions, dataset_versions.c.id == run_dataset_versions.c.dataset_version_id)
-            .join(datasets, datasets.c.id == dataset_versions.c.dataset_id)
-            .join(namespaces, namespaces.c.id == datasets.c.namespace_id)
-            .where(run_dataset_versions.c.run_id == run_id, run_dataset_versions.c.direction == "input")
-            .order_by(dataset_versions.c.id)
-        ).all()
+        self.flush_run_links()
+        rows = self.conn.execute(self.sql.run_inputs, {"b_run": run_id}).all()
         return {(namespace, name): int(version_id) for namespace, name, version_id in rows}
 
     def column_lineage(
@@ -837,23 +1260,24 @@ class _Writer:
         inputs: Mapping[tuple[str, str], int],
     ) -> None:
         for dependency in dependencies:
-            values = {
-                "output_dataset_version_id": version_id,
-                "run_id": run_id,
-                "event_id": self.event_id,
-                "output_field": dependency.output_field,
-                "input_namespace": dependency.namespace,
-                "input_name": dependency.name,
-                "input_field": dependency.field,
-                "input_dataset_version_id": inputs.get((dependency.namespace, dependency.name)),
-                "transformation_type": dependency.transformation_type,
-                "transformation_subtype": dependency.transformation_subtype,
-                "transformation_description": dependency.transformation_description,
-                "masking": dependency.masking,
-                "row_hash": dependency.row_hash(),
-            }
-            self.conn.execute(
-                _insert_ignore(self.conn, column_lineage, values, ["output_dataset_version_id", "row_hash"])
+            row_hash = dependency.row_hash()
+            self.lineage_rows.setdefault(
+                (version_id, row_hash),
+                {
+                    "output_dataset_version_id": version_id,
+                    "run_id": run_id,
+                    "event_id": self.event_id,
+                    "output_field": dependency.output_field,
+                    "input_namespace": dependency.namespace,
+                    "input_name": dependency.name,
+                    "input_field": dependency.field,
+                    "input_dataset_version_id": inputs.get((dependency.namespace, dependency.name)),
+                    "transformation_type": dependency.transformation_type,
+                    "transformation_subtype": dependency.transformation_subtype,
+                    "transformation_description": dependency.transformation_description,
+                    "masking": dependency.masking,
+                    "row_hash": row_hash,
+                },
             )
 
 
@@ -869,26 +1293,22 @@ def _state_wins(new: str, new_time: str, current: str | None, current_time: str 
     return new_rank > 0 and new_time > current_time
 
 
-def _store(conn: Connection, event: ParsedEvent) -> StoreResult:
+def _store(conn: Connection, event: ParsedEvent, seen: _Seen) -> StoreResult:
     inserted = conn.execute(
-        _insert_ignore(
-            conn,
-            raw_events,
-            {
-                "event_hash": event.event_hash,
-                "kind": event.kind,
-                "event_type": event.event_type,
-                "event_time": event.event_time,
-                "run_uuid": event.run_id,
-                "received_at": _now(),
-                "body": event.text,
-            },
-            ["event_hash"],
-        ).returning(raw_events.c.id)
+        _sql(conn.dialect.name).raw_event,
+        {
+            "event_hash": event.event_hash,
+            "kind": event.kind,
+            "event_type": event.event_type,
+            "event_time": event.event_time,
+            "run_uuid": event.run_id,
+            "received_at": _now(),
+            "body": event.text,
+        },
     ).scalar_one_or_none()
     if inserted is None:
         return StoreResult(stored=False, duplicate=True, kind=event.kind, run_id=event.run_id)
-    _Writer(conn, event, int(inserted)).write()
+    _Writer(conn, event, int(inserted), seen).write()
     return StoreResult(stored=True, duplicate=False, kind=event.kind, run_id=event.run_id)
 
 
@@ -909,7 +1329,7 @@ def store_event(engine: Engine, raw: Raw, *, validator: EventValidator | None = 
     """Check and store one event in its own transaction. Raises :class:`LineageEventInvalid` (nothing
     stored) or :class:`LineageConflict`."""
     event = parse_event(raw, validator)
-    return _with_retries(engine, lambda conn: _store(conn, event))
+    return _with_retries(engine, lambda conn: _store(conn, event, _Seen()))
 
 
 def store_events(
@@ -924,7 +1344,12 @@ def store_events(
         except LineageEventInvalid as exc:
             problems = [f"$[{index}]{problem[1:]}" for problem in exc.problems]
             raise type(exc)(problems) from None
-    return _with_retries(engine, lambda conn: [_store(conn, event) for event in parsed])
+
+    def store_all(conn: Connection) -> list[StoreResult]:
+        seen = _Seen()  # one per attempt: a retried transaction starts from nothing
+        return [_store(conn, event, seen) for event in parsed]
+
+    return _with_retries(engine, store_all)
 
 
 def export_raw_events(engine: Engine, *, batch_size: int = 500) -> Iterator[str]:
