@@ -15,7 +15,7 @@ Run: ``.venv/bin/python bench/bench_lineage.py [--quick] [--backends sqlite,post
 2. **Trace-back latency** (``trace_upstream``) from random dataset versions, and from share versions
    (the longest chains), on a store of ``--runs`` runs and ``--versions`` dataset versions shaped like
    the pipeline: landing file -> archived file -> extract (one table per census module) -> warehouse
-   tables -> share. Ingesting all of it through ``store_events`` would take ~5 (SQLite) and ~11
+   tables -> share. Ingesting all of it through ``store_events`` would take ~1 (SQLite) and ~2
    (PostgreSQL) minutes on 2 cores, so ``--seed-chains`` chains (one school each) are ingested through
    ``store_events`` (batches of 50 events) and the store is then filled with renamed copies of those rows
    (new run ids, dataset versions and archive names), inserted in bulk: each copy is a resubmission of
