@@ -1,124 +1,23 @@
-"""Engines and migrations for the warehouse (SQLite or PostgreSQL).
-
-The helpers at the top (``make_engine``, ``write_transaction``, ``run_migrations``) know nothing about
-the warehouse: they take the approach of ``censustrace.lineage.store.db`` (SQLite in WAL mode with
-explicit ``BEGIN IMMEDIATE`` for writers; Alembic run programmatically against one connection, with a
-version table of its own, under a PostgreSQL advisory lock) and are meant to move to a shared module
-that both stores use.
-"""
+"""Engines and migrations for the warehouse (SQLite or PostgreSQL); the generic parts are in
+``censustrace.db``."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy import Engine
+from sqlalchemy.engine import URL, make_url
+
+from censustrace.db import current_revision as _revision
+from censustrace.db import make_engine, run_migrations, write_transaction
 
 MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
 #: Our own name, so the warehouse can share a database with other Alembic-managed schemas.
 VERSION_TABLE: Final = "warehouse_alembic_version"
 # An arbitrary constant: the PostgreSQL advisory lock that serialises concurrent upgrade() calls.
 UPGRADE_LOCK_KEY: Final = 0x57484F55
-# How long a SQLite writer waits for the write lock. Staging a large extract is one transaction that
-# holds it for seconds, so other writers (another file's registration) must be patient.
-SQLITE_BUSY_TIMEOUT_S: Final = 120
-_BEGIN_OPTION: Final = "censustrace_sqlite_begin"
-
-
-# --- generic: engines, write transactions, migrations -------------------------------------------------
-
-
-def make_engine(url: str | URL, **kwargs: Any) -> Engine:
-    """An engine for a censustrace database at ``url``.
-
-    SQLite: WAL (readers never block the writer), foreign keys on, a long busy timeout, and transactions
-    begun explicitly so that :func:`write_transaction` can take the write lock up front. PostgreSQL
-    (psycopg2): pre-ping pooled connections."""
-    url = make_url(url)
-    backend = url.get_backend_name()
-    if backend == "sqlite":
-        connect_args = {
-            "timeout": SQLITE_BUSY_TIMEOUT_S,
-            "check_same_thread": False,
-            **kwargs.pop("connect_args", {}),
-        }
-        engine = create_engine(url, connect_args=connect_args, **kwargs)
-        _configure_sqlite(engine)
-        return engine
-    if backend == "postgresql":
-        return create_engine(url, pool_pre_ping=True, **kwargs)
-    raise ValueError(f"censustrace databases are SQLite or PostgreSQL, not {backend}")
-
-
-def _configure_sqlite(engine: Engine) -> None:
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # SQLAlchemy (the "begin" hook below) issues BEGIN, not the sqlite3 module, which would start a
-        # DEFERRED transaction late and fail a lock upgrade instead of waiting for it.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-        finally:
-            cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Connection) -> None:
-        mode = connection.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")
-        connection.exec_driver_sql(f"BEGIN {mode}")
-
-
-@contextmanager
-def write_transaction(engine: Engine) -> Iterator[Connection]:
-    """A connection in a transaction that will write: on SQLite it holds the write lock from the start
-    (BEGIN IMMEDIATE), so concurrent writers queue on the busy timeout instead of failing."""
-    with engine.connect() as connection:
-        if engine.dialect.name == "sqlite":
-            connection.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
-        with connection.begin():
-            yield connection
-
-
-def alembic_config(migrations_dir: Path, connection: Connection | None = None) -> Config:
-    """Alembic configuration for a package's migrations folder; no alembic.ini needed."""
-    config = Config()
-    config.set_main_option("script_location", str(migrations_dir))
-    if connection is not None:
-        config.attributes["connection"] = connection
-    return config
-
-
-def run_migrations(
-    url: str | URL, migrations_dir: Path, lock_key: int, revision: str = "head", *, downgrade: bool = False
-) -> None:
-    """Migrate the database at ``url`` up (or down) to ``revision`` with the Alembic scripts in
-    ``migrations_dir``, in one transaction, serialised on PostgreSQL by the advisory lock ``lock_key``."""
-    url = make_url(url)
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(url)
-    try:
-        with write_transaction(engine) as connection:
-            if connection.dialect.name == "postgresql":
-                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key})
-            config = alembic_config(migrations_dir, connection)
-            if downgrade:
-                command.downgrade(config, revision)
-            else:
-                command.upgrade(config, revision)
-    finally:
-        engine.dispose()
-
-
-# --- the warehouse ------------------------------------------------------------------------------------
 
 
 def upgrade(url: str | URL, revision: str = "head") -> None:
@@ -133,11 +32,7 @@ def downgrade(url: str | URL, revision: str) -> None:
 
 def current_revision(engine: Engine) -> str | None:
     """The warehouse's Alembic revision, None if it was never migrated."""
-    from alembic.runtime.migration import MigrationContext
-
-    with engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
-        return context.get_current_revision()
+    return _revision(engine, VERSION_TABLE)
 
 
 _engines: dict[str, Engine] = {}
@@ -163,3 +58,16 @@ def dispose_engines() -> None:
         for engine in _engines.values():
             engine.dispose()
         _engines.clear()
+
+
+__all__ = [
+    "MIGRATIONS_DIR",
+    "VERSION_TABLE",
+    "current_revision",
+    "dispose_engines",
+    "downgrade",
+    "make_engine",
+    "upgrade",
+    "warehouse_engine",
+    "write_transaction",
+]

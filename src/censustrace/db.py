@@ -1,0 +1,156 @@
+"""Engines, write transactions and Alembic migrations shared by censustrace's databases.
+
+Both stores (the warehouse and the lineage store) run on SQLite or PostgreSQL the same way: SQLite in
+WAL mode with explicit ``BEGIN IMMEDIATE`` for writers; Alembic run programmatically against one
+connection, with a version table of each store's own, under a PostgreSQL advisory lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Final
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, MetaData, create_engine, event, text
+from sqlalchemy.engine import URL, Connection, make_url
+
+# How long a SQLite writer waits for the write lock. Staging a large extract is one transaction that
+# holds it for seconds, so other writers (another file's registration, lineage events) must be patient.
+SQLITE_BUSY_TIMEOUT_S: Final = 120
+_BEGIN_OPTION: Final = "censustrace_sqlite_begin"
+
+
+def make_engine(url: str | URL, **kwargs: Any) -> Engine:
+    """An engine for a censustrace database at ``url``.
+
+    SQLite: WAL (readers never block the writer), foreign keys on, a long busy timeout, and transactions
+    begun explicitly so that :func:`write_transaction` can take the write lock up front. PostgreSQL
+    (psycopg2): pre-ping pooled connections."""
+    url = make_url(url)
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        connect_args = {
+            "timeout": SQLITE_BUSY_TIMEOUT_S,
+            "check_same_thread": False,
+            **kwargs.pop("connect_args", {}),
+        }
+        engine = create_engine(url, connect_args=connect_args, **kwargs)
+        _configure_sqlite(engine)
+        return engine
+    if backend == "postgresql":
+        return create_engine(url, pool_pre_ping=True, **kwargs)
+    raise ValueError(f"censustrace databases are SQLite or PostgreSQL, not {backend}")
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # SQLAlchemy (the "begin" hook below) issues BEGIN, not the sqlite3 module, which would start a
+        # DEFERRED transaction late and fail a lock upgrade instead of waiting for it.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        mode = connection.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A connection in a transaction that will write: on SQLite it holds the write lock from the start
+    (BEGIN IMMEDIATE), so concurrent writers queue on the busy timeout instead of failing."""
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            connection.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
+        with connection.begin():
+            yield connection
+
+
+def alembic_config(migrations_dir: Path, connection: Connection | None = None) -> Config:
+    """Alembic configuration for a package's migrations folder; no alembic.ini needed."""
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def run_migrations(
+    url: str | URL, migrations_dir: Path, lock_key: int, revision: str = "head", *, downgrade: bool = False
+) -> None:
+    """Migrate the database at ``url`` up (or down) to ``revision`` with the Alembic scripts in
+    ``migrations_dir``, in one transaction, serialised on PostgreSQL by the advisory lock ``lock_key``."""
+    url = make_url(url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(url)
+    try:
+        with write_transaction(engine) as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key})
+            config = alembic_config(migrations_dir, connection)
+            if downgrade:
+                command.downgrade(config, revision)
+            else:
+                command.upgrade(config, revision)
+    finally:
+        engine.dispose()
+
+
+def current_revision(engine: Engine, version_table: str) -> str | None:
+    """A store's Alembic revision, None if it was never migrated."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"version_table": version_table})
+        return context.get_current_revision()
+
+
+def run_alembic_env(metadata: MetaData, version_table: str, what: str) -> None:
+    """The body of a store's Alembic ``env.py``: migrate the connection handed over by
+    :func:`run_migrations` (or ``sqlalchemy.url``); offline mode renders SQL."""
+    from alembic import context
+
+    def configure(**kwargs: Any) -> None:
+        context.configure(
+            target_metadata=metadata,
+            version_table=version_table,
+            # SQLite cannot ALTER most things in place; batch mode copies the table instead.
+            render_as_batch=True,
+            compare_type=True,
+            **kwargs,
+        )
+
+    def run(connection: Connection) -> None:
+        configure(connection=connection)
+        with context.begin_transaction():
+            context.run_migrations()
+
+    if context.is_offline_mode():
+        configure(url=context.config.get_main_option("sqlalchemy.url"), literal_binds=True)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    connection = context.config.attributes.get("connection")
+    if connection is not None:
+        run(connection)
+        return
+    url = context.config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise RuntimeError(f"no connection or sqlalchemy.url given to the {what} migrations")
+    engine = make_engine(url)
+    try:
+        with write_transaction(engine) as new_connection:
+            run(new_connection)
+    finally:
+        engine.dispose()
