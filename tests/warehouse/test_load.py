@@ -7,10 +7,11 @@ import datetime as dt
 
 import pytest
 from sqlalchemy import Connection, select
+from sqlalchemy.pool import StaticPool
 
 from censustrace.config import Settings
-from censustrace.warehouse.db import warehouse_engine, write_transaction
-from censustrace.warehouse.load import BulkWriter, bulk_insert
+from censustrace.warehouse.db import make_engine, warehouse_engine, write_transaction
+from censustrace.warehouse.load import AttachedSpool, BulkWriter, bulk_insert
 from censustrace.warehouse.tables import extracts, staged_fsm_period, staged_pupil, staged_pupil_address
 
 EXTRACT = "ext_0000000000000000test"
@@ -98,3 +99,74 @@ def test_writer_flushes_parents_first_in_batches(wh: Settings) -> None:
         writer.flush()
     assert writer.written == {"staged_pupil": 7, "staged_pupil_address": 7, "staged_fsm_period": 7}
     assert writer.batches == 3
+
+
+def test_carriage_returns_quotes_and_empty_strings_survive(wh: Settings) -> None:
+    """COPY's CSV takes a bare CR for the end of a row, and an unquoted empty field for NULL."""
+    texts = ["cr\rhere", "crlf\r\nhere", '"', '""', ",", "", " ", "\\", None]
+    rows = [_pupil(n, text) for n, text in enumerate(texts, 1)]
+    columns = list(rows[0])
+    with write_transaction(warehouse_engine(wh.warehouse_db_url)) as conn:
+        _register(conn)
+        writer = BulkWriter(conn, [(staged_pupil, columns)], batch_size=4)  # three batches
+        for row in rows:
+            writer.add(staged_pupil, tuple(row.values()))
+        writer.flush()
+        got = [dict(r) for r in conn.execute(select(*(staged_pupil.c[c] for c in columns))).mappings()]
+    assert sorted(got, key=lambda r: r["record_number"]) == rows
+
+
+def test_attached_spool_copies_every_value_exactly(wh: Settings) -> None:
+    """SQLite: rows through the spool (a temporary database) read back as rows written directly."""
+    if not wh.warehouse_db_url.startswith("sqlite"):
+        pytest.skip("the attached spool is SQLite's")
+    rows = [_pupil(n, text) for n, text in enumerate([*TRICKY, None], 1)]
+    columns = list(rows[0])
+    engine = make_engine(wh.warehouse_db_url, poolclass=StaticPool)
+    try:
+        with engine.connect() as conn:
+            spool = AttachedSpool(
+                conn,
+                [
+                    (staged_pupil, columns),
+                    (staged_pupil_address, ["extract_id", "record_number", "postcode"]),
+                ],
+            )
+            for row in rows:
+                spool.add(staged_pupil, tuple(row.values()))
+                spool.add(staged_pupil_address, (EXTRACT, row["record_number"], row["upn"]))
+            spool.finish()
+        with write_transaction(engine) as conn:
+            _register(conn)
+            # Filling the spool took no write lock: the warehouse still has no staged row.
+            assert conn.execute(select(staged_pupil)).all() == []
+            written = spool.copy_into(conn)
+        spool.close()
+        with engine.connect() as conn:
+            assert [r[1] for r in conn.exec_driver_sql("PRAGMA database_list")] == ["main"]
+    finally:
+        engine.dispose()
+    assert written == {"staged_pupil": len(rows), "staged_pupil_address": len(rows)}
+    with warehouse_engine(wh.warehouse_db_url).connect() as conn:
+        got = [dict(r) for r in conn.execute(select(*(staged_pupil.c[c] for c in columns))).mappings()]
+        postcodes = dict(
+            conn.execute(select(staged_pupil_address.c.record_number, staged_pupil_address.c.postcode)).all()
+        )
+    assert sorted(got, key=lambda r: r["record_number"]) == rows
+    assert postcodes == {r["record_number"]: r["upn"] for r in rows}
+
+
+def test_spool_rows_vanish_when_it_is_closed_unused(wh: Settings) -> None:
+    if not wh.warehouse_db_url.startswith("sqlite"):
+        pytest.skip("the attached spool is SQLite's")
+    engine = make_engine(wh.warehouse_db_url, poolclass=StaticPool)
+    try:
+        with engine.connect() as conn:
+            spool = AttachedSpool(conn, [(staged_pupil, list(_pupil(1, "x")))])
+            spool.add(staged_pupil, tuple(_pupil(1, "x").values()))
+            spool.close()  # e.g. the parse failed: nothing was copied anywhere
+            assert [r[1] for r in conn.exec_driver_sql("PRAGMA database_list")] == ["main"]
+    finally:
+        engine.dispose()
+    with warehouse_engine(wh.warehouse_db_url).connect() as conn:
+        assert conn.execute(select(staged_pupil)).all() == []

@@ -23,6 +23,7 @@ from censustrace.census.formats.common import (
     ExtractHints,
     FormatName,
     ParsedRecord,
+    ParsedRow,
     ParseError,
     ParseIssue,
     decode_head,
@@ -39,6 +40,7 @@ __all__ = [
     "ParseIssue",
     "ParsedExtract",
     "ParsedRecord",
+    "ParsedRow",
     "detect_format",
     "parse_extract",
 ]
@@ -96,6 +98,15 @@ class ParsedExtract:
         if self.format == "ctf_xml":
             return ctf_xml.iter_records(self.paths[0], self.hints)
         return la_csv.iter_records(self.paths, self.hints, issues)
+
+    def rows(self, issues: list[ParseIssue] | None = None) -> Iterator[ParsedRow]:
+        """:meth:`records` as field values in ``PUPIL_FIELDS`` order, without building a record: for
+        callers that store rows (staging). Same order, numbers, issues and errors."""
+        if self.format == "school_census_xml":
+            return census_xml.iter_rows(self.paths[0], self.hints)
+        if self.format == "ctf_xml":
+            return ctf_xml.iter_rows(self.paths[0], self.hints)
+        return la_csv.iter_rows(self.paths, self.hints, issues)
 
     def __iter__(self) -> Iterator[ParsedRecord]:
         return self.records()

@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from censustrace.census import codes
 from censustrace.census.formats.common import (
+    FIELD_AT,
     HEADER,
     NO_HINTS,
     ExtractHeader,
@@ -21,20 +22,20 @@ from censustrace.census.formats.common import (
     Item,
     Kind,
     ParsedRecord,
+    ParsedRow,
     ParseError,
     RecordContext,
-    Shape,
     XmlLayout,
-    check_upn,
-    flatten,
+    XmlPlan,
+    as_records,
+    check_upn_value,
     header_texts,
-    make_record,
-    map_items,
+    record_template,
     stream_xml,
-    xml_address,
     xml_address_paths,
     xml_fsm,
 )
+from censustrace.census.model import PupilRecord
 
 LAYOUT: Final = XmlLayout(root="Message", header="Header", container="Pupils", record="PupilOnRoll")
 
@@ -72,7 +73,6 @@ ADDRESS: Final = "HomeInformation/Address/"
 # fsm_periods: one FsmPeriod per FSMperiod/{FSMstartDate, FSMendDate, UKcountry}; fsm_eligible derived.
 FSM_GROUP: Final = "FSMperiods/FSMperiod"
 ADDRESS_PATHS: Final = xml_address_paths(ADDRESS)
-_SHAPE: Final = Shape.of([*(item.source for item in ITEMS), *ADDRESS_PATHS], groups=[FSM_GROUP])
 
 # --- the header: ExtractHeader field <- path under Message/Header -----------------------------------
 _CD, _SRC = "CollectionDetails/", "Source/"
@@ -104,16 +104,28 @@ def _header(elem: Any, path: Path, hints: ExtractHints) -> ExtractHeader:
     )
 
 
-def _record(elem: Any, number: int, file: str, header: ExtractHeader) -> ParsedRecord:
+_PLAN: Final = XmlPlan(ITEMS, ADDRESS, groups=[FSM_GROUP])
+_PERIODS_AT, _ELIGIBLE_AT = FIELD_AT["fsm_periods"], FIELD_AT["fsm_eligible"]
+
+
+def _row(elem: Any, number: int, file: str, header: ExtractHeader, template: list[Any]) -> ParsedRow:
     ctx = RecordContext(file, number, "pupil")
-    flat = flatten(elem, _SHAPE)
-    values = map_items(ITEMS, flat, ctx)
-    check_upn(values, ctx, _ID + "UPN")
-    values["address_lines"], values["postcode"], values["uprn"] = xml_address(flat, ADDRESS_PATHS)
-    values["fsm_periods"], values["fsm_eligible"] = xml_fsm(
-        flat.groups.get(FSM_GROUP, ()), FSM_GROUP, ctx, header
-    )
-    return ParsedRecord(number, make_record(values, header), ctx.issues)
+    texts, repeats, groups = _PLAN.read(elem)
+    values = template.copy()
+    _PLAN.fill(values, texts, repeats, ctx)
+    check_upn_value(values, ctx, _ID + "UPN")
+    periods = groups.get(FSM_GROUP)
+    if periods:
+        values[_PERIODS_AT], values[_ELIGIBLE_AT] = xml_fsm(periods, FSM_GROUP, ctx, header)
+    else:
+        values[_ELIGIBLE_AT] = False
+    return ParsedRow(number, values, ctx.issues)
+
+
+def _record(elem: Any, number: int, file: str, header: ExtractHeader) -> ParsedRecord:
+    """One pupil element as a record (the mapping of :func:`iter_rows`)."""
+    row = _row(elem, number, file, header, record_template(header))
+    return ParsedRecord(number, PupilRecord(*row.values), row.issues)
 
 
 def read_header(path: Path, hints: ExtractHints = NO_HINTS) -> ExtractHeader:
@@ -128,18 +140,26 @@ def read_header(path: Path, hints: ExtractHints = NO_HINTS) -> ExtractHeader:
     raise ParseError(HEADER, path, "is missing", item="Message/Header")  # pragma: no cover (stream raises)
 
 
-def iter_records(path: Path, hints: ExtractHints = NO_HINTS) -> Iterator[ParsedRecord]:
-    """Every ``PupilOnRoll`` as ``(pupil index, record, issues)``, streaming in bounded memory.
+def iter_rows(path: Path, hints: ExtractHints = NO_HINTS) -> Iterator[ParsedRow]:
+    """Every ``PupilOnRoll`` as ``(pupil index, field values, issues)``, streaming in bounded memory.
 
     Raises :class:`ParseError` for a whole-file problem, possibly after some records were yielded
     (a truncated file is only known to be truncated at its end): the caller must then reject the file.
     """
     header: ExtractHeader | None = None
+    template: list[Any] = []
     number = 0
+    file = path.name
     for is_header, elem in stream_xml(path, LAYOUT):
         if is_header:
             header = _header(elem, path, hints)
+            template = record_template(header)
             continue
         assert header is not None  # stream_xml yields the header first
         number += 1
-        yield _record(elem, number, path.name, header)
+        yield _row(elem, number, file, header, template)
+
+
+def iter_records(path: Path, hints: ExtractHints = NO_HINTS) -> Iterator[ParsedRecord]:
+    """Every ``PupilOnRoll`` as ``(pupil index, record, issues)``: :func:`iter_rows` as records."""
+    return as_records(iter_rows(path, hints))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import re
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final, Literal, NamedTuple
@@ -135,6 +135,15 @@ class ParsedRecord(NamedTuple):
 
     number: int
     record: PupilRecord
+    issues: list[ParseIssue]
+
+
+class ParsedRow(NamedTuple):
+    """What ``iter_rows`` yields: a record as its field values in ``PUPIL_FIELDS`` order (the same
+    values ``PupilRecord(*values)`` holds), for callers that store rows and need no record object."""
+
+    number: int
+    values: list[Any]
     issues: list[ParseIssue]
 
 
@@ -369,6 +378,37 @@ def parse_bool(text: str) -> bool:
     raise ValueError("not a boolean")
 
 
+_BOOLS: Final[dict[str, bool]] = {**dict.fromkeys(_TRUE, True), **dict.fromkeys(_FALSE, False)}
+
+
+def fill_converted(
+    values: list[Any],
+    converted: Iterable[tuple[int, int, Item]],
+    cells: Sequence[str | None],
+    ctx: RecordContext,
+) -> None:
+    """:func:`convert` for the date and boolean items of a record at once, the form the readers use:
+    ``converted`` holds ``(position in values, index in cells, item)`` in the items' order (so issues
+    keep that order); an empty or absent cell leaves the value as it is (None)."""
+    for at, index, item in converted:
+        raw = cells[index]
+        if raw:
+            raw = raw.strip()
+        if not raw:
+            continue
+        if item.kind is Kind.DATE:
+            try:
+                values[at] = parse_date(raw)
+            except ValueError:
+                ctx.add(VALUE, item.field, item.source, "is not a date")
+        else:
+            flag = _BOOLS.get(raw.lower())
+            if flag is None:
+                ctx.add(VALUE, item.field, item.source, f"is not a {item.kind.value}")
+            else:
+                values[at] = flag
+
+
 def convert(item: Item, raw: str | None, ctx: RecordContext) -> Any:
     """One scalar value; an unconvertible one becomes None plus a CT-PARSE-VALUE issue."""
     if not raw:
@@ -460,6 +500,41 @@ def check_upn(values: dict[str, Any], ctx: RecordContext, item: str) -> None:
     if not values.get("upn"):
         values["upn"] = ""
         ctx.add(NO_UPN, "upn", item, "is missing")
+
+
+# --- records as value lists -------------------------------------------------------------------------
+# The readers fill a list of field values per record (in ``PUPIL_FIELDS`` order) rather than a dict of
+# keyword arguments: a record is built with one positional call, or not at all when the caller stores
+# rows (staging). ``iter_records`` and ``iter_rows`` therefore share every line of mapping code.
+
+#: Position of each PupilRecord field in a value list.
+FIELD_AT: Final[dict[str, int]] = {name: at for at, name in enumerate(PUPIL_FIELDS)}
+UPN_AT: Final = FIELD_AT["upn"]
+
+
+def record_template(header: ExtractHeader) -> list[Any]:
+    """The values of a record with nothing read (None, or ``()`` for lists) and the extract header's
+    fields filled in: each record starts as a copy of this."""
+    values = [_EMPTY_RECORD[name] for name in PUPIL_FIELDS]
+    values[FIELD_AT["laestab"]] = header.laestab
+    values[FIELD_AT["urn"]] = header.urn
+    values[FIELD_AT["census_term"]] = header.term
+    values[FIELD_AT["census_year"]] = header.year
+    values[FIELD_AT["reference_date"]] = header.reference_date
+    return values
+
+
+def check_upn_value(values: list[Any], ctx: RecordContext, item: str) -> None:
+    """:func:`check_upn` for a value list."""
+    if not values[UPN_AT]:
+        values[UPN_AT] = ""
+        ctx.add(NO_UPN, "upn", item, "is missing")
+
+
+def as_records(rows: Iterable[ParsedRow]) -> Iterator[ParsedRecord]:
+    """Rows as records (``PupilRecord(*values)``), in the same order, lazily."""
+    for number, values, issues in rows:
+        yield ParsedRecord(number, PupilRecord(*values), issues)
 
 
 # --- safe streaming XML ------------------------------------------------------------------------------
@@ -606,19 +681,23 @@ def stream_xml(path: Path, layout: XmlLayout) -> Generator[tuple[bool, Any], Non
             raise ParseError(LAYOUT, path, f"the root element must be {layout.root}", item=root_name)
         fh.seek(0)
         source = _Source(fh)
+        # Only "end" events (a "start" per pupil would cost a Python step each for nothing), and no
+        # whitespace-only text nodes between elements (no item is read from them: leaf texts are stripped).
         events = etree.iterparse(
             source,
-            events=("start", "end"),
+            events=("end",),
             tag=(layout.root, layout.header, layout.record),
             resolve_entities=False,
             no_network=True,
             load_dtd=False,
             huge_tree=False,
+            remove_blank_text=True,
         )
         root: Any = None
+        container: Any = None  # the pupils' parent, once checked
         header_seen = False
         try:
-            for event, elem in events:
+            for _, elem in events:
                 if root is None:
                     # Belt and braces for prologs the sniff above cannot read (e.g. UTF-16 without BOM).
                     if _has_dtd(elem):
@@ -626,14 +705,14 @@ def stream_xml(path: Path, layout: XmlLayout) -> Generator[tuple[bool, Any], Non
                     root = elem.getroottree().getroot()
                     if root.tag != layout.root:
                         raise ParseError(LAYOUT, path, f"the root element must be {layout.root}")
-                if event == "start":
-                    continue
                 parent = elem.getparent()
                 if elem.tag == layout.record:
-                    if parent is None or parent.tag != layout.container or parent.getparent() is not root:
-                        raise ParseError(
-                            LAYOUT, path, f"{layout.record} must be in {layout.root}/{layout.container}"
-                        )
+                    if parent is not container:
+                        if parent is None or parent.tag != layout.container or parent.getparent() is not root:
+                            raise ParseError(
+                                LAYOUT, path, f"{layout.record} must be in {layout.root}/{layout.container}"
+                            )
+                        container = parent
                     if not header_seen:
                         raise ParseError(
                             HEADER,
@@ -734,54 +813,25 @@ def flatten(elem: Any, shape: Shape = _ANY_SHAPE) -> Flat:
     return flat
 
 
-def map_items(items: Sequence[Item], flat: Flat, ctx: RecordContext) -> dict[str, Any]:
-    """Apply a format's mapping table to a flattened XML pupil."""
-    values: dict[str, Any] = {}
-    leaves, repeats = flat.leaves, flat.repeats
-    text_kind, list_kind = Kind.TEXT, Kind.LIST
-    for item in items:
-        source, kind = item.source, item.kind
-        text = leaves.get(source)
-        if repeats and source in repeats:
-            if kind is list_kind:
-                values[item.field] = tuple(t for t in flat.all(source) if t)
-                continue
-            ctx.add(REPEATED, item.field, source, "is given more than once; the first is used")
-        if not text:
-            values[item.field] = () if kind is list_kind else None
-        elif kind is text_kind:
-            values[item.field] = text
-        elif kind is list_kind:
-            values[item.field] = (text,)
-        else:
-            values[item.field] = convert(item, text, ctx)
-    return values
-
-
 def xml_address_paths(prefix: str) -> tuple[str, ...]:
     """``<prefix>BS7666Address/{SAON..PostTown}`` (ADDRESS_ITEMS order), ``.../PostCode``, then the UPRN."""
     bs = prefix + "BS7666Address/"
     return (*(bs + name for name in ADDRESS_ITEMS), bs + "PostCode", prefix + "UniquePropertyReferenceNumber")
 
 
-def xml_address(flat: Flat, paths: Sequence[str]) -> tuple[tuple[str, ...], str | None, str | None]:
-    """``address_lines``, ``postcode`` and ``uprn`` of a pupil; ``paths`` from ``xml_address_paths``."""
-    *lines, postcode_path, uprn_path = paths
-    postcode = flat.first(postcode_path) or None
-    uprn = flat.first(uprn_path) or None
-    return address_lines([flat.first(p) for p in lines], postcode, uprn), postcode, uprn
+_FSM_ITEMS: Final = ("FSMstartDate", "FSMendDate", "UKcountry")
 
 
 def xml_fsm(
     groups: Sequence[Any], group_path: str, ctx: RecordContext, header: ExtractHeader
 ) -> tuple[tuple[FsmPeriod, ...], bool | None]:
     """FSM periods from repeated ``FSMstartDate/FSMendDate/UKcountry`` groups, and the derived flag."""
-    items = tuple(f"{group_path}/{name}" for name in ("FSMstartDate", "FSMendDate", "UKcountry"))
+    items = tuple(f"{group_path}/{name}" for name in _FSM_ITEMS)
     periods: list[FsmPeriod] = []
     incomplete = False
     for group in groups:
-        g = flatten(group)
-        period = fsm_period(g.first("FSMstartDate"), g.first("FSMendDate"), g.first("UKcountry"), ctx, items)
+        g = child_texts(group, _FSM_ITEMS)
+        period = fsm_period(g["FSMstartDate"], g["FSMendDate"], g["UKcountry"], ctx, items)
         if period is None:
             incomplete = True
         else:
@@ -792,3 +842,145 @@ def xml_fsm(
 def header_texts(elem: Any) -> dict[str, str | None]:
     """A header element's leaf texts by path, ``None`` for empty; repeated items keep the first."""
     return {path: (text or None) for path, text in flatten(elem).leaves.items()}
+
+
+def child_texts(elem: Any, names: Iterable[str]) -> dict[str, str | None]:
+    """``flatten(elem).first(name)`` for each of ``names`` (direct children of ``elem``), in one pass
+    that reads no other text: the first child of that tag without child elements, stripped."""
+    found: dict[str, str | None] = dict.fromkeys(names)
+    for child in elem:
+        tag = child.tag
+        if tag in found and found[tag] is None and not len(child):
+            text = child.text
+            found[tag] = text.strip() if text else ""
+    return found
+
+
+# --- a format's XML mapping, compiled --------------------------------------------------------------
+
+_ADDRESS_AT: Final = FIELD_AT["address_lines"]
+_POSTCODE_AT: Final = FIELD_AT["postcode"]
+_UPRN_AT: Final = FIELD_AT["uprn"]
+
+# A node of a compiled mapping: child tag -> leaf slot (int), container (descended into) or the path
+# of a repeated group (str, whose elements are kept whole).
+_Node = dict[str, "int | str | _Node"]
+
+
+def _walk(
+    elem: Any,
+    node: _Node,
+    texts: list[str | None],
+    repeats: dict[int, list[str]],
+    groups: dict[str, list[Any]],
+) -> None:
+    for child in elem:
+        entry = node.get(child.tag)  # comments, PIs and entities have non-str tags: never found
+        if entry is None:
+            continue
+        if entry.__class__ is int:
+            text = child.text
+            text = text.strip() if text else ""
+            if texts[entry] is None:
+                texts[entry] = text
+            else:
+                repeats.setdefault(entry, []).append(text)
+        elif entry.__class__ is dict:
+            _walk(child, entry, texts, repeats, groups)
+        else:
+            groups.setdefault(entry, []).append(child)  # type: ignore[arg-type]  # a group path
+
+
+class XmlPlan:
+    """A format's XML mapping (its items, address prefix and repeated groups) compiled once, so that
+    each pupil element is walked in one pass that reads only the mapped items.
+
+    ``read`` then ``fill`` give exactly what flattening the pupil with ``flatten(elem, Shape.of(...))``
+    and then mapping its leaves item by item gives (same values, same issues in the same order; the test
+    ``tests/census/formats/test_xml_plan.py`` keeps that mapping as its reference), without building a
+    path string per element or a dict per pupil: this is where most of the reader's time went.
+    """
+
+    def __init__(self, items: Sequence[Item], address_prefix: str, groups: Iterable[str] = ()) -> None:
+        address_paths = xml_address_paths(address_prefix)
+        paths = list(dict.fromkeys([*(item.source for item in items), *address_paths]))
+        slot_of = {path: slot for slot, path in enumerate(paths)}
+        shape = Shape.of(paths, groups)
+        # As in flatten: a container is descended into even if it is also a group or a leaf path, and a
+        # group is kept whole even if it is also a leaf path.
+        tree: _Node = {}
+        nodes: dict[str, _Node] = {"": tree}
+        for path in sorted(shape.containers, key=lambda p: p.count("/")):
+            parent, _, tag = path.rpartition("/")
+            nodes[path] = nodes[parent][tag] = {}
+        for path in sorted(shape.groups):
+            parent, _, tag = path.rpartition("/")
+            nodes[parent].setdefault(tag, path)
+        for path, slot in slot_of.items():
+            parent, _, tag = path.rpartition("/")
+            nodes[parent].setdefault(tag, slot)
+        self.tree = tree
+        self.slots = len(paths)
+        self.items = tuple((FIELD_AT[item.field], slot_of[item.source], item) for item in items)
+        self.text_items = tuple((at, slot) for at, slot, item in self.items if item.kind is Kind.TEXT)
+        self.list_items = tuple((at, slot) for at, slot, item in self.items if item.kind is Kind.LIST)
+        self.converted_items = tuple(
+            (at, slot, item) for at, slot, item in self.items if item.kind in (Kind.DATE, Kind.BOOL)
+        )
+        *lines, postcode, uprn = (slot_of[path] for path in address_paths)
+        self.line_slots = tuple(lines)
+        self.postcode_slot, self.uprn_slot = postcode, uprn
+
+    def read(self, elem: Any) -> tuple[list[str | None], dict[int, list[str]], dict[str, list[Any]]]:
+        """The mapped leaf texts of ``elem`` by slot (None: absent; stripped, ``""`` for empty), later
+        repeats of a slot, and the elements of each repeated group, all in document order."""
+        texts: list[str | None] = [None] * self.slots
+        repeats: dict[int, list[str]] = {}
+        groups: dict[str, list[Any]] = {}
+        _walk(elem, self.tree, texts, repeats, groups)
+        return texts, repeats, groups
+
+    def fill(
+        self, values: list[Any], texts: list[str | None], repeats: dict[int, list[str]], ctx: RecordContext
+    ) -> None:
+        """Put the items and the address into ``values`` (a copy of the record template)."""
+        if repeats:
+            self._fill_repeated(values, texts, repeats, ctx)
+        else:
+            for at, slot in self.text_items:
+                text = texts[slot]
+                if text:
+                    values[at] = text
+            for at, slot in self.list_items:
+                text = texts[slot]
+                if text:
+                    values[at] = (text,)
+            fill_converted(values, self.converted_items, texts, ctx)
+        postcode = texts[self.postcode_slot] or None
+        uprn = texts[self.uprn_slot] or None
+        lines = [texts[slot] for slot in self.line_slots]
+        if postcode or uprn or any(lines):
+            values[_ADDRESS_AT] = tuple([line or "" for line in lines])
+        values[_POSTCODE_AT] = postcode
+        values[_UPRN_AT] = uprn
+
+    def _fill_repeated(
+        self, values: list[Any], texts: list[str | None], repeats: dict[int, list[str]], ctx: RecordContext
+    ) -> None:
+        """Item by item, for the rare pupil with an item given more than once: a list takes every
+        non-empty text, any other item the first (with a CT-PARSE-REPEATED issue)."""
+        for at, slot, item in self.items:
+            text = texts[slot]
+            if slot in repeats:
+                if item.kind is Kind.LIST:
+                    values[at] = tuple(t for t in (text, *repeats[slot]) if t)
+                    continue
+                ctx.add(REPEATED, item.field, item.source, "is given more than once; the first is used")
+            if not text:
+                continue
+            if item.kind is Kind.TEXT:
+                values[at] = text
+            elif item.kind is Kind.LIST:
+                values[at] = (text,)
+            else:
+                values[at] = convert(item, text, ctx)

@@ -23,33 +23,34 @@ from typing import Any, Final
 
 from censustrace.census import codes
 from censustrace.census.formats.common import (
+    FIELD_AT,
     HEADER,
     NO_HINTS,
     REPEATED,
     VALUE,
     ExtractHeader,
     ExtractHints,
-    Flat,
     HeaderBuilder,
     Item,
     Kind,
     ParsedRecord,
+    ParsedRow,
     ParseError,
     RecordContext,
-    Shape,
     XmlLayout,
-    check_upn,
+    XmlPlan,
+    as_records,
+    check_upn_value,
+    child_texts,
     file_name_parts,
-    flatten,
     header_texts,
-    make_record,
-    map_items,
     parse_date,
+    record_template,
     stream_xml,
-    xml_address,
     xml_address_paths,
     xml_fsm,
 )
+from censustrace.census.model import PupilRecord
 
 LAYOUT: Final = XmlLayout(root="CTfile", header="Header", container="CTFpupilData", record="Pupil")
 
@@ -80,11 +81,17 @@ SEN_GROUP: Final = "SENhistory/SEN"  # {SENprovision}
 SEN_NEED_GROUP: Final = "SENhistory/SENneeds/SENneed"  # {SENtypeRank, SENtype}
 FSM_GROUP: Final = "FSMhistory/FSMinstance"  # {FSMstartDate, FSMendDate, UKcountry}
 ADDRESS_PATHS: Final = xml_address_paths(ADDRESS)
-_SHAPE: Final = Shape.of(
-    [*(item.source for item in ITEMS), *ADDRESS_PATHS],
-    groups=[LANGUAGE_GROUP, SCHOOL_GROUP, SEN_GROUP, SEN_NEED_GROUP, FSM_GROUP],
+_PLAN: Final = XmlPlan(
+    ITEMS, ADDRESS, groups=[LANGUAGE_GROUP, SCHOOL_GROUP, SEN_GROUP, SEN_NEED_GROUP, FSM_GROUP]
 )
 FIRST_LANGUAGE: Final = "F"
+_SCHOOL_ITEMS: Final = ("LEA", "Estab", "EntryDate")
+_LANGUAGE_ITEMS: Final = ("LanguageType", "Language")
+_SEN_ITEMS: Final = ("SENprovision",)
+_SEN_NEED_ITEMS: Final = ("SENtype", "SENtypeRank")
+_ENTRY_AT, _LANGUAGE_AT = FIELD_AT["entry_date"], FIELD_AT["language"]
+_PROVISION_AT, _NEEDS_AT = FIELD_AT["sen_provision"], FIELD_AT["sen_needs"]
+_PERIODS_AT, _ELIGIBLE_AT = FIELD_AT["fsm_periods"], FIELD_AT["fsm_eligible"]
 
 
 def _header(elem: Any, path: Path, hints: ExtractHints) -> ExtractHeader:
@@ -116,10 +123,10 @@ def _entry_date(schools: Sequence[Any], header: ExtractHeader, ctx: RecordContex
     item = SCHOOL_GROUP + "/EntryDate"
     best: dt.date | None = None
     for school in schools:
-        s = flatten(school)
-        if s.first("LEA") != header.la or s.first("Estab") != header.estab:
+        s = child_texts(school, _SCHOOL_ITEMS)
+        if s["LEA"] != header.la or s["Estab"] != header.estab:
             continue
-        raw = s.first("EntryDate")
+        raw = s["EntryDate"]
         if not raw:
             continue
         try:
@@ -134,22 +141,22 @@ def _entry_date(schools: Sequence[Any], header: ExtractHeader, ctx: RecordContex
 def _language(types: Sequence[Any], ctx: RecordContext) -> str | None:
     found = []
     for elem in types:
-        t = flatten(elem)
-        if t.first("LanguageType") == FIRST_LANGUAGE:
-            found.append(t.first("Language"))
+        t = child_texts(elem, _LANGUAGE_ITEMS)
+        if t["LanguageType"] == FIRST_LANGUAGE:
+            found.append(t["Language"])
     if len(found) > 1:
         ctx.add(REPEATED, "language", LANGUAGE_GROUP, "has more than one first language; the first is used")
     return found[0] or None if found else None
 
 
-def _sen(flat: Flat, ctx: RecordContext) -> tuple[str | None, tuple[str, ...]]:
+def _sen(groups: dict[str, list[Any]], ctx: RecordContext) -> tuple[str | None, tuple[str, ...]]:
     provision = None
-    for sen in flat.groups.get(SEN_GROUP, ()):
-        provision = flatten(sen).first("SENprovision") or provision
+    for sen in groups.get(SEN_GROUP, ()):
+        provision = child_texts(sen, _SEN_ITEMS)["SENprovision"] or provision
     ranked: list[tuple[int, int, str]] = []
-    for order, need in enumerate(flat.groups.get(SEN_NEED_GROUP, ())):
-        n = flatten(need)
-        kind, rank_text = n.first("SENtype"), n.first("SENtypeRank")
+    for order, need in enumerate(groups.get(SEN_NEED_GROUP, ())):
+        n = child_texts(need, _SEN_NEED_ITEMS)
+        kind, rank_text = n["SENtype"], n["SENtypeRank"]
         if not kind:
             continue
         rank = 10**6  # unranked needs go last, in file order
@@ -162,19 +169,23 @@ def _sen(flat: Flat, ctx: RecordContext) -> tuple[str | None, tuple[str, ...]]:
     return provision, tuple(kind for _, _, kind in sorted(ranked))
 
 
-def _record(elem: Any, number: int, file: str, header: ExtractHeader) -> ParsedRecord:
+def _row(elem: Any, number: int, file: str, header: ExtractHeader, template: list[Any]) -> ParsedRow:
     ctx = RecordContext(file, number, "pupil")
-    flat = flatten(elem, _SHAPE)
-    values = map_items(ITEMS, flat, ctx)
-    check_upn(values, ctx, "UPN")
-    values["entry_date"] = _entry_date(flat.groups.get(SCHOOL_GROUP, ()), header, ctx)
-    values["language"] = _language(flat.groups.get(LANGUAGE_GROUP, ()), ctx)
-    values["sen_provision"], values["sen_needs"] = _sen(flat, ctx)
-    values["address_lines"], values["postcode"], values["uprn"] = xml_address(flat, ADDRESS_PATHS)
-    values["fsm_periods"], values["fsm_eligible"] = xml_fsm(
-        flat.groups.get(FSM_GROUP, ()), FSM_GROUP, ctx, header
-    )
-    return ParsedRecord(number, make_record(values, header), ctx.issues)
+    texts, repeats, groups = _PLAN.read(elem)
+    values = template.copy()
+    _PLAN.fill(values, texts, repeats, ctx)
+    check_upn_value(values, ctx, "UPN")
+    values[_ENTRY_AT] = _entry_date(groups.get(SCHOOL_GROUP, ()), header, ctx)
+    values[_LANGUAGE_AT] = _language(groups.get(LANGUAGE_GROUP, ()), ctx)
+    values[_PROVISION_AT], values[_NEEDS_AT] = _sen(groups, ctx)
+    values[_PERIODS_AT], values[_ELIGIBLE_AT] = xml_fsm(groups.get(FSM_GROUP, ()), FSM_GROUP, ctx, header)
+    return ParsedRow(number, values, ctx.issues)
+
+
+def _record(elem: Any, number: int, file: str, header: ExtractHeader) -> ParsedRecord:
+    """One pupil element as a record (the mapping of :func:`iter_rows`)."""
+    row = _row(elem, number, file, header, record_template(header))
+    return ParsedRecord(number, PupilRecord(*row.values), row.issues)
 
 
 def read_header(path: Path, hints: ExtractHints = NO_HINTS) -> ExtractHeader:
@@ -189,18 +200,26 @@ def read_header(path: Path, hints: ExtractHints = NO_HINTS) -> ExtractHeader:
     raise ParseError(HEADER, path, "is missing", item="CTfile/Header")  # pragma: no cover (stream raises)
 
 
-def iter_records(path: Path, hints: ExtractHints = NO_HINTS) -> Iterator[ParsedRecord]:
-    """Every ``Pupil`` as ``(pupil index, record, issues)``, streaming in bounded memory.
+def iter_rows(path: Path, hints: ExtractHints = NO_HINTS) -> Iterator[ParsedRow]:
+    """Every ``Pupil`` as ``(pupil index, field values, issues)``, streaming in bounded memory.
 
     Raises :class:`ParseError` for a whole-file problem, possibly after some records were yielded:
     the caller must then reject the whole file.
     """
     header: ExtractHeader | None = None
+    template: list[Any] = []
     number = 0
+    file = path.name
     for is_header, elem in stream_xml(path, LAYOUT):
         if is_header:
             header = _header(elem, path, hints)
+            template = record_template(header)
             continue
         assert header is not None  # stream_xml yields the header first
         number += 1
-        yield _record(elem, number, path.name, header)
+        yield _row(elem, number, file, header, template)
+
+
+def iter_records(path: Path, hints: ExtractHints = NO_HINTS) -> Iterator[ParsedRecord]:
+    """Every ``Pupil`` as ``(pupil index, record, issues)``: :func:`iter_rows` as records."""
+    return as_records(iter_rows(path, hints))

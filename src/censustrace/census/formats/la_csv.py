@@ -28,11 +28,12 @@ import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Final, NamedTuple
+from typing import IO, Final, NamedTuple
 
 from censustrace.census import codes
 from censustrace.census.formats.common import (
     ENCODING,
+    FIELD_AT,
     HEADER,
     LAYOUT,
     MALFORMED,
@@ -40,23 +41,26 @@ from censustrace.census.formats.common import (
     ORPHAN,
     SHAPE,
     TRUNCATED,
+    UPN_AT,
     ExtractHeader,
     ExtractHints,
     HeaderBuilder,
     Item,
     Kind,
     ParsedRecord,
+    ParsedRow,
     ParseError,
     ParseIssue,
     RecordContext,
     address_lines,
-    check_upn,
-    convert,
+    as_records,
+    check_upn_value,
     file_name_parts,
+    fill_converted,
     fsm_eligible,
     fsm_period,
-    make_record,
     open_binary,
+    record_template,
 )
 
 PUPILONROLL: Final = "pupilonroll"
@@ -367,10 +371,10 @@ def _index(tables: dict[str, _Table]) -> _Join:
     return join
 
 
-def iter_records(
+def iter_rows(
     paths: Path | Iterable[Path], hints: ExtractHints = NO_HINTS, issues: list[ParseIssue] | None = None
-) -> Iterator[ParsedRecord]:
-    """Every ``pupilonroll`` row, joined to its address and FSM rows, as ``(row, record, issues)``.
+) -> Iterator[ParsedRow]:
+    """Every ``pupilonroll`` row, joined to its address and FSM rows, as ``(row, field values, issues)``.
 
     ``row`` is the 1-based data row of the pupilonroll file. Issues about address/FSM rows name those
     files and rows. CT-PARSE-ORPHAN issues (rows that join no pupil) are appended to ``issues`` at the
@@ -389,6 +393,13 @@ def iter_records(
         issues.extend(_orphans(join))
 
 
+def iter_records(
+    paths: Path | Iterable[Path], hints: ExtractHints = NO_HINTS, issues: list[ParseIssue] | None = None
+) -> Iterator[ParsedRecord]:
+    """:func:`iter_rows` as ``(row, record, issues)``."""
+    return as_records(iter_rows(paths, hints, issues))
+
+
 def _orphans(join: _Join) -> list[ParseIssue]:
     """Address rows left over and FSM rows never matched, in file and row order."""
     found = list(join.orphans)
@@ -404,22 +415,42 @@ def _orphan(file: str, number: int, field: str, problem: str = "matches no pupil
     return ParseIssue(ORPHAN, file, number, "row", field, "upn", problem)
 
 
-def _pupils(pupils: _Table, header: ExtractHeader, join: _Join) -> Iterator[ParsedRecord]:
+_ADDRESS_AT, _POSTCODE_AT, _UPRN_AT = FIELD_AT["address_lines"], FIELD_AT["postcode"], FIELD_AT["uprn"]
+_PERIODS_AT, _ELIGIBLE_AT = FIELD_AT["fsm_periods"], FIELD_AT["fsm_eligible"]
+
+
+def _pupils(pupils: _Table, header: ExtractHeader, join: _Join) -> Iterator[ParsedRow]:
     file, width = pupils.path.name, len(pupils.columns)
-    plan = [(item, pupils.index.get(item.source)) for item in PUPIL_ITEMS]
+    # Items whose column is absent stay None / () (the template's values), as an empty cell would.
+    present = [
+        (FIELD_AT[item.field], pupils.index[item.source], item)
+        for item in PUPIL_ITEMS
+        if item.source in pupils.index
+    ]
+    texts = [(at, index) for at, index, item in present if item.kind is Kind.TEXT]
+    lists = [(at, index) for at, index, item in present if item.kind is Kind.LIST]
+    # Only dates and booleans can raise issues: these keep the items' order, so issues do too.
+    converted = [(at, index, item) for at, index, item in present if item.kind in (Kind.DATE, Kind.BOOL)]
+    template = record_template(header)
+    eligible_if_none = fsm_eligible((), header.reference_date, False)
     for number, row in pupils.rows():
         ctx = RecordContext(file, number, "row")
         if len(row) != width:
             ctx.add(SHAPE, WHOLE_ROW, WHOLE_ROW, f"has {len(row)} cells where the header has {width}")
-        values: dict[str, Any] = {}
-        for item, index in plan:
-            raw = _cell(row, index)
-            if item.kind is Kind.LIST:
-                values[item.field] = tuple(part for p in raw.split(";") if (part := p.strip()))
-            else:
-                values[item.field] = convert(item, raw, ctx)
-        check_upn(values, ctx, "upn")
-        upn = values["upn"]
+            if len(row) < width:
+                row = row + [""] * (width - len(row))
+        values = template.copy()
+        for at, index in texts:
+            raw = row[index].strip()
+            if raw:
+                values[at] = raw
+        for at, index in lists:
+            raw = row[index]
+            if raw:
+                values[at] = tuple(part for p in raw.split(";") if (part := p.strip()))
+        fill_converted(values, converted, row, ctx)
+        check_upn_value(values, ctx, "upn")
+        upn = values[UPN_AT]
         queue = join.addresses.get(upn)
         if queue:
             address = queue.pop(0)
@@ -434,14 +465,17 @@ def _pupils(pupils: _Table, header: ExtractHeader, join: _Join) -> Iterator[Pars
                     file=join.address_file,
                     number=address.number,
                 )
-            values["address_lines"], values["postcode"], values["uprn"] = (
+            values[_ADDRESS_AT], values[_POSTCODE_AT], values[_UPRN_AT] = (
                 address.lines,
                 address.postcode,
                 address.uprn,
             )
         fsm_rows = join.fsm.get(upn, ())
-        if fsm_rows:
-            join.matched_fsm.add(upn)
+        if not fsm_rows:
+            values[_ELIGIBLE_AT] = eligible_if_none
+            yield ParsedRow(number, values, ctx.issues)
+            continue
+        join.matched_fsm.add(upn)
         periods = []
         incomplete = False
         for f in fsm_rows:
@@ -461,6 +495,6 @@ def _pupils(pupils: _Table, header: ExtractHeader, join: _Join) -> Iterator[Pars
                 incomplete = True
             else:
                 periods.append(period)
-        values["fsm_periods"] = tuple(periods)
-        values["fsm_eligible"] = fsm_eligible(periods, header.reference_date, incomplete)
-        yield ParsedRecord(number, make_record(values, header), ctx.issues)
+        values[_PERIODS_AT] = tuple(periods)
+        values[_ELIGIBLE_AT] = fsm_eligible(periods, header.reference_date, incomplete)
+        yield ParsedRow(number, values, ctx.issues)
