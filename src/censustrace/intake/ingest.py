@@ -122,10 +122,6 @@ MISMATCH_MIN_UPNS: Final = 5
 _PSEUDO_LAS: Final = frozenset({"001", "002", "003", "004", "005"})
 #: Rejected records listed one by one in an outcome's errors, at most (the registry keeps them all).
 MAX_LISTED_REJECTIONS: Final = 100
-#: SQLite page cache of a publishing connection (KiB; SQLite's default is 2 MiB). Publishing inserts
-#: pupil keys all over the ``pupil_key`` index: at a million pupils this cache makes the copy into
-#: ``pupil`` about a fifth faster. A fixed cost per connection, whatever the size of the files.
-SQLITE_CACHE_KIB: Final = 64 * 1024
 
 # --- staging row layouts ----------------------------------------------------------------------------------
 _OWN_COLUMNS: Final = ("extract_id", "record_number", "pupil_key", *LIST_FIELDS)
@@ -492,8 +488,6 @@ def publish(extract_id: str, rejected: Mapping[int, Sequence[str]], settings: Se
             if conn.dialect.name == "postgresql" and head.laestab:
                 # Publishes of one school's census queue here, so supersession sees the last one.
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _school_lock(head)})
-            if conn.dialect.name == "sqlite":
-                conn.exec_driver_sql(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
             row = get_extract(conn, extract_id, lock=True)
             assert row is not None
             if row.status == LOADED:
@@ -728,7 +722,7 @@ def _table_lineage(
     inputs = [archive_input(settings, f) for f in files]
     by_role = {(f.csv_table or "file"): (FILE_NAMESPACE, i.name) for f, i in zip(files, inputs, strict=True)}
     known = head.format in ("school_census_xml", "ctf_xml", "la_csv")
-    sources = column_sources(cast(FormatName, head.format)) if known else {}
+    sources = _column_sources(cast(FormatName, head.format)) if known else {}
     outputs = []
     for table in tables:
         canonical = table.name.removeprefix("staged_")
@@ -752,13 +746,19 @@ def _table_lineage(
         }
         outputs.append(
             OutputDataset(
-                namespace=warehouse_namespace(url),
-                name=warehouse_dataset_name(url, table.name),
+                namespace=_warehouse_namespace(url),
+                name=_warehouse_dataset_name(url, table.name),
                 facets=facets,
                 outputFacets=output_facets,
             )
         )
     return StepLineage(inputs=inputs, outputs=outputs)
+
+
+# Names and sources are the same for every file: worked out once (they parse URLs, walk mappings).
+_warehouse_namespace = lru_cache(maxsize=16)(warehouse_namespace)
+_warehouse_dataset_name = lru_cache(maxsize=64)(warehouse_dataset_name)
+_column_sources = lru_cache(maxsize=8)(column_sources)
 
 
 @lru_cache(maxsize=64)

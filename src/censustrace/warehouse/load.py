@@ -22,6 +22,7 @@ import csv
 import datetime as dt
 import io
 from collections.abc import Callable, Iterable, Sequence
+from functools import lru_cache
 from typing import Any, Final, cast
 
 from sqlalchemy import Boolean, Column, Connection, Date, Dialect, MetaData, Table
@@ -211,18 +212,12 @@ class AttachedSpool:
         if connection.dialect.name != "sqlite":
             raise ValueError("an attached spool is for SQLite only")
         self._raw = cast(Any, connection.connection).driver_connection
-        self._layout = [(table, tuple(columns)) for table, columns in tables]
-        # Same names and declared types (so the same column affinities), no keys: rows are checked when
-        # they reach the real tables.
-        spool = MetaData(schema=self.SCHEMA)
-        self._twins = {
-            table: Table(table.name, spool, *(Column(name, table.c[name].type) for name in columns))
-            for table, columns in self._layout
-        }
+        self._layout = tuple((table, tuple(columns)) for table, columns in tables)
+        self._twins, ddl = _spool_tables(self._layout, connection.dialect)
         self._raw.execute(f"ATTACH DATABASE '' AS {self.SCHEMA}")
         try:
-            for twin in self._twins.values():
-                self._raw.execute(str(CreateTable(twin).compile(dialect=connection.dialect)))
+            for create in ddl:
+                self._raw.execute(create)
             self._raw.execute("BEGIN")  # one transaction on the spool only: the warehouse is not touched
             self._writer = BulkWriter(connection, [(self._twins[t], c) for t, c in self._layout])
         except BaseException:
@@ -256,3 +251,19 @@ class AttachedSpool:
         if self._raw.in_transaction:
             self._raw.execute("ROLLBACK")
         self._raw.execute(f"DETACH DATABASE {self.SCHEMA}")
+
+
+@lru_cache(maxsize=16)
+def _spool_tables(
+    layout: tuple[tuple[Table, tuple[str, ...]], ...], dialect: Dialect
+) -> tuple[dict[Table, Table], tuple[str, ...]]:
+    """The spool's twin of each table and their ``CREATE TABLE`` statements (built once per layout).
+
+    Same names and declared types (so the same column affinities), no keys: rows are checked when they
+    reach the real tables."""
+    spool = MetaData(schema=AttachedSpool.SCHEMA)
+    twins = {
+        table: Table(table.name, spool, *(Column(name, table.c[name].type) for name in columns))
+        for table, columns in layout
+    }
+    return twins, tuple(str(CreateTable(twin).compile(dialect=dialect)) for twin in twins.values())
