@@ -527,3 +527,48 @@ def test_lineage_names_versions_and_column_sources(
     assert [(i["namespace"], i["name"]) for i in merged["inputs"]] == [("file", str(landed.resolve()))]
     assert archived in {o["name"] for o in merged["outputs"]}
     assert {o["name"].rsplit(".", 1)[-1] for o in merged["outputs"]} >= {"extracts", "staged_pupil", "pupil"}
+
+
+def test_a_csv_line_of_hundreds_of_mb_is_quarantined_with_memory_flat(
+    wh: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A 256 MB line in the pupil table: refused by line number, kept byte for byte, never read whole."""
+    import tracemalloc
+
+    folder, names = _csv_tables(tmp_path_factory)
+    pupils_name = next(n for n in names if n.startswith("pupilonroll"))
+    for name in names:
+        if name != pupils_name:
+            ingest_file(land(wh, folder / name), wh)
+    target = wh.landing_dir / pupils_name
+    digest = hashlib.sha256()
+    with target.open("wb") as out:
+        head = (folder / pupils_name).read_bytes().split(b"\r\n")
+        start = b"\r\n".join(head[:3]) + b"\r\n"  # header and two pupils, then the giant line
+        out.write(start)
+        digest.update(start)
+        chunk = b"A" * (1 << 20)
+        for _ in range(256):
+            out.write(chunk)
+            digest.update(chunk)
+        out.write(b"\r\n")
+        digest.update(b"\r\n")
+
+    tracemalloc.start()
+    try:
+        outcome = ingest_file(target, wh)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+    assert outcome.status == "quarantined"
+    assert [e["code"] for e in outcome.errors] == ["CT-PARSE-LINE-TOO-LONG"]
+    assert "line 4" in outcome.errors[0]["message"] + outcome.errors[0]["location"]
+    assert peak < 32 << 20, f"peak Python memory {peak / 2**20:.0f} MiB for a 256 MiB line"
+    copy = wh.quarantine_dir / outcome.sha256 / pupils_name
+    kept = hashlib.sha256()
+    with copy.open("rb") as fh:
+        while block := fh.read(1 << 22):
+            kept.update(block)
+    assert outcome.sha256 == kept.hexdigest() == digest.hexdigest()
+    assert rows_of(wh, pupil) == 0

@@ -17,7 +17,8 @@ from censustrace.warehouse.db import (
     upgrade,
     warehouse_engine,
 )
-from censustrace.warehouse.tables import CURRENT_VIEWS, metadata
+from censustrace.warehouse.schema import metadata
+from censustrace.warehouse.tables import CURRENT_VIEWS
 
 
 def test_migrations_match_the_tables(wh: Settings) -> None:

@@ -46,6 +46,7 @@ VALUE: Final = "CT-PARSE-VALUE"  # a value that cannot be converted (not a date,
 REPEATED: Final = "CT-PARSE-REPEATED"  # a single item given more than once; the first is used
 SHAPE: Final = "CT-PARSE-SHAPE"  # a CSV row with more or fewer cells than the header
 NO_UPN: Final = "CT-PARSE-NO-UPN"  # the record has no UPN; ``upn`` is ""
+LINE_TOO_LONG: Final = "CT-PARSE-LINE-TOO-LONG"  # a CSV line longer than MAX_LINE_BYTES (memory bound)
 ORPHAN: Final = "CT-PARSE-ORPHAN"  # an address/FSM row that joins no pupil row (reported to a sink)
 
 Unit = Literal["pupil", "row"]

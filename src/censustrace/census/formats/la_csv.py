@@ -36,6 +36,7 @@ from censustrace.census.formats.common import (
     FIELD_AT,
     HEADER,
     LAYOUT,
+    LINE_TOO_LONG,
     MALFORMED,
     NO_HINTS,
     ORPHAN,
@@ -113,6 +114,8 @@ REQUIRED: Final[dict[str, tuple[str, ...]]] = {
     FSMPERIOD: ("upn", *FSM_COLUMNS),
 }
 _UTF8_BOM: Final = b"\xef\xbb\xbf"
+#: Longest physical line read (a census row is under 2 KB): keeps memory flat whatever the file holds.
+MAX_LINE_BYTES: Final = 1 << 20
 _NO_UPN_PROBLEM: Final = "is missing, so the row joins no pupil"
 WHOLE_ROW: Final = "*"  # the field/item of an issue about a whole row
 
@@ -128,8 +131,17 @@ class _Lines:
         self.unterminated = False  # the last line read had no line end: the file may be cut short
 
     def __iter__(self) -> Iterator[str]:
-        for raw in self._fh:
+        # readline with a cap, not ``for raw in fh``: one line of hundreds of MB would be read whole.
+        readline = self._fh.readline
+        while raw := readline(MAX_LINE_BYTES + 1):
             self.line += 1
+            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                raise ParseError(
+                    LINE_TOO_LONG,
+                    self._path,
+                    f"a line is longer than {MAX_LINE_BYTES:,} bytes; no census row is near that long",
+                    line=self.line,
+                )
             data = raw
             if self.line == 1 and data.startswith(_UTF8_BOM):
                 data = data[len(_UTF8_BOM) :]

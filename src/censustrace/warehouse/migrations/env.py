@@ -2,6 +2,6 @@
 
 from censustrace.db import run_alembic_env
 from censustrace.warehouse.db import VERSION_TABLE
-from censustrace.warehouse.tables import metadata
+from censustrace.warehouse.schema import metadata
 
 run_alembic_env(metadata, VERSION_TABLE, "warehouse")

@@ -1,0 +1,12 @@
+"""Every warehouse table, whichever package declares it: Alembic and the schema test use this ``metadata``.
+
+Packages that own warehouse tables (quality, consent, shares) declare them on
+``censustrace.warehouse.tables.metadata`` in their own ``tables`` module; importing them here registers
+them, so one Alembic history covers the whole warehouse.
+"""
+
+from __future__ import annotations
+
+from censustrace.warehouse.tables import metadata
+
+__all__ = ["metadata"]
