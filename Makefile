@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo pipeline serve test lint format constraints clean
+.PHONY: install demo pipeline pipeline-postgres serve test lint format constraints clean
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "censustrace needs Python 3.11 or newer")'
@@ -23,6 +23,18 @@ demo: pipeline serve
 ## Set up and run the pipeline DAGs once on the sample census; exits when done.
 pipeline: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/censustrace pipeline
+
+## The same on the local PostgreSQL (Airflow metadata DB, warehouse, lineage store), LocalExecutor with
+## parallelism 2. PG_SERVER points at the server; the databases are created when missing.
+PG_SERVER ?= postgresql+psycopg2://postgres@127.0.0.1:5432
+PG_HOME   ?= $(CURDIR)/.censustrace-pg
+pipeline-postgres: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" CENSUSTRACE_HOME="$(PG_HOME)" \
+	CENSUSTRACE_WAREHOUSE_URL="$(PG_SERVER)/censustrace_warehouse" \
+	CENSUSTRACE_LINEAGE_URL="$(PG_SERVER)/censustrace_lineage" \
+	CENSUSTRACE_AIRFLOW_DB_URL="$(PG_SERVER)/censustrace_airflow" \
+	CENSUSTRACE_AIRFLOW_PARALLELISM=2 \
+	$(BIN)/censustrace pipeline --create-databases --use-executor
 
 serve: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/censustrace serve
@@ -46,4 +58,4 @@ constraints: install
 	 $(BIN)/pip freeze --exclude-editable | grep -v '^censustrace') > constraints.txt
 
 clean:
-	rm -rf $(VENV) .censustrace .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .censustrace .censustrace-pg .mypy_cache .ruff_cache .pytest_cache

@@ -15,6 +15,7 @@ from censustrace.airflow.operators import (
     PublishExtractOperator,
     ReceiveExtractOperator,
     StageExtractOperator,
+    ValidateExtractOperator,
 )
 
 # Downstream DAGs (shares) are scheduled on this asset: it changes whenever an extract is published.
@@ -28,11 +29,15 @@ School Census XML, CTF XML, LA CSV tables). One mapped **ingest** group per file
 1. **receive**: keep the exact bytes in the content-addressed archive (sha256, read-only) and register
    the extract (same bytes twice: `duplicate`, nothing loaded again);
 2. **stage**: parse the archived bytes into staging tables in one transaction;
-3. **publish**: move the staged rows into `pupil`, `pupil_address`, `fsm_period` in one transaction; a
+3. **validate**: run the Great Expectations suites in `expectations/` on every staged row: critical
+   row failures reject those records (reason codes kept), too many of them or a failed table check
+   quarantine the extract and fail the task (red, reasons in the log); warnings load and are logged.
+   Each instance links to its GX **Data Docs** page;
+4. **publish**: move the staged rows into `pupil`, `pupil_address`, `fsm_period` in one transaction; a
    resubmission supersedes the school's earlier extract for that term (both are kept).
 
 A file that cannot be read is **quarantined** byte for byte with a reason file and stable error codes:
-its stage/publish instances show as *skipped* with the codes in the log, the other files go on. Each
+its later instances show as *skipped* with the codes in the log, the other files go on. Each
 mapped instance is labelled with its file name. **summarise** lists every file's outcome from the extract
 registry. Every task emits OpenLineage events (landed file → archive → warehouse tables, exact versions).
 """
@@ -63,7 +68,10 @@ def census_ingest() -> None:
         received = ReceiveExtractOperator(task_id="receive", path=path)
         receive_results.append(received.output)
         staged = StageExtractOperator(task_id="stage", previous=received.output)
-        return PublishExtractOperator(task_id="publish", previous=staged.output, outlets=[WAREHOUSE_PUPILS])
+        validated = ValidateExtractOperator(task_id="validate", previous=staged.output)
+        return PublishExtractOperator(
+            task_id="publish", previous=validated.output, outlets=[WAREHOUSE_PUPILS]
+        )
 
     @task(trigger_rule="all_done")
     def summarise(received: list[dict[str, Any]] | None) -> dict[str, Any]:

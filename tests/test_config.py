@@ -51,3 +51,17 @@ def test_pupil_key_secret_is_generated_once_and_private(tmp_path: Path) -> None:
     assert len(key) == 64
     assert Settings(home=tmp_path).pupil_key() == key
     assert (tmp_path / "pupil-key.secret").stat().st_mode & 0o077 == 0
+
+
+def test_every_setting_is_documented_for_operators() -> None:
+    """docs/operations.md and the config module's table name every environment variable there is."""
+    from censustrace.config import Settings
+
+    repo = Path(__file__).resolve().parents[1]
+    operations = (repo / "docs" / "operations.md").read_text(encoding="utf-8")
+    import censustrace.config as config
+
+    for name in Settings.model_fields:
+        variable = f"CENSUSTRACE_{name.upper()}"
+        assert f"`{variable}`" in operations, variable
+        assert f"``{variable}``" in (config.__doc__ or ""), variable

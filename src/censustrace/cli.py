@@ -6,20 +6,29 @@ configuration error. Commands that report results take ``--json``.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shlex
 import subprocess
 import sys
+from collections import Counter
+from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
 
 from censustrace.config import ConfigError, Settings, get_settings
+from censustrace.consent.cli import policy_app
 from censustrace.errors import CensustraceError, UsageError
+from censustrace.shares.cli import consent_app, disclosures, retention, share, shares_app
+from censustrace.viewer.cli import tokens_app, users_app, viewer
+
+if TYPE_CHECKING:
+    from censustrace.lineage.model import StepLineage
 
 app = typer.Typer(
     help="censustrace: lawful, checked and traceable onward sharing of school census data.",
@@ -32,6 +41,15 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON
 
 lineage_app = typer.Typer(help="The lineage store: delivery status, retries, export.", no_args_is_help=True)
 app.add_typer(lineage_app, name="lineage")
+app.add_typer(users_app, name="users")
+app.add_typer(tokens_app, name="tokens")
+app.command("viewer")(viewer)
+app.add_typer(policy_app, name="policy")
+app.command("share")(share)
+app.add_typer(shares_app, name="shares")
+app.command("disclosures")(disclosures)
+app.command("retention")(retention)
+app.add_typer(consent_app, name="consent")
 
 
 class Term(StrEnum):
@@ -176,6 +194,19 @@ def _extract_counts(settings: Settings) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+def _emit_ingest_lineage(settings: Settings, steps: Sequence[tuple[str, StepLineage]]) -> None:
+    """The events census_ingest's tasks would emit, under the same job names: a file ingested by
+    hand is traced like one ingested by Airflow (receive and register are one task there)."""
+    from censustrace.intake.ingest import merge_lineage
+    from censustrace.lineage.emit import emit_step
+
+    by_task: dict[str, list[StepLineage]] = {}
+    for name, step in steps:
+        by_task.setdefault("receive" if name == "register" else name, []).append(step)
+    for task, parts in by_task.items():
+        emit_step(settings, f"census_ingest.ingest.{task}", merge_lineage(parts))
+
+
 @app.command()
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Census files to ingest (they are archived first).")],
@@ -194,10 +225,9 @@ def ingest(
         raise UsageError(f"PATH: no such file: {', '.join(missing)}")
     quarantined = False
     for path in paths:
-        outcome = {
-            **ingest_file(copy_into(path, settings.landing_dir), settings).as_dict(),
-            "file": str(path),
-        }
+        done = ingest_file(copy_into(path, settings.landing_dir), settings)
+        _emit_ingest_lineage(settings, done.steps)
+        outcome = {**done.as_dict(), "file": str(path)}
         quarantined |= outcome["status"] == "quarantined"
         if as_json:
             typer.echo(json.dumps(outcome, sort_keys=True))
@@ -213,24 +243,189 @@ def pipeline(
     sample: Annotated[
         Path | None, typer.Option(help="Generated sample folder (default: $CENSUSTRACE_HOME/sample).")
     ] = None,
+    use_executor: Annotated[
+        bool,
+        typer.Option("--use-executor", help="Run tasks on the configured executor (LocalExecutor)."),
+    ] = False,
+    create_databases: Annotated[
+        bool,
+        typer.Option("--create-databases", help="Create missing PostgreSQL databases named in the URLs."),
+    ] = False,
+    ingest_only: Annotated[
+        bool, typer.Option("--ingest-only", help="Run census_ingest only (no consents, no shares).")
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Set up, generate the sample census if missing, deliver it and run the pipeline DAGs once."""
+    """Set up, generate the sample census if missing, deliver it and run the pipeline DAGs once:
+    census_ingest, then the sample's consent files, then one run of every share DAG."""
+    from censustrace.airflow.share_dags import share_dag_specs
+    from censustrace.consent.objections import ingest_consent_file
+    from censustrace.lineage.emit import emit_step
+
     settings = _settings()
+    if create_databases:
+        _create_databases(settings)
     _migrate(settings)
     sample = sample or settings.home / "sample"
     if not (sample / "manifest.json").is_file():
         generate(out=sample, schools=12, pupils_per_school=340, faults=0.01, consents=True, as_json=as_json)
     deliver(sample, as_json=as_json)
     log = settings.home / "logs" / "pipeline.log"
-    rc = _airflow(settings, "dags", "test", "census_ingest", log=log)
+    runs = _run_dags(settings, ["census_ingest"], log, use_executor=use_executor)
     counts = _extract_counts(settings)
-    result = {"dag": "census_ingest", "state": "success" if rc == 0 else "failed", "extracts": counts}
-    result["log"] = str(log)
+    ingest = runs.get("census_ingest", {})
+    ingest_state = str(ingest.get("state", "failed"))
     summary = ", ".join(f"{n} {state}" for state, n in counts.items()) or "no files"
-    _emit(result, as_json, [f"census_ingest: {result['state']}; extracts: {summary} (log: {log})"])
-    if rc != 0:
+    lines = [f"census_ingest: {ingest_state} in {ingest.get('seconds')} s; extracts: {summary}"]
+    result: dict[str, Any] = {
+        "dag": "census_ingest",
+        "state": ingest_state,
+        "seconds": ingest.get("seconds"),
+        "extracts": counts,
+        "log": str(log),
+    }
+    if ingest_only:
+        _emit(result, as_json, lines)
+        raise typer.Exit(0 if ingest_state == "success" else 1)
+    manifest = json.loads((sample / "manifest.json").read_text(encoding="utf-8"))
+    consents: Counter[str] = Counter()
+    for consent in manifest.get("consents", []):
+        outcome = ingest_consent_file(sample / consent["file"], settings)
+        emit_step(settings, "censustrace.consent_ingest", outcome.lineage)
+        consents.update({f"files_{outcome.status}": 1, "decisions_applied": outcome.rows_applied})
+        consents["rows_rejected"] += outcome.rows_rejected
+    lines.append("consents: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(consents.items())))
+    share_dags = [spec.dag_id for spec in share_dag_specs(settings.policies_dir, dt.date.today())]
+    runs |= _run_dags(settings, share_dags, log, use_executor=use_executor)
+    shares = {dag: str(runs.get(dag, {}).get("state", "failed")) for dag in share_dags}
+    lines.append(
+        "shares: "
+        + ", ".join(f"{n} {state}" for state, n in sorted(Counter(shares.values()).items()))
+        + " (a failed share DAG is a refused agreement: see the register)"
+    )
+    result |= {"consents": dict(consents), "shares": shares}
+    lines.append(f"log: {log}")
+    _emit(result, as_json, lines)
+    if ingest_state != "success":
         raise typer.Exit(1)
+
+
+def _run_dags(
+    settings: Settings, dag_ids: list[str], log: Path, *, use_executor: bool
+) -> dict[str, dict[str, Any]]:
+    """Run DAGs once each in one Airflow process (``censustrace.airflow.runner``): dag id ->
+    ``{"state", "tasks", "seconds"}``."""
+    env = {**os.environ, **settings.airflow_env()}
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    cmd = [sys.executable, "-m", "censustrace.airflow.runner", *dag_ids]
+    if use_executor:
+        cmd.append("--use-executor")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as fh:
+        # The executor's workers run each task as its own process that talks to the API server.
+        server = _start_api_server(settings, env, fh) if use_executor else None
+        try:
+            proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=fh, check=False)
+        finally:
+            if server is not None:
+                server.terminate()
+                server.wait(timeout=60)
+        fh.write(proc.stdout)
+    states: dict[str, dict[str, Any]] = {}
+    for line in proc.stdout.decode("utf-8", "replace").splitlines():
+        if line.startswith('{"dag"'):
+            item = json.loads(line)
+            states[item["dag"]] = item
+    if proc.returncode != 0:
+        raise CensustraceError(
+            f"the DAG runner stopped (exit {proc.returncode}) after {len(states)} of {len(dag_ids)} DAGs; "
+            f"see {log}",
+            code="CT-PIPELINE",
+        )
+    return states
+
+
+def _start_api_server(settings: Settings, env: dict[str, str], log: Any) -> subprocess.Popen[bytes]:
+    """Airflow's API server (execution API for the executor's workers), up and answering."""
+    import time
+
+    import httpx
+
+    airflow = str(Path(sys.executable).parent / "airflow")
+    server = subprocess.Popen(
+        [airflow, "api-server", "--port", str(settings.airflow_port)], env=env, stdout=log, stderr=log
+    )
+    url = f"http://localhost:{settings.airflow_port}/api/v2/version"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise CensustraceError(
+                f"Airflow's API server stopped (exit {server.returncode}); is port "
+                f"{settings.airflow_port} free (CENSUSTRACE_AIRFLOW_PORT)?",
+                code="CT-PIPELINE",
+            )
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    server.terminate()
+    raise CensustraceError("Airflow's API server did not answer within 120 s", code="CT-PIPELINE")
+
+
+def _create_databases(settings: Settings) -> None:
+    """Create the PostgreSQL databases named by the warehouse, lineage and Airflow URLs if missing."""
+    from censustrace.db import create_postgres_database
+
+    for url in (settings.warehouse_db_url, settings.lineage_db_url, settings.airflow_metadata_url):
+        create_postgres_database(url)
+
+
+@app.command()
+def backup(
+    folder: Annotated[Path, typer.Argument(help="New, empty folder for the dumps and manifest.json.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Back up the warehouse and the lineage store (SQLite online copy or pg_dump), with a manifest."""
+    from censustrace.ops.backup import backup as run_backup
+
+    manifest = run_backup(_settings(), folder)
+    lines = [
+        f"{i['store']}: {i['file']} ({i['size']:,} bytes, revision {i['revision']})"
+        for i in manifest["stores"]
+    ]
+    _emit(manifest, as_json, lines)
+
+
+@app.command()
+def restore(
+    folder: Annotated[Path, typer.Argument(help="A folder written by `censustrace backup`.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Restore the warehouse and the lineage store from a backup (stop the pipeline first)."""
+    from censustrace.ops.backup import restore as run_restore
+
+    result = run_restore(_settings(), folder)
+    _emit(result, as_json, [f"restored {', '.join(result['restored'])} from {folder}"])
+
+
+@app.command()
+def rekey(
+    new_secret_file: Annotated[
+        Path, typer.Option(help="File holding the new pupil-key secret (never pass a secret as an argument).")
+    ],
+    as_json: JsonFlag = False,
+) -> None:
+    """Rotate the pupil-key secret: re-key every stored pupil key so past disclosures stay findable."""
+    from censustrace.ops.rekey import rekey as run_rekey
+
+    try:
+        secret = new_secret_file.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"--new-secret-file: cannot read {new_secret_file} ({exc.strerror})") from None
+    result = run_rekey(_settings(), secret)
+    _emit(result, as_json, [f"re-keyed {result['pupils']} pupils; secret: {result['secret']}"])
 
 
 def _migrate(settings: Settings) -> None:
@@ -248,15 +443,20 @@ def _migrate(settings: Settings) -> None:
 
 @app.command()
 def serve() -> None:
-    """Serve the Airflow UI (scheduler, API server, DAG processor, triggerer) and the lineage API."""
+    """Serve the Airflow UI (scheduler, API server, DAG processor, triggerer) and the viewer."""
+    from censustrace.viewer.cli import ensure_demo_login
+
     settings = _settings()
     user, password = _ui_login(settings)
+    viewer_user, viewer_password = ensure_demo_login(settings)
     typer.echo(f"Airflow UI:  http://localhost:{settings.airflow_port}  login: {user} / {password}")
+    typer.echo(f"Viewer:      http://localhost:{settings.airflow_port}/censustrace/  (inside Airflow)")
     typer.echo(
-        f"Lineage API: http://127.0.0.1:{settings.api_port}/docs  (local only until the viewer's login)"
+        f"Viewer:      http://127.0.0.1:{settings.api_port}/  login: {viewer_user} / "
+        f"{viewer_password or '(your own viewer user)'}"
     )
     api_server = subprocess.Popen(
-        [sys.executable, "-m", "censustrace.cli", "api", "--port", str(settings.api_port)],
+        [sys.executable, "-m", "censustrace.cli", "viewer", "--port", str(settings.api_port)],
         env={**os.environ, "CENSUSTRACE_HOME": str(settings.home)},
     )
     try:
@@ -384,13 +584,12 @@ def api(
         int | None, typer.Option(help="Port to listen on (default CENSUSTRACE_API_PORT).")
     ] = None,
 ) -> None:
-    """Serve the lineage HTTP API (OpenLineage intake, Marquez-compatible queries, /docs)."""
-    import uvicorn
-
-    from censustrace.lineage.api import create_app
+    """Serve the lineage HTTP API (OpenLineage intake, Marquez-compatible queries) behind the viewer's
+    login and tokens: the same app as `censustrace viewer`."""
+    from censustrace.viewer.cli import serve_viewer
 
     settings = _settings()
-    uvicorn.run(create_app(settings), host=host, port=port or settings.api_port, log_level="info")
+    serve_viewer(settings, host, port or settings.api_port)
 
 
 def _settings_error(exc: ValidationError) -> str:

@@ -18,7 +18,12 @@ embedded Airflow home).
 | ``CENSUSTRACE_AIRFLOW_PORT`` | ``8080`` | port of the Airflow UI/API server |
 | ``CENSUSTRACE_OPENLINEAGE_SPEC_DIR`` | ``<checkout>/../shared/openlineage-spec`` | OpenLineage schemas |
 | ``CENSUSTRACE_API_PORT`` | ``8000`` | port of the lineage API (``censustrace serve``) |
+| ``CENSUSTRACE_PUBLIC_URL`` | ``http://127.0.0.1:$API_PORT`` | where browsers reach the viewer |
+| ``CENSUSTRACE_VIEWER_SESSION_MINUTES`` | ``30`` | viewer sessions end after this long idle (12 h at most) |
 | ``CENSUSTRACE_LA`` | ``330`` | the local authority this instance serves |
+| ``CENSUSTRACE_POLICIES_DIR`` | ``<checkout>/policies`` | fields, purposes, rules, agreements, schemas |
+| ``CENSUSTRACE_SHARE_OUTBOX`` | ``$HOME/shares/outbox`` | released shares, one folder per recipient |
+| ``CENSUSTRACE_EXPECTATIONS_DIR`` | ``<checkout>/expectations`` | data quality suites (GX file context) |
 | ``CENSUSTRACE_PUPIL_KEY_SECRET`` | generated: ``$HOME/pupil-key.secret`` | secret of pupil keys |
 """
 
@@ -46,6 +51,18 @@ def _default_home() -> Path:
     return checkout / ".censustrace" if checkout else Path.home() / ".censustrace"
 
 
+def _default_policies_dir() -> Path:
+    """The checkout's ``policies/`` (data sharing agreements and rules, see docs/policies.md)."""
+    checkout = _checkout_dir()
+    return checkout / "policies" if checkout else PACKAGE_DIR / "policies"
+
+
+def _default_expectations_dir() -> Path:
+    """The checkout's ``expectations/`` (GX suites, see docs/data-quality.md)."""
+    checkout = _checkout_dir()
+    return checkout / "expectations" if checkout else PACKAGE_DIR / "expectations"
+
+
 class ConfigError(Exception):
     """A setting is missing, malformed or points somewhere unusable. Exit code 2 on the CLI."""
 
@@ -65,8 +82,17 @@ class Settings(BaseSettings):
     airflow_parallelism: int = Field(default=2, ge=1, le=64, description="CENSUSTRACE_AIRFLOW_PARALLELISM")
     airflow_port: int = Field(default=8080, ge=1, le=65535, description="CENSUSTRACE_AIRFLOW_PORT")
     api_port: int = Field(default=8000, ge=1, le=65535, description="CENSUSTRACE_API_PORT")
+    public_url: str | None = Field(default=None, description="CENSUSTRACE_PUBLIC_URL")
     openlineage_spec_dir: Path | None = Field(default=None, description="CENSUSTRACE_OPENLINEAGE_SPEC_DIR")
     la: str = Field(default="330", pattern=r"^\d{3}$", description="CENSUSTRACE_LA")
+    viewer_session_minutes: int = Field(
+        default=30, ge=1, le=24 * 60, description="CENSUSTRACE_VIEWER_SESSION_MINUTES"
+    )
+    policies_dir: Path = Field(default_factory=_default_policies_dir, description="CENSUSTRACE_POLICIES_DIR")
+    share_outbox: Path | None = Field(default=None, description="CENSUSTRACE_SHARE_OUTBOX")
+    expectations_dir: Path = Field(
+        default_factory=_default_expectations_dir, description="CENSUSTRACE_EXPECTATIONS_DIR"
+    )
     pupil_key_secret: SecretStr | None = Field(default=None, description="CENSUSTRACE_PUPIL_KEY_SECRET")
 
     @field_validator("home")
@@ -99,6 +125,21 @@ class Settings(BaseSettings):
         return self.home / "shares"
 
     @property
+    def share_outbox_dir(self) -> Path:
+        """Released shares, ``<recipient>/<file>`` (apart from ``outbox_dir``, which holds lineage)."""
+        return self.share_outbox or self.shares_dir / "outbox"
+
+    @property
+    def quality_dir(self) -> Path:
+        """Data quality output: never in the checkout's ``expectations/``, which holds only suites."""
+        return self.home / "quality"
+
+    @property
+    def data_docs_dir(self) -> Path:
+        """GX Data Docs (static HTML), one set of pages per validated extract; served at /data-docs/."""
+        return self.quality_dir / "data-docs"
+
+    @property
     def airflow_home(self) -> Path:
         return self.home / "airflow"
 
@@ -113,6 +154,11 @@ class Settings(BaseSettings):
         return checkout / "plugins" if checkout else PACKAGE_DIR / "plugins"
 
     # Databases ---------------------------------------------------------------------------------------
+    @property
+    def viewer_base_url(self) -> str:
+        """Where users' browsers reach our web app (Data Docs, trace pages): no trailing slash."""
+        return (self.public_url or f"http://127.0.0.1:{self.api_port}").rstrip("/")
+
     @property
     def warehouse_db_url(self) -> str:
         return self.warehouse_url or f"sqlite:///{self.home / 'warehouse.db'}"
@@ -172,6 +218,8 @@ class Settings(BaseSettings):
             "AIRFLOW__CORE__PARALLELISM": str(self.airflow_parallelism),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.airflow_metadata_url,
             "AIRFLOW__API__PORT": str(self.airflow_port),
+            # Task workers (LocalExecutor, Celery) report to the API server's execution API.
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{self.airflow_port}/execution/",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
             "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "30",
             "AIRFLOW__OPENLINEAGE__NAMESPACE": self.lineage_namespace,

@@ -154,3 +154,24 @@ def run_alembic_env(metadata: MetaData, version_table: str, what: str) -> None:
             run(new_connection)
     finally:
         engine.dispose()
+
+
+def create_postgres_database(url: str | URL) -> bool:
+    """Create the database a PostgreSQL URL names if it does not exist (connecting to the server's
+    ``postgres`` database with the same credentials); True if it was created. SQLite URLs: nothing."""
+    url = make_url(url)
+    if url.get_backend_name() != "postgresql" or not url.database:
+        return False
+    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            exists = conn.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": url.database}
+            ).first()
+            if exists:
+                return False
+            quoted = conn.dialect.identifier_preparer.quote(url.database)
+            conn.execute(text(f"CREATE DATABASE {quoted}"))
+            return True
+    finally:
+        admin.dispose()

@@ -117,8 +117,34 @@ def test_census_ingest_loads_quarantines_and_traces(
     state = {(ti.task_id, ti.map_index): str(ti.state) for ti in tis if ti.map_index >= 0}
     second_copy = copies[0].original_name
     for name, outcome in [(broken.name, "skipped"), (second_copy, "skipped"), (good[1].name, "success")]:
-        assert outcome in state[("ingest.stage", index[name])], name
-        assert outcome in state[("ingest.publish", index[name])], name
+        for step in ("stage", "validate", "publish"):
+            assert outcome in state[(f"ingest.{step}", index[name])], (name, step)
+
+    # Data quality: the validate instance links to its Data Docs page, which exists and names the suite.
+    from airflow.models.xcom import XComModel
+
+    with create_session() as session:
+        query = XComModel.get_many(
+            run_id=run.run_id,
+            key="_link_DataDocsLink",
+            task_ids="ingest.validate",
+            map_indexes=index[good[1].name],
+        )
+        link = session.scalars(query).one()
+        url = str(XComModel.deserialize_value(link))
+        query = XComModel.get_many(
+            run_id=run.run_id,
+            key="_link_TraceLink",
+            task_ids="ingest.publish",
+            map_indexes=index[good[1].name],
+        )
+        trace_link = str(XComModel.deserialize_value(session.scalars(query).one()))
+    assert url.startswith(settings.viewer_base_url + "/data-docs/")
+    assert trace_link.startswith(settings.viewer_base_url + "/trace?")
+    assert f"version={rows[good[1].name].extract_id}" in trace_link
+    page = settings.data_docs_dir / url.removeprefix(settings.viewer_base_url + "/data-docs/")
+    assert page.is_file()
+    assert "pupil" in page.read_text(encoding="utf-8")
 
     # Lineage: everything delivered, spec-valid, no pupil identifier anywhere.
     assert Outbox(settings.outbox_dir).entries() == []
@@ -149,6 +175,11 @@ def test_census_ingest_loads_quarantines_and_traces(
         traced = trace_target(engine, pupil, version=extract.extract_id)
         assert {s["sha256"] for s in traced["sources"]} == {extract.sha256}
         assert extract.original_name in {s["original_name"] for s in traced["sources"]}
+        # ... through the validated staging table, whose data-quality outcome the trace shows.
+        staged = [n for n in traced["graph"]["nodes"] if n.get("name", "").endswith("staged_pupil")]
+        assert [n["version"] for n in staged] == [extract.extract_id]
+        assert staged[0]["dataQuality"]["success"] is True
+        assert staged[0]["dataQuality"]["assertions"] >= 20
         for source in traced["sources"]:
             assert source["path"].startswith(str(settings.landing_dir))
             assert source["laestab"] == extract.laestab

@@ -69,3 +69,13 @@ def test_dagbag_parses_without_db_or_network(tmp_path: Path) -> None:
         for task_id, task in dag["tasks"].items():
             assert task["owner"] not in ("", "airflow"), f"{dag_id}.{task_id} has no owner"
             assert task["retries"] >= 1, f"{dag_id}.{task_id} has no retries"
+
+
+def test_one_share_dag_per_agreement_file(tmp_path: Path) -> None:
+    result = _parse(tmp_path)
+    agreements = sorted(p.stem for p in (REPO / "policies" / "agreements").glob("*.yaml"))
+    assert agreements
+    for agreement in agreements:
+        dag = result["dags"][f"census_share__{agreement}"]
+        assert sorted(dag["tasks"]) == ["build", "check", "release"]
+        assert "share" in dag["tags"]

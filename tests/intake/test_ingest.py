@@ -469,8 +469,8 @@ def test_no_pupil_data_in_errors_reasons_or_lineage(
     wh: Settings, tmp_path_factory: pytest.TempPathFactory, fmt: str
 ) -> None:
     folder, manifest = generated(
-        tmp_path_factory, schools=4, pupils_per_school=25, fmt=fmt, seed=3, faults=0.3
-    )
+        tmp_path_factory, schools=4, pupils_per_school=80, fmt=fmt, seed=3, faults=0.03
+    )  # row faults under the 5% that would quarantine a file; one whole-file fault
     outcomes = ingest_all(wh, folder, manifest)
     assert {"loaded", "quarantined"} <= {o.status for o in outcomes}
     assert any(o.errors for o in outcomes if o.status == "loaded")  # row faults were reported
@@ -490,7 +490,7 @@ def test_lineage_names_versions_and_column_sources(
     landed = land(wh, source)
     outcome = ingest_file(landed, wh)
     steps = dict(outcome.steps)
-    assert list(steps) == ["receive", "register", "stage", "publish"]
+    assert list(steps) == ["receive", "register", "stage", "validate", "publish"]
     event = _event(steps["publish"])
     assert {o["name"].rsplit(".", 1)[-1] for o in event["outputs"]} == {
         "pupil",
@@ -518,7 +518,14 @@ def test_lineage_names_versions_and_column_sources(
     key = pupil_out["facets"]["columnLineage"]["fields"]["pupil_key"]["inputFields"][0]
     assert key["transformations"][0]["masking"] is True
     assert {f["name"] for f in pupil_out["facets"]["schema"]["fields"]} >= {"pupil_key", "upn", "sen_needs"}
-    (archive_input,) = event["inputs"]
+    # Publish reads the archived file and the validated staging tables at this extract's version.
+    archive_input, *staged_inputs = event["inputs"]
+    assert {i["name"].rsplit(".", 1)[-1] for i in staged_inputs} == {
+        "staged_pupil",
+        "staged_pupil_address",
+        "staged_fsm_period",
+    }
+    assert {i["facets"]["version"]["datasetVersion"] for i in staged_inputs} == {outcome.extract_id}
     assert archive_input["name"] == archived
     assert archive_input["facets"]["version"]["datasetVersion"] == outcome.sha256
     assert archive_input["facets"]["censusExtract"]["laestab"] == "3304000"

@@ -25,7 +25,7 @@ from censustrace.intake import ingest
 from censustrace.intake.ingest import stage
 from censustrace.intake.receive import receive
 from censustrace.intake.registry import find_extract, register
-from censustrace.warehouse.db import warehouse_engine, write_transaction
+from censustrace.warehouse.db import sqlite_staging_engine, warehouse_engine, write_transaction
 from censustrace.warehouse.tables import staged_fsm_period, staged_pupil, staged_pupil_address
 from tests.warehouse.fixtures import PUPIL_KEY_SECRET, generated, land, rows_of, warehouse_url, wh
 
@@ -136,7 +136,7 @@ def test_the_spool_never_outlives_a_stage(
     if not wh.warehouse_db_url.startswith("sqlite"):
         pytest.skip("the spool is SQLite's")
     extract_id = _registered(wh, tmp_path_factory, seed=23)
-    engine = ingest._sqlite_staging_engine(wh.warehouse_db_url)
+    engine = sqlite_staging_engine(wh.warehouse_db_url)
 
     def attached() -> list[str]:
         with engine.connect() as conn:

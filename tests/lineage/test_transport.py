@@ -148,3 +148,21 @@ def test_unreachable_store_keeps_events_and_says_so(tmp_path: Path, caplog: pyte
     restored = CensustraceTransportConfig.from_dict({"store_url": back, "outbox_dir": str(tmp_path / "ob")})
     assert CensustraceTransport(restored).flush() == {"store": {"delivered": 1, "rejected": 0, "pending": 0}}
     assert len(_stored(back)) == 1
+
+
+def test_store_url_settings_reads_the_lineage_url_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deployment's Airflow config names no database URL (it carries a password): ``settings``."""
+    from censustrace.config import get_settings
+
+    url = f"sqlite:///{tmp_path / 'from-settings.db'}"
+    monkeypatch.setenv("CENSUSTRACE_LINEAGE_URL", url)
+    get_settings.cache_clear()
+    try:
+        config = CensustraceTransportConfig.from_dict(
+            {"store_url": "settings", "outbox_dir": str(tmp_path / "ob")}
+        )
+    finally:
+        get_settings.cache_clear()
+    assert config.store_url == url

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import BaseOperator, BaseOperatorLink
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
@@ -117,18 +117,93 @@ class StageExtractOperator(_ExtractStepOperator):
         return {"file": received["file"], "extract_id": extract_id, "status": result.status}
 
 
+class TraceLink(BaseOperatorLink):
+    """The page in the censustrace viewer that traces what this task wrote back to the received files."""
+
+    name = "Trace in censustrace"
+
+    def get_link(self, operator: BaseOperator, *, ti_key: Any) -> str:
+        # Called on the worker right after execute (Airflow stores the result as an XCom).
+        return str(getattr(operator, "trace_url", "") or "")
+
+
+class DataDocsLink(BaseOperatorLink):
+    """The GX Data Docs page of this extract's pupil suite, served by the censustrace web app."""
+
+    name = "Data Docs"
+
+    def get_link(self, operator: BaseOperator, *, ti_key: Any) -> str:
+        # Called on the worker right after execute (Airflow stores the result as an XCom).
+        return str(getattr(operator, "data_docs_url", "") or "")
+
+
+class ValidateExtractOperator(_ExtractStepOperator):
+    """Run the GX suites on the staged extract: critical row failures reject those records, too many
+    (or a failed table check) quarantine the extract and fail this task; warnings are logged."""
+
+    ui_color = "#fff3cd"
+    operator_extra_links = (DataDocsLink(),)
+    data_docs_url = ""
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from censustrace.config import get_settings
+        from censustrace.quality.run import validate_extract
+
+        settings = get_settings()
+        staged = dict(self.previous)
+        outcome = validate_extract(str(staged["extract_id"]), settings)
+        self._lineage = outcome.lineage
+        if outcome.data_docs:
+            self.data_docs_url = f"{settings.viewer_base_url}/data-docs/{outcome.data_docs[0]}"
+        for line in outcome.summary:  # one line per expectation: pass/fail with counts, no values
+            self.log.info("%s", line)
+        for warning in outcome.warnings:
+            self.log.warning("%s %s", warning["code"], warning["message"])
+        result = {"file": staged["file"], **outcome.as_dict()}
+        if outcome.status == "quarantined":
+            for error in outcome.errors:
+                self.log.error("%s %s", error["code"], error["message"])
+            raise AirflowFailException(
+                f"{staged['file']}: quarantined by data quality checks "
+                + " ".join(e["code"] for e in outcome.errors)
+            )
+        self.log.info(
+            "validated %s: %s; %d records rejected %s",
+            outcome.extract_id,
+            outcome.status,
+            len(outcome.rejected),
+            outcome.rejected_by_code,
+        )
+        return result
+
+
 class PublishExtractOperator(_ExtractStepOperator):
     """Move an extract's staged rows into the warehouse tables in one transaction; supersede the old."""
 
     ui_color = "#f8ecd6"
+    operator_extra_links = (TraceLink(),)
+    trace_url = ""
 
     def execute(self, context: Any) -> dict[str, Any]:
         from censustrace.config import get_settings
         from censustrace.intake.ingest import publish
+        from censustrace.viewer.links import trace_url
+        from censustrace.warehouse.naming import warehouse_dataset_name, warehouse_namespace
 
+        settings = get_settings()
         staged = dict(self.previous)
-        result = publish(str(staged["extract_id"]), {}, get_settings())
+        result = publish(str(staged["extract_id"]), {}, settings)
         self._lineage = result.lineage
+        if result.status == "loaded":
+            url = settings.warehouse_db_url
+            self.trace_url = trace_url(
+                settings,
+                warehouse_namespace(url),
+                warehouse_dataset_name(url, "pupil"),
+                result.extract_id,
+            )
         outcome = {
             "file": staged["file"],
             "extract_id": result.extract_id,
@@ -140,3 +215,118 @@ class PublishExtractOperator(_ExtractStepOperator):
         if result.status == "quarantined":
             self._skip(f"{staged['file']}: quarantined " + " ".join(e["code"] for e in result.errors))
         return outcome
+
+
+# --- shares ------------------------------------------------------------------------------------------------
+
+
+class CheckShareOperator(CensustraceOperator):
+    """Check the agreement against the policy for this run's day and record the share (or the blocked
+    attempt). A refusal fails the task at once, without retries: retrying cannot change a policy."""
+
+    template_fields = ("agreement_id",)
+    ui_color = "#f3e5f5"
+
+    def __init__(self, *, agreement_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.agreement_id = agreement_id
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from censustrace.config import get_settings
+        from censustrace.lineage.model import StepLineage
+        from censustrace.shares.steps import ShareBlocked, check_share
+
+        lineage = StepLineage()
+        self._lineage = lineage
+        as_of = context["dag_run"].run_after.date()
+        try:
+            share = check_share(
+                self.agreement_id, get_settings(), as_of, run_key=context["run_id"], lineage=lineage
+            )
+        except ShareBlocked as exc:
+            for item in exc.share.get("reasons", []):
+                self.log.error("refused: %s %s", item.get("code"), item.get("message"))
+            raise AirflowFailException(str(exc)) from exc
+        self.log.info(
+            "share %s checked: agreement %s allowed for %s", share["share_id"], self.agreement_id, as_of
+        )
+        return share
+
+
+class _ShareStepOperator(CensustraceOperator):
+    """Takes the previous share step's summary (``share_id``)."""
+
+    template_fields = ("previous",)
+
+    def __init__(self, *, previous: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.previous = previous
+
+
+class BuildShareOperator(_ShareStepOperator):
+    """Select the population in scope, exclude objections, transform, suppress refused codes and write
+    the outbound file and its manifest, unreleased."""
+
+    ui_color = "#ede7f6"
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from censustrace.config import get_settings
+        from censustrace.lineage.model import StepLineage
+        from censustrace.shares.steps import build_share
+
+        lineage = StepLineage()
+        self._lineage = lineage
+        share = build_share(str(self.previous["share_id"]), get_settings(), lineage=lineage)
+        self.log.info(
+            "share %s built: %s pupils, excluded %s", share["share_id"], share["pupils"], share["excluded"]
+        )
+        return share
+
+
+class ReleaseShareOperator(_ShareStepOperator):
+    """No lineage, no share: record the share and its disclosures, commit its lineage event, and only
+    then move the file into the recipient's outbox."""
+
+    ui_color = "#e8eaf6"
+    operator_extra_links = (TraceLink(),)
+    trace_url = ""
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from censustrace.config import get_settings
+        from censustrace.lineage.model import StepLineage
+        from censustrace.shares.steps import release_share
+
+        settings = get_settings()
+        lineage = StepLineage()
+        self._lineage = lineage
+        share = release_share(str(self.previous["share_id"]), settings, lineage=lineage)
+        self.trace_url = f"{settings.viewer_base_url}/shares/{share['share_id']}"
+        self.log.info(
+            "share %s %s: %s pupils to %s, sha256=%s",
+            share["share_id"],
+            share["status"],
+            share["pupils"],
+            share["recipient"],
+            share["sha256"],
+        )
+        return share
+
+
+class ApplyRetentionOperator(CensustraceOperator):
+    """Erase warehouse items whose retention has ended or that must never be kept (nationality,
+    country of birth), recording each erasure; earlier shares still trace back."""
+
+    ui_color = "#eceff1"
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from censustrace.config import get_settings
+        from censustrace.lineage.model import StepLineage
+        from censustrace.shares.retention import apply_retention
+
+        lineage = StepLineage()
+        self._lineage = lineage
+        result = apply_retention(get_settings(), context["dag_run"].run_after.date(), lineage=lineage)
+        self.log.info("retention: %s", result)
+        return result

@@ -21,7 +21,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-import os
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -31,7 +30,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, Final, cast
 
-from openlineage.client.event_v2 import OutputDataset
+from openlineage.client.event_v2 import InputDataset, OutputDataset
 from openlineage.client.generated.base import DatasetFacet, OutputDatasetFacet
 from openlineage.client.generated.column_lineage_dataset import (
     ColumnLineageDatasetFacet,
@@ -45,7 +44,6 @@ from openlineage.client.generated.output_statistics_output_dataset import (
 )
 from openlineage.client.generated.schema_dataset import SchemaDatasetFacet, SchemaDatasetFacetFields
 from sqlalchemy import Connection, Dialect, Engine, Table, bindparam, delete, func, select, text, update
-from sqlalchemy.pool import StaticPool
 
 from censustrace.census.formats import ExtractHeader, ParseError, ParseIssue, parse_extract
 from censustrace.census.formats.common import FIELD_AT, NO_UPN, ORPHAN, SHAPE, VALUE, FormatName
@@ -67,7 +65,7 @@ from censustrace.intake.registry import (
 )
 from censustrace.lineage.model import StepLineage
 from censustrace.lineage.naming import FILE_NAMESPACE
-from censustrace.warehouse.db import make_engine, warehouse_engine, write_transaction
+from censustrace.warehouse.db import sqlite_staging_engine, warehouse_engine, write_transaction
 from censustrace.warehouse.load import AttachedSpool, BulkWriter
 from censustrace.warehouse.naming import (
     CSV_JOIN_COLUMN,
@@ -299,7 +297,7 @@ def _stage_through_spool(
 ) -> tuple[ExtractRow, bool]:
     """SQLite: parse into a spool attached to the staging connection, with no lock on the warehouse,
     then take the write lock for the copy only (``INSERT ... SELECT`` inside SQLite)."""
-    engine = _sqlite_staging_engine(url)
+    engine = sqlite_staging_engine(url)
     with _STAGING_LOCK:
         with engine.connect() as conn:
             spool = AttachedSpool(conn, _STAGING_LAYOUT)
@@ -316,19 +314,8 @@ def _stage_through_spool(
             spool.close()
 
 
-# The staging connection on SQLite: one per process (and warehouse), always the same DBAPI connection
-# (StaticPool), so that the spool attached to it is there when its write transaction begins.
+# Spooling and copying one extract at a time per process: the staging connection is shared.
 _STAGING_LOCK: Final = threading.RLock()
-_staging_engines: dict[tuple[int, str], Engine] = {}
-
-
-def _sqlite_staging_engine(url: str) -> Engine:
-    key = (os.getpid(), url)  # a forked process opens its own
-    with _STAGING_LOCK:
-        engine = _staging_engines.get(key)
-        if engine is None:
-            engine = _staging_engines[key] = make_engine(url, poolclass=StaticPool)
-        return engine
 
 
 def _mark_staged(
@@ -683,7 +670,9 @@ def _published(
         )
     )
     counts = RowCounts(row.rows_read or 0, row.pupil_count or 0, row.rows_rejected or 0)
-    lineage = _table_lineage(settings, engine, row, files, CANONICAL, written, pupil_count=row.pupil_count)
+    lineage = _table_lineage(
+        settings, engine, row, files, CANONICAL, written, pupil_count=row.pupil_count, read=STAGING.values()
+    )
     return PublishResult(
         row.extract_id,
         LOADED,
@@ -715,12 +704,28 @@ def _table_lineage(
     written: Mapping[str, int],
     *,
     pupil_count: int | None = None,
+    read: Iterable[Table] = (),
 ) -> StepLineage:
-    """Inputs: the archived files at their sha256; outputs: ``tables`` at version = extract id, with
-    schema, row count, the extract's header and column lineage back to the source items."""
+    """Inputs: the archived files at their sha256 (and the ``read`` tables at version = extract id);
+    outputs: ``tables`` at version = extract id, with schema, row count, the extract's header and column
+    lineage back to the source items."""
     url = settings.warehouse_db_url
-    inputs = [archive_input(settings, f) for f in files]
-    by_role = {(f.csv_table or "file"): (FILE_NAMESPACE, i.name) for f, i in zip(files, inputs, strict=True)}
+    archived = [archive_input(settings, f) for f in files]
+    by_role = {
+        (f.csv_table or "file"): (FILE_NAMESPACE, i.name) for f, i in zip(files, archived, strict=True)
+    }
+    inputs: list[InputDataset] = list(archived)
+    version_facet = DatasetVersionDatasetFacet(datasetVersion=head.extract_id)
+    # Publish reads the validated staging tables: the trace then passes through them and their
+    # data-quality facets on the way back to the files.
+    inputs += [
+        InputDataset(
+            namespace=_warehouse_namespace(url),
+            name=_warehouse_dataset_name(url, table.name),
+            facets={"version": version_facet},
+        )
+        for table in read
+    ]
     known = head.format in ("school_census_xml", "ctf_xml", "la_csv")
     sources = _column_sources(cast(FormatName, head.format)) if known else {}
     outputs = []
@@ -882,8 +887,10 @@ def receive_and_register(path: Path, settings: Settings) -> Received:
 
 
 def ingest_file(path: Path, settings: Settings) -> IngestOutcome:
-    """Receive (archive) one landed file, register it, and if its extract is complete stage and publish
-    it with no validation rejections. Bad input never raises: it is quarantined with stable codes."""
+    """Receive (archive) one landed file, register it, and if its extract is complete stage, validate
+    (``censustrace.quality``) and publish it. Bad input never raises: it is quarantined with stable codes."""
+    from censustrace.quality.run import validate_extract
+
     received = receive_and_register(path, settings)
     receipt, registration = received.receipt, received.registration
     steps = [("receive", receipt.lineage), ("register", registration.lineage)]
@@ -896,13 +903,26 @@ def ingest_file(path: Path, settings: Settings) -> IngestOutcome:
         steps.append(("stage", staged.lineage))
         errors += staged.errors
         counts = staged.rows
-        if staged.status in (STAGED, LOADED):
+        refused = False
+        if staged.status == STAGED:
+            validated = validate_extract(ready, settings)
+            steps.append(("validate", validated.lineage))
+            errors += validated.errors
+            refused = validated.status == QUARANTINED
+            if refused:
+                counts = RowCounts(staged.rows.read, 0, staged.rows.read)
+        if staged.status in (STAGED, LOADED) and not refused:
             published = publish(ready, {}, settings)
             steps.append(("publish", published.lineage))
             counts, supersedes = published.rows, published.supersedes
             errors += published.errors
             errors += _listed_rejections(published)
-            errors += [r for r in _issues_of(settings, ready) if r["code"] == ORPHAN]
+            # Rows that joined no pupil, and validation warnings (CT-DQ-...): kept in the registry.
+            errors += [
+                r
+                for r in _issues_of(settings, ready)
+                if r["code"] == ORPHAN or r["code"].startswith("CT-DQ-")
+            ]
     engine = warehouse_engine(settings.warehouse_db_url)
     with engine.connect() as conn:
         row = get_extract(conn, registration.extract_id) or registration.extract

@@ -16,13 +16,14 @@ import shutil
 import tempfile
 import unicodedata
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TypedDict
 
 from openlineage.client.event_v2 import InputDataset, OutputDataset
 from openlineage.client.generated.dataset_version_dataset import DatasetVersionDatasetFacet
-from sqlalchemy import Engine, delete, select, update
+from sqlalchemy import Connection, Engine, delete, select, update
 
 from censustrace.config import Settings
 from censustrace.errors import CensustraceError
@@ -123,18 +124,23 @@ def quarantine(
     settings: Settings,
     *,
     received_at: dt.datetime | None = None,
+    connection: Connection | None = None,
 ) -> QuarantineResult:
     """Set an extract aside: ``target`` is an extract id (its CSV sibling tables go too) or an archived
-    file (its unfinished registry row, if any, is updated; else only the files are written)."""
+    file (its unfinished registry row, if any, is updated; else only the files are written). A received
+    or staged extract can be quarantined (its staged rows are deleted), a loaded one cannot.
+
+    ``connection``: a caller's open write transaction to make the registry change in (validation
+    quarantines in the transaction that stores its results); else one of its own."""
     if not reasons:
         raise ValueError("quarantine needs at least one reason")
     engine = warehouse_engine(settings.warehouse_db_url)
-    targets = _targets(engine, target, received_at)
+    targets = _targets(connection or engine, target, received_at)
     now = dt.datetime.now(dt.UTC)
     written = tuple(_write(settings, t, reasons, now) for t in targets)
     ids = [t.extract_id for t in targets if t.extract_id is not None]
     if ids:
-        with write_transaction(engine) as conn:
+        with nullcontext(connection) if connection is not None else write_transaction(engine) as conn:
             conn.execute(
                 update(extracts)
                 .where(extracts.c.extract_id.in_(ids), extracts.c.status.in_(UNFINISHED))
@@ -164,8 +170,10 @@ def quarantine(
     return QuarantineResult(written, tuple(reasons), lineage)
 
 
-def _targets(engine: Engine, target: str | ArchivedFile, received_at: dt.datetime | None) -> list[_Target]:
-    with engine.connect() as conn:
+def _targets(
+    source: Engine | Connection, target: str | ArchivedFile, received_at: dt.datetime | None
+) -> list[_Target]:
+    with source.connect() if isinstance(source, Engine) else nullcontext(source) as conn:
         if isinstance(target, str):
             rows = conn.execute(
                 select(extracts)

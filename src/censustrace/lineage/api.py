@@ -3,12 +3,16 @@
 ``POST /api/v1/lineage`` takes RunEvent, DatasetEvent and JobEvent documents and answers 201 Created
 with an empty body, as Marquez does; the read routes return Marquez-shaped JSON. Serve it with
 ``uvicorn --factory censustrace.lineage.api:create_app``; OpenAPI docs are at ``/docs``.
+
+The routes are built by :func:`lineage_router`, so the viewer (``censustrace.viewer.app``) serves the same
+API with its own authentication: it passes the dependencies that guard writes and reads. ``create_app``
+is the bare API (no authentication) for embedding and tests; what we serve is the viewer.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Final, Literal
 
@@ -106,9 +110,16 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(parts)
 
 
+def lineage_engine(request: Request) -> Engine:
+    """The lineage store engine of the app serving ``request`` (``app.state.lineage_engine()``: the
+    viewer creates and migrates its engine on first use, since apps mounted inside Airflow get no
+    lifespan events)."""
+    engine: Engine = request.app.state.lineage_engine()
+    return engine
+
+
 def _connection(request: Request) -> Iterator[Connection]:
-    engine: Engine = request.app.state.engine
-    with engine.connect() as conn:
+    with lineage_engine(request).connect() as conn:
         yield conn
 
 
@@ -122,43 +133,24 @@ def _error(status_code: int, error: CensustraceError, **extra: Any) -> JSONRespo
     return JSONResponse({"code": error.code, "message": error.message, **extra}, status_code=status_code)
 
 
-def create_app(
-    settings: Settings | None = None,
+def lineage_router(
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-    engine: Engine | None = None,
     validator: EventValidator | None = None,
-    migrate: bool = True,
-) -> FastAPI:
-    """The lineage API over the store at ``settings.lineage_db_url`` (or ``engine``).
-
-    ``max_body_bytes`` caps one POSTed event (413 beyond it); ``validator`` defaults to the lenient spec
-    validator; ``migrate`` upgrades the store's schema at startup."""
-    settings = settings or get_settings()
-    store = engine or make_engine(settings.lineage_db_url)
-
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        if migrate:
-            await run_in_threadpool(upgrade, store.url)
-        yield
-        if engine is None:
-            store.dispose()
-
-    app = FastAPI(
-        title="censustrace lineage store",
-        summary="OpenLineage events in, exact-version lineage out (Marquez-compatible routes).",
-        lifespan=lifespan,
-    )
-    app.state.engine = store
-
+    write_dependencies: Sequence[Any] = (),
+    read_dependencies: Sequence[Any] = (),
+) -> APIRouter:
+    """The lineage API routes under ``/api/v1``. ``write_dependencies`` guard ``POST /lineage``,
+    ``read_dependencies`` every read route; ``/health`` is always open."""
     router = APIRouter(prefix="/api/v1")
+    write, read = list(write_dependencies), list(read_dependencies)
 
     @router.post(
         "/lineage",
         status_code=201,
         response_class=Response,
         summary="Record one OpenLineage event",
+        dependencies=write,
         openapi_extra={
             "requestBody": {"required": True, "content": {"application/json": {"schema": _EVENT_SCHEMA}}}
         },
@@ -166,17 +158,18 @@ def create_app(
             201: {"description": "Stored (or already stored: then header X-Censustrace-Duplicate: true)."},
             400: {"description": "Not JSON, not UTF-8 or a broken body."},
             409: {"description": "Contradicts the store (a run id reused for another job)."},
+            401: {"description": "No or wrong producer token (when the server requires one)."},
             413: {"description": "Body over the size limit."},
             422: {"description": "Not a valid OpenLineage event; `problems` names each JSON path at fault."},
         },
     )
     async def post_lineage(request: Request) -> Response:
         body = await read_body(request, max_body_bytes)
-        result = await run_in_threadpool(store_event, store, body, validator=validator)
+        result = await run_in_threadpool(store_event, lineage_engine(request), body, validator=validator)
         headers = {"X-Censustrace-Duplicate": "true"} if result.duplicate else None
         return Response(status_code=201, headers=headers)
 
-    @router.get("/lineage", summary="Lineage graph around a dataset or job")
+    @router.get("/lineage", summary="Lineage graph around a dataset or job", dependencies=read)
     def get_lineage(
         conn: Conn,
         node_id: Annotated[
@@ -186,16 +179,16 @@ def create_app(
     ) -> Json:
         return lineage_graph(conn, node_id, depth)
 
-    @router.get("/namespaces", summary="Namespaces")
+    @router.get("/namespaces", summary="Namespaces", dependencies=read)
     def get_namespaces(conn: Conn) -> Json:
         return {"namespaces": list_namespaces(conn)}
 
-    @router.get("/namespaces/{namespace:path}/jobs", summary="Jobs of a namespace")
+    @router.get("/namespaces/{namespace:path}/jobs", summary="Jobs of a namespace", dependencies=read)
     def get_jobs(conn: Conn, namespace: str, limit: Page = 100, offset: Offset = 0) -> Json:
         found, total = list_jobs(conn, namespace, limit=limit, offset=offset)
         return {"jobs": found, "totalCount": total}
 
-    @router.get("/namespaces/{namespace:path}/datasets", summary="Datasets of a namespace")
+    @router.get("/namespaces/{namespace:path}/datasets", summary="Datasets of a namespace", dependencies=read)
     def get_datasets(conn: Conn, namespace: str, limit: Page = 100, offset: Offset = 0) -> Json:
         found, total = list_datasets(conn, namespace, limit=limit, offset=offset)
         return {"datasets": found, "totalCount": total}
@@ -210,6 +203,7 @@ def create_app(
     @router.get(
         "/namespaces/{namespace:path}/datasets/{name:path}/versions",
         summary="Versions of a dataset, latest first, each with its facets and the run that created it",
+        dependencies=read,
     )
     def get_dataset_versions(
         conn: Conn, namespace: str, name: str, limit: Page = 100, offset: Offset = 0
@@ -218,18 +212,20 @@ def create_app(
         versions, total = dataset_versions_page(conn, dataset_id, limit=limit, offset=offset)
         return {"versions": versions, "totalCount": total}
 
-    @router.get("/namespaces/{namespace:path}/datasets/{name:path}", summary="One dataset")
+    @router.get("/namespaces/{namespace:path}/datasets/{name:path}", summary="One dataset", dependencies=read)
     def get_dataset(conn: Conn, namespace: str, name: str) -> Json:
         dataset_id = dataset_from_path(conn, namespace, name)
         return datasets_json(conn, [dataset_id])[dataset_id]
 
     @router.get(
-        "/jobs/runs/{run_id}", summary="A run: state, times, facets, input and output dataset versions"
+        "/jobs/runs/{run_id}",
+        summary="A run: state, times, facets, input and output dataset versions",
+        dependencies=read,
     )
     def get_job_run(conn: Conn, run_id: str) -> Json:
         return get_run(conn, run_id)
 
-    @router.get("/jobs/runs/{run_id}/facets", summary="A run's run and job facets")
+    @router.get("/jobs/runs/{run_id}/facets", summary="A run's run and job facets", dependencies=read)
     def get_job_run_facets(
         conn: Conn,
         run_id: str,
@@ -240,7 +236,11 @@ def create_app(
         found = get_run_facets(conn, run_id)
         return {**found, "facets": found["runFacets" if facet_type == "run" else "jobFacets"]}
 
-    @router.get("/trace", summary="Trace a dataset version back to its sources, by exact versions")
+    @router.get(
+        "/trace",
+        summary="Trace a dataset version back to its sources, by exact versions",
+        dependencies=read,
+    )
     def get_trace(
         conn: Conn,
         namespace: str,
@@ -250,15 +250,19 @@ def create_app(
         return trace_upstream(conn, namespace, name, version).to_dict()
 
     @router.get("/health", summary="Liveness and database reachability")
-    def get_health() -> JSONResponse:
+    def get_health(request: Request) -> JSONResponse:
         try:
-            with store.connect() as conn:
+            with lineage_engine(request).connect() as conn:
                 conn.execute(text("SELECT 1"))
         except SQLAlchemyError as exc:
             return JSONResponse({"status": "unavailable", "database": type(exc).__name__}, status_code=503)
         return JSONResponse({"status": "ok", "database": "ok"})
 
-    app.include_router(router)
+    return router
+
+
+def add_lineage_error_handlers(app: FastAPI) -> None:
+    """JSON error bodies ``{code, message}`` with the right status for the store's errors."""
 
     @app.exception_handler(LineageEventInvalid)
     async def _invalid(_request: Request, exc: LineageEventInvalid) -> JSONResponse:
@@ -281,4 +285,37 @@ def create_app(
     async def _bad_body(_request: Request, exc: RequestBodyError) -> JSONResponse:
         return _error(exc.status_code, exc)
 
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    engine: Engine | None = None,
+    validator: EventValidator | None = None,
+    migrate: bool = True,
+) -> FastAPI:
+    """The bare lineage API (no authentication) over the store at ``settings.lineage_db_url`` (or
+    ``engine``).
+
+    ``max_body_bytes`` caps one POSTed event (413 beyond it); ``validator`` defaults to the lenient spec
+    validator; ``migrate`` upgrades the store's schema at startup."""
+    settings = settings or get_settings()
+    store = engine or make_engine(settings.lineage_db_url)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if migrate:
+            await run_in_threadpool(upgrade, store.url)
+        yield
+        if engine is None:
+            store.dispose()
+
+    app = FastAPI(
+        title="censustrace lineage store",
+        summary="OpenLineage events in, exact-version lineage out (Marquez-compatible routes).",
+        lifespan=lifespan,
+    )
+    app.state.lineage_engine = lambda: store
+    app.include_router(lineage_router(max_body_bytes=max_body_bytes, validator=validator))
+    add_lineage_error_handlers(app)
     return app

@@ -51,3 +51,68 @@ def schema_documents() -> dict[str, dict[str, Any]]:
         doc = json.loads(path.read_text(encoding="utf-8"))
         docs[doc["$id"]] = doc
     return docs
+
+
+# --- shares (censustrace.shares) ------------------------------------------------------------------------
+
+
+@attr.define
+class ShareDatasetFacet(DatasetFacet):
+    """One share (a release under a data sharing agreement): to whom, why, under which law and approval,
+    checked against which policy version, how many pupils and which fields. Counts only, no pupil data."""
+
+    shareId: str
+    agreementId: str
+    recipient: str
+    recipientType: str | None
+    purpose: str
+    lawfulBasis: str
+    specialCategoryCondition: str | None
+    legalGateway: str | None
+    approvalReference: str | None
+    approvedBy: str | None
+    approvedOn: str | None
+    policyVersion: str
+    asOf: str
+    pupilCount: int
+    excluded: dict[str, int] = attr.Factory(dict)
+    fields: list[str] = attr.Factory(list)
+    transforms: dict[str, str] = attr.Factory(dict)
+    suppressed: dict[str, int] = attr.Factory(dict)
+    flags: list[str] = attr.Factory(list)
+    sourceExtracts: list[str] = attr.Factory(list)
+
+    @staticmethod
+    def _get_schema() -> str:
+        return _schema_url("ShareDatasetFacet")
+
+
+@attr.define
+class ConsentCheckDatasetFacet(DatasetFacet):
+    """How pupils' recorded decisions were applied to a share: which purposes' decisions counted (the
+    share's purpose and the purposes covering it), whether consent was required, and how many pupils
+    each rule kept out."""
+
+    purpose: str
+    coveringPurposes: list[str] = attr.Factory(list)
+    consentRequired: bool = False
+    decisionsApplied: int = 0
+    excluded: dict[str, int] = attr.Factory(dict)
+    consentFiles: list[str] = attr.Factory(list)
+
+    @staticmethod
+    def _get_schema() -> str:
+        return _schema_url("ConsentCheckDatasetFacet")
+
+
+@attr.define
+class RetentionErasureDatasetFacet(DatasetFacet):
+    """Values erased from a warehouse table under a retention rule: which rule, which fields, how many
+    rows, of which extracts."""
+
+    asOf: str
+    erasures: list[dict[str, Any]] = attr.Factory(list)
+
+    @staticmethod
+    def _get_schema() -> str:
+        return _schema_url("RetentionErasureDatasetFacet")

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: ``store_url`` value meaning "the lineage store of censustrace's settings" (``CENSUSTRACE_LINEAGE_URL``).
+SETTINGS_STORE = "settings"
+
 # How many older outbox events to retry before each new one (keeps emission cheap when a backend is down).
 _DRAIN_BATCH = 50
 
@@ -96,9 +99,15 @@ class CensustraceTransportConfig(Config):
     def from_dict(cls, params: dict[str, Any]) -> CensustraceTransportConfig:
         if not params.get("outbox_dir"):
             raise ValueError("censustrace transport: 'outbox_dir' is required")
+        store_url = params.get("store_url") or None
+        if store_url == SETTINGS_STORE:
+            # Deployments name no URL (it holds a password) in Airflow's config: read CENSUSTRACE_LINEAGE_URL.
+            from censustrace.config import get_settings
+
+            store_url = get_settings().lineage_db_url
         return cls(
             outbox_dir=str(params["outbox_dir"]),
-            store_url=params.get("store_url") or None,
+            store_url=store_url,
             http_url=params.get("http_url") or None,
             timeout=float(params.get("timeout", 5.0)),
         )

@@ -52,8 +52,23 @@ def warehouse_engine(url: str | URL) -> Engine:
         return engine
 
 
+def sqlite_staging_engine(url: str) -> Engine:
+    """SQLite only: the staging connection of this process, always the same DBAPI connection
+    (StaticPool), so that a spool attached to it is still there when its write transaction begins."""
+    import os
+
+    from sqlalchemy.pool import StaticPool
+
+    key = f"staging:{os.getpid()}:{url}"  # a forked process opens its own
+    with _engines_lock:
+        engine = _engines.get(key)
+        if engine is None:
+            engine = _engines[key] = make_engine(url, poolclass=StaticPool)
+        return engine
+
+
 def dispose_engines() -> None:
-    """Close every cached engine (tests; a process about to fork)."""
+    """Close every cached engine, staging connections included (tests; a restore; before a fork)."""
     with _engines_lock:
         for engine in _engines.values():
             engine.dispose()

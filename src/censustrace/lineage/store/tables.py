@@ -207,3 +207,7 @@ column_lineage = Table(
     Column("row_hash", String(64), nullable=False),
     UniqueConstraint("output_dataset_version_id", "row_hash"),
 )
+
+# Tables other packages keep in the lineage store register on ``metadata`` when imported (the viewer's
+# users, sessions, tokens and access log), so Alembic and the schema test see them.
+import censustrace.viewer.tables  # noqa: E402, F401

@@ -109,6 +109,24 @@ def trace_upstream(
         return _walk(conn, start)
 
 
+def _quality(conn: Connection, version_ids: set[int]) -> dict[int, Json]:
+    """Data-quality outcome of the versions a run validated (``dataQualityAssertions`` input facets):
+    how many assertions, which failed, and how many of those were blocking (severity ``error``)."""
+    found: dict[int, Json] = {}
+    for version_id, merged in merged_facets(conn, facets.c.dataset_version_id, version_ids, "input").items():
+        assertions = (merged.get("dataQualityAssertions") or {}).get("assertions")
+        if not isinstance(assertions, list):
+            continue
+        failed = [a for a in assertions if isinstance(a, dict) and not a.get("success", True)]
+        found[version_id] = {
+            "assertions": len(assertions),
+            "failed": sorted(str(a.get("name") or a.get("assertion")) for a in failed),
+            "failedErrors": sum(1 for a in failed if a.get("severity") == "error"),
+            "success": not failed,
+        }
+    return found
+
+
 def _walk(conn: Connection, start: int) -> TraceResult:
     producers: dict[int, set[int]] = defaultdict(set)  # version -> runs that wrote it
     inputs: dict[int, set[int]] = defaultdict(set)  # run -> versions it read
@@ -151,8 +169,14 @@ def _walk(conn: Connection, start: int) -> TraceResult:
         data = refs[version_id]
         return DatasetVersionRef(data["namespace"], data["name"], data["version"], data["versionSource"])
 
+    quality = _quality(conn, seen_versions)
     nodes: list[Json] = [
-        {"type": "dataset_version", **_ref_json(ref(version_id)), "createdAt": refs[version_id]["createdAt"]}
+        {
+            "type": "dataset_version",
+            **_ref_json(ref(version_id)),
+            "createdAt": refs[version_id]["createdAt"],
+            **({"dataQuality": quality[version_id]} if version_id in quality else {}),
+        }
         for version_id in seen_versions
     ]
     nodes += [

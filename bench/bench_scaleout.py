@@ -1,0 +1,89 @@
+"""Scale-out: the same census set through census_ingest on the LocalExecutor with parallelism 1, then 2.
+
+Each run gets a fresh home and fresh PostgreSQL databases (Airflow metadata DB, warehouse, lineage
+store) and runs ``censustrace pipeline --ingest-only --use-executor --create-databases``: Airflow's API
+server plus the LocalExecutor's workers, one mapped task instance per file, exactly as in production
+without Docker. Reported: the DAG run's duration (start to end, from Airflow), pupils per second, and
+the speed-up of parallelism 2 over 1. The databases are dropped afterwards.
+
+    .venv/bin/python bench/bench_scaleout.py --schools 24 --pupils 340
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import secrets
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+
+SERVER = os.environ.get(
+    "CENSUSTRACE_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def run(parallelism: int, sample: Path, server: str) -> dict[str, object]:
+    tag = secrets.token_hex(4)
+    names = {k: f"censustrace_bench_{k}_{tag}" for k in ("warehouse", "lineage", "airflow")}
+    base = server.rsplit("/", 1)[0]
+    home = Path(tempfile.mkdtemp(prefix=f"scaleout-p{parallelism}-"))
+    env = {
+        **os.environ,
+        "CENSUSTRACE_HOME": str(home),
+        "CENSUSTRACE_WAREHOUSE_URL": f"{base}/{names['warehouse']}",
+        "CENSUSTRACE_LINEAGE_URL": f"{base}/{names['lineage']}",
+        "CENSUSTRACE_AIRFLOW_DB_URL": f"{base}/{names['airflow']}",
+        "CENSUSTRACE_AIRFLOW_PARALLELISM": str(parallelism),
+        "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
+    }
+    cmd = [sys.executable, "-m", "censustrace.cli", "pipeline", "--ingest-only", "--use-executor",
+           "--create-databases", "--sample", str(sample), "--json"]  # fmt: skip
+    try:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith('{"dag"')]
+        if proc.returncode != 0 or not lines:
+            raise SystemExit(f"pipeline failed (p={parallelism}): {proc.stderr[-2000:]}")
+        return dict(json.loads(lines[-1]))
+    finally:
+        admin = create_engine(server, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            for name in names.values():
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--schools", type=int, default=24)
+    parser.add_argument("--pupils", type=int, default=340, help="pupils per school")
+    parser.add_argument("--server", default=SERVER, help="a PostgreSQL URL on the server to use")
+    args = parser.parse_args()
+    sample = Path(tempfile.mkdtemp(prefix="scaleout-sample-"))
+    subprocess.run(
+        [sys.executable, "-m", "censustrace.cli", "generate", "--out", str(sample), "--schools",
+         str(args.schools), "--pupils-per-school", str(args.pupils), "--json"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    pupils = args.schools * args.pupils
+    results: dict[int, dict[str, float]] = {}
+    for parallelism in (1, 2):
+        result = run(parallelism, sample, args.server)
+        seconds = float(str(result["seconds"]))
+        results[parallelism] = {"seconds": seconds, "pupils_per_s": round(pupils / seconds)}
+        print(f"parallelism {parallelism}: {seconds:.1f} s, {pupils / seconds:,.0f} pupils/s", flush=True)
+    speedup = results[1]["seconds"] / results[2]["seconds"]
+    summary = {"machine": platform.platform(), "cpus": os.cpu_count(), "files": args.schools,
+               "pupils": pupils, "runs": results, "speedup": round(speedup, 2)}  # fmt: skip
+    print(json.dumps(summary, default=str))
+
+
+if __name__ == "__main__":
+    main()

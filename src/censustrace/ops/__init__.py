@@ -1,0 +1,1 @@
+"""Operations on a running instance: backup and restore of both stores, re-keying pupil keys."""

@@ -1,0 +1,185 @@
+"""Commands for shares, disclosures, retention and consent files, registered on the main command in
+``censustrace.cli`` (whose ``main`` maps errors to exit codes: 0 ok, 1 the work found problems, 2 usage).
+
+* ``censustrace share AGREEMENT_ID [--as-of] [--json]``: check, build and release one share;
+* ``censustrace shares list|verify [--json]``;
+* ``censustrace disclosures [--json] < upns.txt``: subject access, UPNs from standard input only;
+* ``censustrace retention [--as-of] [--json]``;
+* ``censustrace consent ingest FILE... [--json]``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+shares_app = typer.Typer(
+    help="The share register (every share and blocked attempt) and its reconciliation with the outbox.",
+    no_args_is_help=True,
+)
+consent_app = typer.Typer(
+    help="Pupils' recorded objections and consents (consent files).", no_args_is_help=True
+)
+
+# Typer reads option declarations when this module is imported, before censustrace.cli is complete, so
+# the --json declaration is repeated here; printing goes through censustrace.cli._emit.
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+AsOf = Annotated[
+    datetime | None,
+    typer.Option("--as-of", formats=["%Y-%m-%d"], help="The day to act for, YYYY-MM-DD (default: today)."),
+]
+
+
+def _day(as_of: datetime | None) -> date:
+    return as_of.date() if as_of is not None else date.today()
+
+
+def _share_lines(share: dict[str, Any]) -> list[str]:
+    excluded = ", ".join(f"{k} {v}" for k, v in sorted(share["excluded"].items())) or "none"
+    lines = [
+        f"{share['share_id']} {share['agreement']}: {share['status']}"
+        + (f", {share['pupils']} pupils (excluded: {excluded})" if share["status"] != "blocked" else "")
+    ]
+    if share["file"]:
+        lines.append(f"  file {share['file']} sha256={share['sha256']}")
+    lines += [f"  {r['code']}: {r['message']}" for r in share["reasons"]]
+    return lines
+
+
+def share(
+    agreement_id: Annotated[str, typer.Argument(help="The id of an agreement in policies/agreements/.")],
+    as_of: AsOf = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Check, build and release one share under an agreement.
+
+    An unfinished share of the agreement (a release that failed) is completed first. Exit 1 if the
+    agreement is refused: a blocked share is recorded with the reasons, nothing is sent."""
+    from censustrace.cli import _emit, _settings
+    from censustrace.shares.steps import ShareBlocked, run_share
+
+    settings = _settings()
+    try:
+        result = run_share(agreement_id, settings, _day(as_of))
+    except ShareBlocked as exc:
+        _emit(exc.share, as_json, _share_lines(exc.share))
+        raise typer.Exit(1) from None
+    _emit(result, as_json, _share_lines(result))
+
+
+@shares_app.command("list")
+def list_shares(
+    agreement: Annotated[str | None, typer.Option(help="Only shares under this agreement.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Every share and blocked attempt, oldest first (the fields of `censustrace share --json`)."""
+    from censustrace.cli import _emit, _settings
+    from censustrace.shares.register import list_shares as rows
+
+    found = [row.summary() for row in rows(_settings(), agreement_id=agreement)]
+    if as_json:
+        typer.echo(json.dumps(found, indent=2, sort_keys=True, default=str))
+        return
+    _emit({}, False, [line for item in found for line in _share_lines(item)] or ["no shares"])
+
+
+@shares_app.command("verify")
+def verify(as_json: JsonFlag = False) -> None:
+    """Reconcile the outbox with the register, disclosures and lineage. Exit 1 on any mismatch."""
+    from censustrace.cli import _emit, _settings
+    from censustrace.shares.verify import verify_shares
+
+    result = verify_shares(_settings())
+    lines = [
+        f"{'ok' if result['ok'] else 'PROBLEMS'}: {result['shares']} delivered shares, "
+        f"{result['files']} files, {result['blocked']} blocked, {len(result['pending'])} pending"
+    ]
+    lines += [f"  {p['code']}: {p['message']}" for p in result["problems"]]
+    _emit(result, as_json, lines)
+    if not result["ok"]:
+        raise typer.Exit(1)
+
+
+def disclosures(as_json: JsonFlag = False) -> None:
+    """Subject access: every share that included each pupil (UPNs on standard input).
+
+    UPNs are read from standard input, one per line, never from arguments; the answer names each by its
+    line number and never echoes it."""
+    from censustrace.cli import _emit, _settings
+    from censustrace.errors import UsageError
+    from censustrace.shares.disclosures import subject_access
+
+    if sys.stdin is None or sys.stdin.isatty():
+        raise UsageError("give the UPNs on standard input, one per line: censustrace disclosures < upns.txt")
+    result = subject_access(sys.stdin, _settings())
+    lines: list[str] = []
+    for request in result["requests"]:
+        lines.append(f"line {request['line']}: {len(request['shares'])} share(s)")
+        lines += [
+            f"  {s['date']} {s['share_id']} to {s['recipient']} for {s['purpose']} ({s['lawful_basis']}; "
+            f"{s['legal_gateway'] or 'no gateway'}): {', '.join(s['fields'])}"
+            for s in request["shares"]
+        ]
+    _emit(result, as_json, lines or ["no UPNs given"])
+
+
+def retention(as_of: AsOf = None, as_json: JsonFlag = False) -> None:
+    """Erase values whose retention ended and never-share legacy items, with a lineage event.
+
+    Legacy items: nationality and country of birth. The lineage event records what, how many rows and
+    under which rule."""
+    from censustrace.cli import _emit, _settings
+    from censustrace.lineage.model import StepLineage
+    from censustrace.shares.lineage import emit_step
+    from censustrace.shares.retention import apply_retention
+
+    settings = _settings()
+    step = StepLineage()
+    result = apply_retention(settings, _day(as_of), lineage=step)
+    if step.outputs:
+        result["lineage_run_id"] = emit_step(settings, "censustrace.retention", step)
+    lines = [f"erased {result['rows']} values"]
+    lines += [f"  {e['rule']}: {e['table']}.{e['field']} x{e['rows']}" for e in result["erasures"]]
+    _emit(result, as_json, lines)
+
+
+@consent_app.command("ingest")
+def consent_ingest(
+    files: Annotated[list[Path], typer.Argument(help="Consent files (CSV upn, purpose, decision, ...).")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Archive consent files and apply their decisions, by pupil key (one JSON object per file).
+
+    Bad rows are reported by row number and left out; exit 1 if any row or file was not applied."""
+    from censustrace.cli import _settings
+    from censustrace.consent.objections import ingest_consent_file
+    from censustrace.errors import UsageError
+    from censustrace.shares.lineage import emit_step
+
+    settings = _settings()
+    missing = [str(p) for p in files if not p.is_file()]
+    if missing:
+        raise UsageError(f"FILE: no such file: {', '.join(missing)}")
+    problems = False
+    for path in files:
+        outcome = ingest_consent_file(path, settings)
+        emit_step(settings, "censustrace.consent_ingest", outcome.lineage)
+        result = outcome.as_dict()
+        problems |= outcome.status == "refused" or outcome.rows_rejected > 0
+        if as_json:
+            typer.echo(json.dumps(result, sort_keys=True))
+        else:
+            codes = " ".join(e["code"] for e in result["errors"])
+            rows = result["rows"]
+            applied = f"{rows['applied']}/{rows['read']} rows applied"
+            typer.echo(f"{path.name}: {result['status']} {applied} {codes}".rstrip())
+    if problems:
+        raise typer.Exit(1)
+
+
+__all__ = ["consent_app", "disclosures", "retention", "share", "shares_app"]

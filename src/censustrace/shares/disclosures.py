@@ -1,0 +1,106 @@
+"""Subject access (UK GDPR Art 15(1)(c)): every share that included a pupil, with its recipient, purpose,
+lawful basis, gateway, the fields sent and the census file the values came from.
+
+UPNs come in (from standard input on the CLI, never arguments, so they stay out of shell history and
+process lists), are turned into pupil keys at once and are never logged or stored; the answer names
+each by its line in the input. Only delivered shares count: a blocked or unfinished share sent nothing.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any, Final
+
+from sqlalchemy import select
+
+from censustrace.census.identifiers import is_valid_upn
+from censustrace.config import Settings
+from censustrace.consent.objections import latest_decisions
+from censustrace.intake.ingest import pupil_key
+from censustrace.shares.tables import DELIVERED, disclosures, shares
+from censustrace.warehouse.db import warehouse_engine
+from censustrace.warehouse.tables import extracts
+
+_KEYS_PER_QUERY: Final = 500
+
+
+def subject_access(lines: Iterable[str], settings: Settings) -> dict[str, Any]:
+    """``{"requests": [{"line", "upn_format_valid", "shares": [...], "decisions": [...]}]}``: one entry
+    per non-empty input line, in input order; ``shares`` oldest first."""
+    secret = settings.pupil_key()
+    asked: list[tuple[int, str, bool]] = []
+    for number, text in enumerate(lines, start=1):
+        upn = text.strip().upper()
+        if upn:
+            asked.append((number, pupil_key(secret, upn), is_valid_upn(upn)))
+    keys = sorted({key for _, key, _ in asked})
+    found: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    decisions: dict[str, list[dict[str, Any]]] = {}
+    with warehouse_engine(settings.warehouse_db_url).connect() as conn:
+        for start in range(0, len(keys), _KEYS_PER_QUERY):
+            batch = keys[start : start + _KEYS_PER_QUERY]
+            rows = conn.execute(
+                select(
+                    disclosures.c.pupil_key,
+                    disclosures.c.blank_fields,
+                    shares,
+                    extracts.c.original_name.label("source_file"),
+                    extracts.c.sha256.label("source_sha256"),
+                    extracts.c.laestab.label("source_laestab"),
+                    extracts.c.term.label("source_term"),
+                    extracts.c.year.label("source_year"),
+                    extracts.c.received_at.label("source_received_at"),
+                )
+                .join(shares, shares.c.share_id == disclosures.c.share_id)
+                .join(extracts, extracts.c.extract_id == disclosures.c.extract_id)
+                .where(disclosures.c.pupil_key.in_(batch), shares.c.status == DELIVERED)
+                .order_by(shares.c.delivered_at, shares.c.id)
+            ).mappings()
+            for row in rows:
+                found[row["pupil_key"]].append(_disclosure(row))
+        for key in keys:
+            decisions[key] = latest_decisions(conn, key)
+    return {
+        "requests": [
+            {
+                "line": number,
+                "upn_format_valid": valid,
+                "shares": found.get(key, []),
+                "decisions": decisions[key],
+            }
+            for number, key, valid in asked
+        ]
+    }
+
+
+def _disclosure(row: Any) -> dict[str, Any]:
+    blank = set(row["blank_fields"] or ())
+    approval = row["approval"] or {}
+    delivered = row["delivered_at"]
+    return {
+        "share_id": row["share_id"],
+        "date": delivered.date().isoformat() if delivered else None,
+        "agreement": row["agreement_id"],
+        "recipient": row["recipient"],
+        "recipient_type": row["recipient_type"],
+        "purpose": row["purpose"],
+        "lawful_basis": row["lawful_basis"],
+        "special_category_condition": row["special_category_condition"],
+        "legal_gateway": row["legal_gateway"],
+        "approval": approval.get("reference"),
+        # The fields that carried a value for this pupil (the others went blank), and how they were sent.
+        "fields": [f for f in row["fields"] if f not in blank],
+        "transforms": {f: t for f, t in (row["transforms"] or {}).items() if f not in blank and t != "none"},
+        "source": {
+            "file": row["source_file"],
+            "sha256": row["source_sha256"],
+            "laestab": row["source_laestab"],
+            "term": row["source_term"],
+            "year": row["source_year"],
+            "received_at": row["source_received_at"].isoformat() if row["source_received_at"] else None,
+        },
+    }
+
+
+__all__ = ["subject_access"]

@@ -1,0 +1,165 @@
+"""The share register: reading share rows, their JSON summary (``censustrace share ID --json``) and the
+errors of the share steps."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, fields
+from typing import Any, Final
+
+from sqlalchemy import Connection, Row, select
+
+from censustrace.config import Settings
+from censustrace.errors import CensustraceError
+from censustrace.shares.tables import BLOCKED, shares
+from censustrace.warehouse.db import warehouse_engine
+
+# --- errors (stable codes) ---------------------------------------------------------------------------
+
+
+class ShareError(CensustraceError):
+    """A share step cannot go on: unknown share, wrong state, unsupported field or transform."""
+
+    code = "CT-SHARE"
+
+
+class ShareBlocked(ShareError):
+    """The policy check refused the agreement: a blocked share is recorded, nothing is built or sent.
+
+    ``share`` is the blocked share's summary (its reasons included)."""
+
+    code = "CT-SHARE-BLOCKED"
+
+    def __init__(self, message: str, share: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.share = share
+
+
+class ShareLineageError(ShareError):
+    """The share's lineage event could not be committed to the lineage store: nothing is released."""
+
+    code = "CT-SHARE-LINEAGE"
+
+
+class ShareOutboxError(ShareError):
+    """The recipient's outbox folder cannot be written: nothing is released."""
+
+    code = "CT-SHARE-OUTBOX"
+
+
+NOT_FOUND: Final = "CT-SHARE-NOT-FOUND"
+STATE: Final = "CT-SHARE-STATE"
+POLICY_CHANGED: Final = "CT-SHARE-POLICY-CHANGED"
+FIELD: Final = "CT-SHARE-FIELD"
+TAMPERED: Final = "CT-SHARE-TAMPERED"
+
+
+# --- rows -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ShareRow:
+    """One row of the share register (see ``shares.tables.shares`` and docs/shares.md)."""
+
+    id: int
+    share_id: str
+    agreement_id: str
+    run_key: str | None
+    status: str
+    as_of: dt.date
+    agreement_sha256: str | None
+    recipient: str | None
+    recipient_type: str | None
+    purpose: str | None
+    lawful_basis: str | None
+    special_category_condition: str | None
+    legal_gateway: str | None
+    approval: dict[str, Any] | None
+    policy_version: str | None
+    flags: list[str]
+    reasons: list[dict[str, Any]]
+    fields: list[str]
+    transforms: dict[str, str]
+    pupils: int | None
+    excluded: dict[str, int] | None
+    suppressed: dict[str, int] | None
+    source_extracts: list[str] | None
+    consent_files: list[str] | None
+    consent_check: dict[str, Any] | None
+    file_name: str | None
+    sha256: str | None
+    size: int | None
+    manifest_sha256: str | None
+    file_path: str | None
+    lineage_run_id: str | None
+    lineage_event: str | None
+    created_at: dt.datetime
+    built_at: dt.datetime | None
+    recorded_at: dt.datetime | None
+    delivered_at: dt.datetime | None
+
+    @classmethod
+    def of(cls, row: Row[Any]) -> ShareRow:
+        data = row._mapping
+        return cls(**{f.name: data[f.name] for f in fields(cls)})
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON of ``censustrace share AGREEMENT_ID --json`` (and of each ``shares list`` item)."""
+        approval = self.approval or {}
+        return {
+            "share_id": self.share_id,
+            "agreement": self.agreement_id,
+            "status": self.status,
+            "pupils": self.pupils if self.status != BLOCKED else 0,
+            "excluded": dict(self.excluded or {}),
+            "file": self.file_path,
+            "sha256": self.sha256 if self.file_path else None,
+            "reasons": list(self.reasons),
+            "recipient": self.recipient,
+            "purpose": self.purpose,
+            "lawful_basis": self.lawful_basis,
+            "legal_gateway": self.legal_gateway,
+            "approval": approval.get("reference"),
+            "flags": list(self.flags),
+            "fields": list(self.fields),
+            "policy_version": self.policy_version,
+            "as_of": self.as_of.isoformat(),
+            "created_at": self.created_at.isoformat(),
+            "delivered_at": self.delivered_at.isoformat() if self.delivered_at else None,
+        }
+
+
+def get_share(conn: Connection, share_id: str, *, lock: bool = False) -> ShareRow | None:
+    query = select(shares).where(shares.c.share_id == share_id)
+    row = conn.execute(query.with_for_update() if lock else query).first()
+    return None if row is None else ShareRow.of(row)
+
+
+def find_share(settings: Settings, share_id: str) -> ShareRow:
+    """The share ``share_id``, or CT-SHARE-NOT-FOUND."""
+    with warehouse_engine(settings.warehouse_db_url).connect() as conn:
+        found = get_share(conn, share_id)
+    if found is None:
+        raise ShareError(f"no share {share_id} in the share register", code=NOT_FOUND)
+    return found
+
+
+def list_shares(settings: Settings, *, agreement_id: str | None = None) -> list[ShareRow]:
+    """Every share and blocked attempt, oldest first."""
+    query = select(shares).order_by(shares.c.id)
+    if agreement_id is not None:
+        query = query.where(shares.c.agreement_id == agreement_id)
+    with warehouse_engine(settings.warehouse_db_url).connect() as conn:
+        return [ShareRow.of(row) for row in conn.execute(query)]
+
+
+__all__ = [
+    "ShareBlocked",
+    "ShareError",
+    "ShareLineageError",
+    "ShareOutboxError",
+    "ShareRow",
+    "find_share",
+    "get_share",
+    "list_shares",
+]

@@ -1,0 +1,182 @@
+"""The compliance lineage viewer: ``create_viewer_app(settings)``.
+
+One FastAPI app serving the server-rendered pages, the JSON API (the lineage routes of
+``censustrace.lineage.api`` plus the viewer's own) and the static CSS/JS, with login for everything but
+``/api/v1/health``, the login page and the static files. Runs standalone (``censustrace viewer``) or
+mounted inside Airflow's API server by ``plugins/censustrace_viewer.py``; all links are made from the
+request's mount point, so both work.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import Engine
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+
+from censustrace.config import Settings, get_settings
+from censustrace.errors import CensustraceError
+from censustrace.lineage.api import DEFAULT_MAX_BODY_BYTES, add_lineage_error_handlers, lineage_router
+from censustrace.lineage.store.queries import LineageNotFound, LineageQueryInvalid
+from censustrace.viewer.auth import Principal
+from censustrace.viewer.deps import (
+    STATIC_DIR,
+    ApiUnauthorized,
+    CsrfRejected,
+    Forbidden,
+    LoginRequired,
+    PageNotFound,
+    Viewer,
+    api_user,
+    href,
+    principal_of,
+    producer,
+    viewer_of,
+)
+
+#: Pages show lineage and, for compliance, pupils' disclosures: nothing is cached, framed elsewhere or
+#: loaded from another origin.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+    "script-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "SAMEORIGIN",
+}
+
+
+class SecurityHeaders(BaseHTTPMiddleware):
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        response = await call_next(request)
+        for key, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(key, value)
+        if not request.url.path.startswith(request.scope.get("root_path", "") + "/static/"):
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+
+def render(
+    request: Request,
+    template: str,
+    principal: Principal | None,
+    status_code: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    """A page from ``templates/`` with the signed-in user and its CSRF token in the context."""
+    viewer = viewer_of(request)
+    response: HTMLResponse = viewer.templates.TemplateResponse(
+        request,
+        template,
+        {"user": principal, "csrf_token": principal.csrf_token if principal else None, **context},
+        status_code=status_code,
+    )
+    return response
+
+
+def _wants_json(request: Request) -> bool:
+    root = request.scope.get("root_path", "")
+    return request.url.path.startswith(root + "/api/") or request.url.path.startswith(root + "/openapi")
+
+
+def _error_page(request: Request, status: int, error: CensustraceError) -> Response:
+    if _wants_json(request):
+        return JSONResponse(error.as_dict(), status_code=status)
+    principal, _ = (
+        principal_of(request) if request.cookies or request.headers.get("authorization") else (None, False)
+    )
+    return render(request, "error.html", principal, status_code=status, status=status, error=error)
+
+
+def create_viewer_app(
+    settings: Settings | None = None,
+    *,
+    engine: Engine | None = None,
+    migrate: bool = True,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> FastAPI:
+    """The viewer over the lineage store at ``settings.lineage_db_url`` (or ``engine``). Nothing touches
+    the database until the first request (see :class:`~censustrace.viewer.deps.Viewer`)."""
+    from censustrace.viewer.routes import api as api_routes
+    from censustrace.viewer.routes import pages, session, shares
+    from censustrace.viewer.shares_views import UpnRejected
+
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="censustrace viewer",
+        summary="Lineage of school census data: trace, share register, subject access, Art 30 record.",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    viewer = Viewer(settings, engine, migrate=migrate)
+    app.state.viewer = viewer
+    app.state.lineage_engine = viewer.engine
+    app.add_middleware(SecurityHeaders)
+    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    app.include_router(
+        lineage_router(
+            max_body_bytes=max_body_bytes,
+            write_dependencies=[Depends(producer)],
+            read_dependencies=[Depends(api_user)],
+        )
+    )
+    app.include_router(api_routes.router)
+    app.include_router(shares.api)
+    app.include_router(session.router)
+    app.include_router(pages.router)
+    app.include_router(shares.router)
+    add_lineage_error_handlers(app)
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(api_user)])
+    def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.exception_handler(LoginRequired)
+    async def _login(request: Request, exc: LoginRequired) -> Response:
+        target = request.url.path
+        if request.url.query:
+            target += "?" + request.url.query
+        if request.method != "GET":
+            target = href(request, "home")
+        return RedirectResponse(
+            href(request, "login", next=target, expired="1" if exc.expired else None), status_code=303
+        )
+
+    @app.exception_handler(ApiUnauthorized)
+    async def _unauthorized(request: Request, exc: ApiUnauthorized) -> Response:
+        return JSONResponse(exc.as_dict(), status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(Forbidden)
+    async def _forbidden(request: Request, exc: Forbidden) -> Response:
+        return _error_page(request, 403, exc)
+
+    @app.exception_handler(CsrfRejected)
+    async def _csrf(request: Request, exc: CsrfRejected) -> Response:
+        return _error_page(request, 403, exc)
+
+    @app.exception_handler(PageNotFound)
+    async def _page_not_found(request: Request, exc: PageNotFound) -> Response:
+        return _error_page(request, 404, exc)
+
+    @app.exception_handler(LineageNotFound)
+    async def _not_found(request: Request, exc: LineageNotFound) -> Response:
+        return _error_page(request, 404, exc)
+
+    @app.exception_handler(UpnRejected)
+    async def _bad_upn(request: Request, exc: UpnRejected) -> Response:
+        return _error_page(request, 422, exc)
+
+    @app.exception_handler(LineageQueryInvalid)
+    async def _bad_query(request: Request, exc: LineageQueryInvalid) -> Response:
+        return _error_page(request, 400, exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        error = CensustraceError(str(exc.detail), code=f"CT-HTTP-{exc.status_code}")
+        return _error_page(request, exc.status_code, error)
+
+    return app

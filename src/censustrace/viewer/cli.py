@@ -1,0 +1,197 @@
+"""``censustrace users …``, ``censustrace tokens …`` and ``censustrace viewer``.
+
+Passwords come from standard input (one line) or are generated and printed once; tokens are printed
+once. Only their hashes are stored (see ``censustrace.viewer.auth``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from censustrace.config import Settings, get_settings
+
+users_app = typer.Typer(help="Viewer users: compliance, engineer, auditor.", no_args_is_help=True)
+tokens_app = typer.Typer(
+    help="API tokens: producer (POST lineage) or api (JSON API as a user).", no_args_is_help=True
+)
+
+#: Where ``censustrace serve`` keeps the demo login it created (like Airflow's generated passwords).
+DEMO_LOGIN_FILE = "viewer-login.json"
+DEMO_USER = "compliance"
+
+
+class RoleName(StrEnum):
+    compliance = "compliance"
+    engineer = "engineer"
+    auditor = "auditor"
+
+
+class TokenKind(StrEnum):
+    producer = "producer"
+    api = "api"
+
+
+def _engine(settings: Settings):  # type: ignore[no-untyped-def]
+    from censustrace.lineage.store.db import make_engine, upgrade
+
+    settings.ensure_dirs()
+    upgrade(settings.lineage_db_url)
+    return make_engine(settings.lineage_db_url)
+
+
+def _read_password() -> str | None:
+    """One line from standard input when it is not a terminal (``echo pw | censustrace users add``)."""
+    if sys.stdin is None or sys.stdin.isatty():
+        return None
+    line = sys.stdin.readline().rstrip("\r\n")
+    return line or None
+
+
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, typer.Argument(help="User name (letters, digits, . _ @ -).")],
+    role: Annotated[RoleName, typer.Option(help="compliance, engineer or auditor.", case_sensitive=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Create a user. The password is read from standard input, or generated and printed once."""
+    from censustrace.viewer import auth
+
+    password = _read_password()
+    generated = password is None
+    password = password or auth.generate_password()
+    auth.add_user(_engine(get_settings()), name, role.value, password)
+    result = {"user": name, "role": role.value, "password": password if generated else None}
+    if as_json:
+        typer.echo(json.dumps(result))
+    elif generated:
+        typer.echo(f"user {name} ({role.value}) created; password (shown once): {password}")
+    else:
+        typer.echo(f"user {name} ({role.value}) created")
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """Users and their roles."""
+    from censustrace.viewer import auth
+
+    for user in auth.list_users(_engine(get_settings())):
+        state = " (disabled)" if user["disabled"] else ""
+        typer.echo(f"{user['name']}\t{user['role']}{state}")
+
+
+@users_app.command("password")
+def users_password(name: Annotated[str, typer.Argument(help="User name.")]) -> None:
+    """Set a new password (standard input, or generated and printed once); ends the user's sessions."""
+    from censustrace.viewer import auth
+
+    password = _read_password()
+    generated = password is None
+    password = password or auth.generate_password()
+    auth.set_password(_engine(get_settings()), name, password)
+    typer.echo(
+        f"new password for {name} (shown once): {password}" if generated else f"password of {name} set"
+    )
+
+
+@tokens_app.command("add")
+def tokens_add(
+    name: Annotated[str, typer.Argument(help="api: the user the token acts as; producer: a label.")],
+    kind: Annotated[TokenKind, typer.Option(help="producer or api.", case_sensitive=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Create an API token and print it once (only its hash is kept)."""
+    from censustrace.viewer import auth
+
+    token = auth.add_token(_engine(get_settings()), name, kind.value)
+    if as_json:
+        typer.echo(json.dumps({"name": name, "kind": kind.value, "token": token}))
+    else:
+        typer.echo(f"{kind.value} token for {name} (shown once): {token}")
+
+
+@tokens_app.command("list")
+def tokens_list() -> None:
+    """Tokens by name, kind and first characters (never the token)."""
+    from censustrace.viewer import auth
+
+    for token in auth.list_tokens(_engine(get_settings())):
+        state = f"revoked {token['revoked_at']}" if token["revoked_at"] else "live"
+        typer.echo(f"{token['prefix']}…\t{token['kind']}\t{token['name']}\t{state}")
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(
+    prefix: Annotated[str, typer.Argument(help="The token's first 12 characters (or all of it).")],
+) -> None:
+    """Revoke a token."""
+    from censustrace.viewer import auth
+
+    count = auth.revoke_token(_engine(get_settings()), prefix)
+    typer.echo(f"revoked {count} token(s)")
+    if not count:
+        raise typer.Exit(1)
+
+
+def ensure_demo_login(settings: Settings) -> tuple[str, str | None]:
+    """The login to print at start-up: on a store without users, a ``compliance`` user with a generated
+    password kept (0600) in ``$CENSUSTRACE_HOME/viewer-login.json``; otherwise what that file holds."""
+    from censustrace.viewer import auth
+
+    path = settings.home / DEMO_LOGIN_FILE
+    engine = _engine(settings)
+    try:
+        if auth.count_users(engine) == 0:
+            password = auth.generate_password()
+            auth.add_user(engine, DEMO_USER, "compliance", password)
+            _write_private(path, json.dumps({"user": DEMO_USER, "password": password}))
+            return DEMO_USER, password
+    finally:
+        engine.dispose()
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        return str(saved["user"]), str(saved["password"])
+    return DEMO_USER, None
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+
+
+def serve_viewer(settings: Settings, host: str, port: int) -> None:
+    """Run the viewer with uvicorn (blocks). Proxy headers are trusted from localhost only, so the
+    cookies are marked Secure when a local TLS proxy forwards ``X-Forwarded-Proto: https``."""
+    import uvicorn
+
+    from censustrace.viewer.app import create_viewer_app
+
+    uvicorn.run(
+        create_viewer_app(settings),
+        host=host,
+        port=port,
+        log_level="info",
+        proxy_headers=True,
+        forwarded_allow_ips="127.0.0.1",
+    )
+
+
+def viewer(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8090,
+) -> None:
+    """Serve the compliance lineage viewer (pages, JSON API, lineage intake) standalone."""
+    settings = get_settings()
+    user, password = ensure_demo_login(settings)
+    typer.echo(f"censustrace viewer: http://{host}:{port}/")
+    if password:
+        typer.echo(f"login: {user} / {password}  (kept in {settings.home / DEMO_LOGIN_FILE})")
+    serve_viewer(settings, host, port)

@@ -1,0 +1,1 @@
+"""The viewer's routes: ``session`` (login, logout), ``pages`` (HTML) and ``api`` (JSON)."""

@@ -1,0 +1,337 @@
+"""Share pages and their JSON API: the share register (filter, sort, CSV), share detail (trace back to the
+exact files, column view), subject access (POST only; PDF for compliance) and the Article 30 record.
+
+Every subject access lookup (allowed, refused or rejected) and every export is written to the access log
+with its kind and result count, never the UPN. The UPN travels only in a POST body: it is in no URL, no
+log line and no redirect, and the response is marked ``no-store``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from censustrace.lineage.store.queries import LineageNotFound
+from censustrace.lineage.store.trace import trace_upstream
+from censustrace.viewer import auth
+from censustrace.viewer.charts import bar_chart, stacked_columns
+from censustrace.viewer.deps import ApiUser, PageNotFound, PageUser, form_with_csrf, href, require, viewer_of
+from censustrace.viewer.lineage_views import trace_view
+from censustrace.viewer.shares_views import (
+    REGISTER_COLUMNS,
+    SORTS,
+    UpnRejected,
+    article30,
+    article30_table,
+    charts_data,
+    column_view,
+    normalise_upn,
+    pdf,
+    register,
+    register_csv,
+    to_csv,
+)
+
+router = APIRouter(include_in_schema=False)
+api = APIRouter(prefix="/api/v1", tags=["shares"])
+Text = Annotated[str, Query(max_length=200)]
+Json = dict[str, Any]
+
+
+def _render(request: Request, template: str, user: auth.Principal, **context: Any) -> HTMLResponse:
+    from censustrace.viewer.app import render
+
+    return render(request, template, user, **context)
+
+
+def _download(body: bytes | str, media_type: str, filename: str) -> Response:
+    return Response(
+        body.encode("utf-8") if isinstance(body, str) else body,
+        media_type=media_type,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+def _log(
+    request: Request, user: auth.Principal, action: str, what: str, count: int | None, outcome: str = "ok"
+) -> None:
+    auth.log_access(viewer_of(request).engine(), user, action, what, result_count=count, outcome=outcome)
+
+
+def _share_or_404(request: Request, share_id: str) -> Any:
+    from censustrace.shares.register import ShareError, find_share
+
+    try:
+        return find_share(viewer_of(request).settings, share_id[:64])
+    except ShareError:
+        raise PageNotFound("no such share in the share register") from None
+
+
+def _share_trace(request: Request, share: Any) -> Json | None:
+    """The trace of the released file (exact version = its sha256) back to the received census files."""
+    if not share.file_path or not share.sha256:
+        return None
+    with viewer_of(request).engine().connect() as conn:
+        try:
+            result = trace_upstream(conn, "file", share.file_path, share.sha256)
+        except LineageNotFound:
+            return None
+        return trace_view(result, lambda kind, **params: href(request, kind, **params), conn)
+
+
+# Register ------------------------------------------------------------------------------------------------
+@router.get("/shares", name="shares")
+def shares_page(
+    request: Request,
+    user: PageUser,
+    status: Text = "",
+    recipient: Text = "",
+    purpose: Text = "",
+    q: Text = "",
+    sort: Text = "date",
+    order: Text = "desc",
+) -> HTMLResponse:
+    rows = register(
+        viewer_of(request).settings,
+        status=status,
+        recipient=recipient,
+        purpose=purpose,
+        text=q,
+        sort=sort,
+        descending=order != "asc",
+    )
+    filters = {"status": status, "recipient": recipient, "purpose": purpose, "q": q}
+    return _render(
+        request,
+        "shares.html",
+        user,
+        rows=rows,
+        filters=filters,
+        sort=sort if sort in SORTS else "date",
+        order="asc" if order == "asc" else "desc",
+        columns=REGISTER_COLUMNS,
+        sorts=SORTS,
+    )
+
+
+@router.get("/shares.csv", name="shares_csv")
+def shares_csv(
+    request: Request,
+    user: PageUser,
+    status: Text = "",
+    recipient: Text = "",
+    purpose: Text = "",
+    q: Text = "",
+) -> Response:
+    require(user, "export", "export the share register")
+    rows = register(viewer_of(request).settings, status=status, recipient=recipient, purpose=purpose, text=q)
+    _log(request, user, "export", "share_register.csv", len(rows))
+    return _download(register_csv(rows), "text/csv; charset=utf-8", "share-register.csv")
+
+
+@router.get("/shares/{share_id}", name="share")
+def share_page(request: Request, user: PageUser, share_id: str) -> HTMLResponse:
+    share = _share_or_404(request, share_id)
+    return _render(
+        request,
+        "share.html",
+        user,
+        share=share,
+        summary=share.summary(),
+        trace=_share_trace(request, share),
+        columns=column_view(share),
+    )
+
+
+# Subject access ----------------------------------------------------------------------------------------
+def _may_look_up(request: Request, user: auth.Principal) -> None:
+    if not user.can("subject_access"):
+        _log(request, user, "subject_access", "subject_access.lookup", None, outcome="denied")
+        require(user, "subject_access", "look up a pupil (subject access)")
+
+
+@router.get("/subject-access", name="subject_access")
+def subject_access_form(request: Request, user: PageUser) -> HTMLResponse:
+    _may_look_up(request, user)
+    return _render(request, "subject_access.html", user, result=None, error=None)
+
+
+@router.post("/subject-access", name="subject_access_lookup")
+async def subject_access_lookup(request: Request, user: PageUser) -> Response:
+    form = await form_with_csrf(request, user)
+    await run_in_threadpool(_may_look_up, request, user)
+    as_pdf = form.get("format") == "pdf"
+    if as_pdf and not user.can("export_pupil_data"):
+        await run_in_threadpool(_log, request, user, "export", "subject_access.pdf", None, "denied")
+        require(user, "export_pupil_data", "download a subject access response")
+    try:
+        upn = normalise_upn(form.get("upn", ""))
+    except UpnRejected as rejected:
+        await run_in_threadpool(
+            _log, request, user, "subject_access", "subject_access.lookup", None, "rejected"
+        )
+        return _render(request, "subject_access.html", user, result=None, error=rejected.message)
+    result = await run_in_threadpool(_lookup, request, upn)
+    count = len(result["shares"])
+    if as_pdf:
+        await run_in_threadpool(_log, request, user, "export", "subject_access.pdf", count)
+        return _download(_subject_access_pdf(request, result), "application/pdf", "subject-access.pdf")
+    await run_in_threadpool(_log, request, user, "subject_access", "subject_access.lookup", count)
+    # The UPN goes back only inside this POST answer, so the PDF button can send it again.
+    return _render(request, "subject_access.html", user, result=result, error=None, upn=upn)
+
+
+def _lookup(request: Request, upn: str) -> Json:
+    from censustrace.shares.disclosures import subject_access
+
+    answer = subject_access([upn], viewer_of(request).settings)["requests"][0]
+    return {"shares": answer["shares"], "decisions": answer["decisions"]}
+
+
+SUBJECT_LABELS = [
+    "Date",
+    "Recipient",
+    "Purpose",
+    "Lawful basis",
+    "Gateway",
+    "Approval",
+    "Fields",
+    "Source file",
+]
+
+
+def _subject_rows(result: Json) -> list[list[object]]:
+    return [
+        [
+            s["date"],
+            s["recipient"],
+            s["purpose"],
+            s["lawful_basis"],
+            s["legal_gateway"] or "-",
+            s["approval"] or "-",
+            ", ".join(s["fields"]),
+            "{file} ({term} {year}, sha256 {sha256})".format(**s["source"]),
+        ]
+        for s in result["shares"]
+    ]
+
+
+def _subject_access_pdf(request: Request, result: Json) -> bytes:
+    settings = viewer_of(request).settings
+    intro = [
+        f"Local authority {settings.la}: recipients of a pupil's census data (UK GDPR Art 15(1)(c)).",
+        "The pupil is not named in this document; attach it to your reply to the family.",
+        f"Shares that included the pupil: {len(result['shares'])}.",
+    ]
+    return pdf(
+        "Subject access response: recipients", intro, [("Shares", SUBJECT_LABELS, _subject_rows(result))]
+    )
+
+
+# Article 30 -------------------------------------------------------------------------------------------
+@router.get("/article-30", name="article30")
+def article30_page(request: Request, user: PageUser) -> HTMLResponse:
+    record = article30(viewer_of(request).settings)
+    labels, rows = article30_table(record)
+    return _render(request, "article30.html", user, record=record, labels=labels, rows=rows)
+
+
+@router.get("/article-30.{fmt}", name="article30_file")
+def article30_file(request: Request, user: PageUser, fmt: Literal["csv", "pdf"]) -> Response:
+    require(user, "export", "export the record of processing")
+    record = article30(viewer_of(request).settings)
+    labels, rows = article30_table(record)
+    _log(request, user, "export", f"article30.{fmt}", len(rows))
+    if fmt == "csv":
+        return _download(to_csv(labels, rows), "text/csv; charset=utf-8", "record-of-processing.csv")
+    intro = [
+        f"Controller: {record['controller']}. Policy version {record['policy_version'][:16]}.",
+        "One entry per data sharing agreement, with the shares actually made under it.",
+    ]
+    return _download(
+        pdf("Record of processing activities (UK GDPR Article 30)", intro, [("Processing", labels, rows)]),
+        "application/pdf",
+        "record-of-processing.pdf",
+    )
+
+
+def share_charts(request: Request) -> Json | None:
+    """Charts for the overview, or None before any share exists."""
+    rows = register(viewer_of(request).settings)
+    if not rows:
+        return None
+    data = charts_data(rows)
+    return {
+        "per_month": stacked_columns(
+            data["months"], data["series"], label="Shares delivered per month, by recipient"
+        ),
+        "excluded": bar_chart(
+            data["excluded"], label="Pupils excluded from shares, by reason", unit="pupils"
+        ),
+        "data": data,
+    }
+
+
+# JSON API ---------------------------------------------------------------------------------------------
+@api.get("/shares", summary="The share register: every share and blocked attempt")
+def api_shares(
+    request: Request,
+    user: ApiUser,
+    status: Text = "",
+    recipient: Text = "",
+    purpose: Text = "",
+    sort: Text = "date",
+    order: Text = "desc",
+) -> Json:
+    rows = register(
+        viewer_of(request).settings,
+        status=status,
+        recipient=recipient,
+        purpose=purpose,
+        sort=sort,
+        descending=order != "asc",
+    )
+    return {"shares": rows, "totalCount": len(rows)}
+
+
+@api.get("/shares/{share_id}", summary="One share: agreement, recipient, counts, fields and transforms")
+def api_share(request: Request, user: ApiUser, share_id: str) -> Json:
+    share = _share_or_404(request, share_id)
+    return {**share.summary(), "columns": column_view(share), "excluded": dict(share.excluded or {})}
+
+
+@api.get("/shares/{share_id}/trace", summary="A share's released file traced back to the received files")
+def api_share_trace(request: Request, user: ApiUser, share_id: str) -> Json:
+    share = _share_or_404(request, share_id)
+    found = _share_trace(request, share)
+    if found is None:
+        raise PageNotFound("this share released no file, or its lineage is not in the store")
+    return {"share_id": share.share_id, "target": found["start"], "sources": found["sources"]}
+
+
+class DisclosureSearch(BaseModel):
+    upn: str = Field(max_length=64, description="The pupil's UPN (spaces and lower case are normalised)")
+
+
+@api.post(
+    "/disclosures/search",
+    summary="Subject access: every delivered share that included the pupil",
+    responses={
+        403: {"description": "Role may not look up pupils (logged)"},
+        422: {"description": "Not a UPN"},
+    },
+)
+def api_disclosures(request: Request, user: ApiUser, body: DisclosureSearch) -> Json:
+    _may_look_up(request, user)
+    try:
+        upn = normalise_upn(body.upn)
+    except UpnRejected:
+        _log(request, user, "subject_access", "subject_access.api", None, outcome="rejected")
+        raise
+    result = _lookup(request, upn)
+    _log(request, user, "subject_access", "subject_access.api", len(result["shares"]))
+    return result

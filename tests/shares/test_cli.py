@@ -1,0 +1,169 @@
+"""The share, shares, disclosures, retention and consent commands as a user runs them: the real entry
+point in a subprocess, real exit codes, JSON on stdout, no tracebacks, no UPN echoed (SQLite)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from censustrace.config import Settings
+from censustrace.lineage.store.db import upgrade
+from tests.shares.fixtures import PUPIL_KEY_SECRET, Census, consent_files, ingest_census
+
+CLI = str(Path(sys.executable).parent / "censustrace")
+SHARE_KEYS = {"share_id", "agreement", "status", "pupils", "excluded", "file", "sha256", "reasons"}
+
+
+@pytest.fixture
+def home(tmp_path: Path, policies: Path, census: Callable[..., Census]) -> tuple[Settings, Census]:
+    """A SQLite instance with a census and its consent files loaded, addressed by environment only."""
+    settings = Settings(
+        home=tmp_path / "home",
+        warehouse_url=f"sqlite:///{tmp_path / 'warehouse.db'}",
+        lineage_url=f"sqlite:///{tmp_path / 'lineage.db'}",
+        pupil_key_secret=SecretStr(PUPIL_KEY_SECRET),
+        policies_dir=policies,
+    )
+    settings.ensure_dirs()
+    upgrade(settings.lineage_db_url)
+    generated = census(consents=True)
+    ingest_census(settings, generated)
+    return settings, generated
+
+
+def run(settings: Settings, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "CENSUSTRACE_HOME": str(settings.home),
+        "CENSUSTRACE_WAREHOUSE_URL": settings.warehouse_db_url,
+        "CENSUSTRACE_LINEAGE_URL": settings.lineage_db_url,
+        "CENSUSTRACE_PUPIL_KEY_SECRET": PUPIL_KEY_SECRET,
+        "CENSUSTRACE_POLICIES_DIR": str(settings.policies_dir),
+    }
+    proc = subprocess.run(
+        [CLI, *args], input=stdin, capture_output=True, text=True, env=env, timeout=180, check=False
+    )
+    assert "Traceback" not in proc.stderr + proc.stdout
+    return proc
+
+
+def share_json(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(proc.stdout)
+    assert set(result) >= SHARE_KEYS
+    return result
+
+
+def test_share_commands_end_to_end(home: tuple[Settings, Census]) -> None:
+    settings, generated = home
+    consents = [str(p) for p in consent_files(generated)]
+    proc = run(settings, "consent", "ingest", *consents, "--json")
+    assert proc.returncode == 0, proc.stderr
+    outcomes = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [o["status"] for o in outcomes] == ["applied"] * len(consents)
+
+    delivered = run(settings, "share", "t-nursing", "--as-of", "2026-10-15", "--json")
+    assert delivered.returncode == 0, delivered.stderr
+    sent = share_json(delivered)
+    assert sent["status"] == "delivered"
+    assert sent["excluded"]["objected"] > 0
+    assert Path(sent["file"]).is_file()
+
+    blocked = run(settings, "share", "t-marketing", "--as-of", "2026-10-15", "--json")
+    assert blocked.returncode == 1
+    refused = share_json(blocked)
+    assert refused["status"] == "blocked"
+    assert refused["file"] is None
+    assert "CT-RULE-NO-COMMERCIAL-USE" in {r["code"] for r in refused["reasons"]}
+
+    unknown = run(settings, "share", "t-nursin", "--json")
+    assert unknown.returncode == 2
+    assert "t-nursing" in unknown.stderr  # the closest agreement is suggested
+
+    listed = run(settings, "shares", "list", "--json")
+    assert listed.returncode == 0
+    items = json.loads(listed.stdout)
+    assert [(i["share_id"], i["status"]) for i in items] == [
+        (sent["share_id"], "delivered"),
+        (refused["share_id"], "blocked"),
+    ]
+    assert all(set(i) >= SHARE_KEYS for i in items)
+
+    verified = run(settings, "shares", "verify", "--json")
+    assert verified.returncode == 0, verified.stdout
+    assert json.loads(verified.stdout)["ok"] is True
+
+    trace = run(settings, "trace", f"dataset:file:{sent['file']}@{sent['sha256']}", "--json")
+    assert trace.returncode == 0, trace.stderr
+    sources = json.loads(trace.stdout)["sources"]
+    assert {s["sha256"] for s in sources} >= {f["sha256"] for f in generated[1]["files"]}
+
+
+def test_verify_reports_a_changed_file_and_a_stray_one(home: tuple[Settings, Census]) -> None:
+    settings, _ = home
+    sent = share_json(run(settings, "share", "t-research", "--as-of", "2026-10-15", "--json"))
+    path = Path(sent["file"])
+    path.write_bytes(path.read_bytes() + b"0,0,0\r\n")
+    (path.parent / "stray.csv").write_text("upn\r\nX\r\n")
+    proc = run(settings, "shares", "verify", "--json")
+    assert proc.returncode == 1
+    codes = {p["code"] for p in json.loads(proc.stdout)["problems"]}
+    assert codes == {"CT-VERIFY-SHA256", "CT-VERIFY-UNREGISTERED"}
+
+
+def test_disclosures_reads_upns_from_stdin_and_never_echoes_them(home: tuple[Settings, Census]) -> None:
+    settings, generated = home
+    run(settings, "consent", "ingest", *[str(p) for p in consent_files(generated)])
+    sent = share_json(run(settings, "share", "t-nursing", "--as-of", "2026-10-15", "--json"))
+    with open(sent["file"], encoding="utf-8", newline="") as fh:
+        shared = next(iter(fh.read().splitlines()[1:])).split(",")[0]
+    stranger = "A999999999999"
+    proc = run(settings, "disclosures", "--json", stdin=f"{shared}\n\n{stranger}\n")
+    assert proc.returncode == 0, proc.stderr
+    assert shared not in proc.stdout + proc.stderr
+    requests = json.loads(proc.stdout)["requests"]
+    assert [r["line"] for r in requests] == [1, 3]
+    (disclosed,) = requests[0]["shares"]
+    assert disclosed["share_id"] == sent["share_id"]
+    assert (disclosed["recipient"], disclosed["purpose"], disclosed["lawful_basis"]) == (
+        "Test NHS Trust",
+        "health.school_nursing",
+        "public_task",
+    )
+    assert disclosed["legal_gateway"] == "Test gateway regulations 2013"
+    assert set(disclosed["fields"]) <= set(sent["fields"])
+    assert "upn" in disclosed["fields"]
+    assert disclosed["source"]["sha256"] in {f["sha256"] for f in generated[1]["files"]}
+    assert requests[1]["shares"] == []
+    assert requests[1]["upn_format_valid"] is False
+    # UPNs are never taken as arguments.
+    assert run(settings, "disclosures", shared).returncode == 2
+
+
+def test_consent_ingest_reports_bad_rows_and_exits_1(home: tuple[Settings, Census], tmp_path: Path) -> None:
+    settings, _ = home
+    bad = tmp_path / "consents_330_4000_AUT_2026.csv"
+    bad.write_text(
+        "upn,purpose,decision,recorded_on,source\r\nA999999999999,research.approved,object,2025-01-01,x\r\n"
+    )
+    proc = run(settings, "consent", "ingest", str(bad), "--json")
+    assert proc.returncode == 1
+    (outcome,) = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [e["code"] for e in outcome["errors"]] == ["CT-CONSENT-UPN-UNKNOWN"]
+    assert "A999999999999" not in proc.stdout
+
+
+def test_retention_command_reports_what_it_erased(home: tuple[Settings, Census]) -> None:
+    settings, _ = home
+    proc = run(settings, "retention", "--as-of", "2026-10-15", "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["rows"] == 0  # a 2026 census carries no nationality
+    assert result["erasures"] == []

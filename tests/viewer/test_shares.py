@@ -1,0 +1,209 @@
+"""Share pages and API over a real delivered share and a real blocked attempt: register, CSV safety,
+share trace and column view, subject access (POST only, roles, logging, PDF), Article 30."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import and_, select
+
+from censustrace.shares.register import find_share
+from censustrace.shares.tables import disclosures
+from censustrace.viewer import auth
+from censustrace.viewer.shares_views import UpnRejected, csv_cell, normalise_upn
+from censustrace.warehouse.db import warehouse_engine
+from censustrace.warehouse.tables import pupil
+
+from .conftest import Home, csrf_of
+from .pipeline import ALLOWED, BLOCKED
+
+UserClient = Callable[[str], TestClient]
+
+
+def disclosed_upn(home: Home) -> str:
+    """The UPN of a pupil included in the delivered share (read from the warehouse, as a family would
+    give it)."""
+    engine = warehouse_engine(home.settings.warehouse_db_url)
+    with engine.connect() as conn:
+        upn = conn.execute(
+            select(pupil.c.upn)
+            .join(
+                disclosures,
+                and_(
+                    disclosures.c.extract_id == pupil.c.extract_id,
+                    disclosures.c.record_number == pupil.c.record_number,
+                ),
+            )
+            .where(disclosures.c.share_id == home.filled.shares[ALLOWED])
+            .limit(1)
+        ).scalar_one()
+    return str(upn)
+
+
+def access_log(home: Home) -> list[dict[str, object]]:
+    rows, _ = auth.read_access_log(home.app.state.viewer.engine(), limit=1000)
+    return rows
+
+
+def test_register_lists_shares_and_blocked_attempts_with_filters(home: Home, as_user: UserClient) -> None:
+    ed = as_user("ed")
+    page = ed.get("/shares")
+    assert home.filled.shares[ALLOWED] in page.text
+    assert home.filled.shares[BLOCKED] in page.text
+    assert "Example Council School Admissions" in page.text
+    assert "LA330-IG-2026-04" in page.text
+    blocked = ed.get("/shares", params={"status": "blocked"}).text
+    assert home.filled.shares[BLOCKED] in blocked
+    assert home.filled.shares[ALLOWED] not in blocked
+    for text in ("<script>x</script>", "' OR 1=1 --", "%"):
+        response = ed.get("/shares", params={"recipient": text, "q": text, "sort": text})
+        assert response.status_code == 200
+        assert "<script>x" not in response.text
+        assert "No shares match" in response.text
+
+
+def test_register_csv_is_safe_for_spreadsheets_and_logged(home: Home, as_user: UserClient) -> None:
+    assert csv_cell("=HYPERLINK(1)") == "'=HYPERLINK(1)"
+    assert csv_cell("-1") == "'-1"
+    assert csv_cell("a=b") == "a=b"
+    before = len(access_log(home))
+    response = as_user("audrey").get("/shares.csv")
+    assert response.status_code == 200
+    assert "attachment" in response.headers["content-disposition"]
+    rows = list(csv.reader(io.StringIO(response.text)))
+    assert rows[0][:3] == ["Date", "Share", "Status"]
+    assert len(rows) == 3
+    assert all(not cell.startswith(("=", "+", "-", "@")) for row in rows for cell in row)
+    log = access_log(home)
+    assert len(log) == before + 1
+    assert log[0]["what"] == "share_register.csv"
+    assert log[0]["result_count"] == 2
+
+
+def test_share_detail_traces_back_to_the_exact_files(home: Home, as_user: UserClient) -> None:
+    share = find_share(home.settings, home.filled.shares[ALLOWED])
+    page = as_user("ed").get(f"/shares/{share.share_id}")
+    assert page.status_code == 200
+    svg = page.text[page.text.index("<svg") : page.text.index("</svg>")]
+    loaded = {o.sha256 for o in home.filled.loaded}
+    shown = {sha for sha in loaded if f"sha256 {sha}" in svg}
+    assert shown
+    assert shown <= loaded
+    assert "postcode" in page.text
+    assert "pupil_address.postcode" in page.text
+    blocked = as_user("ed").get(f"/shares/{home.filled.shares[BLOCKED]}")
+    assert "Why it was blocked" in blocked.text
+    assert "No released file" in blocked.text
+    assert as_user("ed").get("/shares/no-such-share").status_code == 404
+
+
+def test_normalise_upn() -> None:
+    assert normalise_upn(" b801 2000 05001 ") == "B801200005001"
+    for bad in ("", "Q207000016049", "B80120000500", "<script>"):
+        with pytest.raises(UpnRejected) as rejected:
+            normalise_upn(bad)
+        assert bad.strip() == "" or bad not in rejected.value.message
+
+
+def test_subject_access_by_post_only_logged_without_the_upn(home: Home, as_user: UserClient) -> None:
+    upn = disclosed_upn(home)
+    clara = as_user("clara")
+    form = clara.get("/subject-access")
+    typed = " " + upn.lower()[:5] + " " + upn.lower()[5:] + " "
+    result = clara.post(
+        "/subject-access", data={"upn": typed, "csrf_token": csrf_of(form.text), "format": "html"}
+    )
+    assert result.status_code == 200
+    assert "1 share(s) included this pupil" in result.text
+    assert "Example Council School Admissions" in result.text
+    assert result.headers["cache-control"] == "no-store"
+    assert clara.post("/subject-access", data={"upn": upn}).status_code == 403  # no CSRF token
+    bad = clara.post("/subject-access", data={"upn": upn[:-1] + "X!", "csrf_token": csrf_of(form.text)})
+    assert "not a valid UPN" in bad.text
+    assert upn[:-1] not in bad.text
+    log = access_log(home)
+    assert [r["outcome"] for r in log[:2]] == ["rejected", "ok"]
+    assert log[1]["result_count"] == 1
+    assert log[1]["action"] == "subject_access"
+    assert all(upn not in str(value) for row in log for value in row.values())
+
+
+def test_engineers_are_refused_subject_access_and_it_is_logged(home: Home, as_user: UserClient) -> None:
+    ed = as_user("ed")
+    assert ed.get("/subject-access").status_code == 403
+    token = auth.add_token(home.app.state.viewer.engine(), "ed", "api")
+    api = ed.post(
+        "/api/v1/disclosures/search",
+        json={"upn": disclosed_upn(home)},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert api.status_code == 403
+    log = access_log(home)
+    assert [(r["user_name"], r["outcome"], r["via"]) for r in log[:2]] == [
+        ("ed", "denied", "token"),
+        ("ed", "denied", "session"),
+    ]
+
+
+def test_auditors_look_up_but_do_not_download_pupil_data(home: Home, as_user: UserClient) -> None:
+    audrey = as_user("audrey")
+    token = csrf_of(audrey.get("/subject-access").text)
+    upn = disclosed_upn(home)
+    assert "1 share(s)" in audrey.post("/subject-access", data={"upn": upn, "csrf_token": token}).text
+    assert (
+        audrey.post("/subject-access", data={"upn": upn, "csrf_token": token, "format": "pdf"}).status_code
+        == 403
+    )
+    assert access_log(home)[0]["outcome"] == "denied"
+
+
+def test_subject_access_pdf_for_compliance(home: Home, as_user: UserClient) -> None:
+    clara = as_user("clara")
+    token = csrf_of(clara.get("/subject-access").text)
+    upn = disclosed_upn(home)
+    response = clara.post("/subject-access", data={"upn": upn, "csrf_token": token, "format": "pdf"})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/pdf"
+    assert response.content.startswith(b"%PDF")
+    assert upn.encode() not in response.content
+    assert access_log(home)[0]["what"] == "subject_access.pdf"
+
+
+def test_share_api(home: Home, client: TestClient) -> None:
+    token = auth.add_token(home.app.state.viewer.engine(), "clara", "api")
+    headers = {"Authorization": f"Bearer {token}"}
+    listed = client.get("/api/v1/shares", headers=headers).json()
+    assert {s["share_id"] for s in listed["shares"]} == set(home.filled.shares.values())
+    share_id = home.filled.shares[ALLOWED]
+    one = client.get(f"/api/v1/shares/{share_id}", headers=headers).json()
+    assert one["status"] == "delivered"
+    assert one["recipient"] == "Example Council School Admissions"
+    trace = client.get(f"/api/v1/shares/{share_id}/trace", headers=headers).json()
+    assert {s["sha256"] for s in trace["sources"]} <= {o.sha256 for o in home.filled.loaded}
+    assert client.get("/api/v1/shares/nope", headers=headers).status_code == 404
+    found = client.post(
+        "/api/v1/disclosures/search", json={"upn": disclosed_upn(home)}, headers=headers
+    ).json()
+    assert [s["share_id"] for s in found["shares"]] == [share_id]
+    rejected = client.post("/api/v1/disclosures/search", json={"upn": "not a upn"}, headers=headers)
+    assert rejected.status_code == 422
+    assert "not a upn" not in rejected.text
+
+
+def test_article_30_record(home: Home, as_user: UserClient) -> None:
+    clara = as_user("clara")
+    page = clara.get("/article-30")
+    assert page.status_code == 200
+    assert ALLOWED in page.text
+    assert BLOCKED in page.text
+    rows = list(csv.DictReader(io.StringIO(clara.get("/article-30.csv").text)))
+    admissions = next(r for r in rows if r["Agreement"] == ALLOWED)
+    assert admissions["Shares made"] == "1"
+    assert admissions["Lawful basis (Art 6)"] == "public_task"
+    assert next(r for r in rows if r["Agreement"] == BLOCKED)["Blocked attempts"] == "1"
+    assert clara.get("/article-30.pdf").content.startswith(b"%PDF")
+    assert [r["what"] for r in access_log(home)[:2]] == ["article30.pdf", "article30.csv"]
