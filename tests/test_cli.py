@@ -142,3 +142,19 @@ def test_ingest_of_a_missing_file_is_a_usage_error(tmp_path: Path) -> None:
     proc = run("ingest", str(tmp_path / "nope.xml"), home=tmp_path / "home")
     assert proc.returncode == 2
     assert "nope.xml" in proc.stderr
+
+
+def test_wrong_database_credentials_name_the_setting_not_the_password(tmp_path: Path) -> None:
+    """A real refused login (PostgreSQL here; any backend the driver reaches): one line, no traceback."""
+    env = dict(os.environ)
+    env["CENSUSTRACE_HOME"] = str(tmp_path / "home")
+    env["CENSUSTRACE_LINEAGE_URL"] = "postgresql+psycopg2://no_such_role:Hunter2-Pw@127.0.0.1:5432/nowhere"
+    proc = subprocess.run([CLI, "lineage", "export"], capture_output=True, text=True, env=env, timeout=120)
+    if "Connection refused" in proc.stderr:
+        pytest.skip("no PostgreSQL server at 127.0.0.1:5432")
+    assert proc.returncode == 1, proc.stderr
+    assert "CT-DB-UNREACHABLE" in proc.stderr
+    assert "CENSUSTRACE_LINEAGE_URL" in proc.stderr
+    assert "no_such_role" in proc.stderr
+    assert "Hunter2-Pw" not in proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
+from sqlalchemy.exc import OperationalError
 
 from censustrace.config import ConfigError, Settings, get_settings
 from censustrace.consent.cli import policy_app
@@ -626,7 +627,36 @@ def main(argv: list[str] | None = None) -> int:
     except CensustraceError as exc:
         typer.echo(f"error {exc}", err=True)
         return exc.exit_code
+    except OperationalError:
+        typer.echo(f"error CT-DB-UNREACHABLE: {_unreachable_databases()}", err=True)
+        return 1
     return rv if isinstance(rv, int) else 0
+
+
+def _unreachable_databases() -> str:
+    """Which configured database cannot be reached, by setting name, with the password hidden."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    settings = _settings()
+    problems = []
+    for variable, url in (
+        ("CENSUSTRACE_WAREHOUSE_URL", settings.warehouse_db_url),
+        ("CENSUSTRACE_LINEAGE_URL", settings.lineage_db_url),
+    ):
+        parsed = make_url(url)
+        args = {"connect_timeout": 5} if parsed.get_backend_name() == "postgresql" else {}
+        engine = create_engine(parsed, connect_args=args)
+        try:
+            with engine.connect():
+                pass
+        except OperationalError as exc:
+            # The driver's first line names user, host and database; never the password.
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+            problems.append(f"{variable} ({parsed.render_as_string(hide_password=True)}): {reason}")
+        finally:
+            engine.dispose()
+    return "; ".join(problems) or "a database connection failed and then recovered: run the command again"
 
 
 if __name__ == "__main__":

@@ -21,9 +21,9 @@ from censustrace.config import Settings
 from censustrace.consent.objections import ConsentError, consent_check, ingest_consent_file
 from censustrace.consent.tables import consent_decisions, consent_files
 from censustrace.intake.archive import archive_path_for
+from censustrace.lineage.emit import run_event
 from censustrace.lineage.facets import schema_documents
 from censustrace.lineage.spec import validate_event
-from censustrace.shares.lineage import run_event
 from censustrace.shares.steps import run_share
 from censustrace.shares.tables import disclosures
 from censustrace.warehouse.db import warehouse_engine

@@ -20,9 +20,9 @@ from sqlalchemy import Engine
 
 from censustrace.config import Settings
 from censustrace.intake.ingest import IngestOutcome, ingest_file
+from censustrace.lineage.emit import run_event
 from censustrace.lineage.store.db import make_engine, upgrade
 from censustrace.lineage.store.ingest import store_event
-from censustrace.shares.lineage import run_event
 from tests.lineage.conftest import empty_store
 from tests.warehouse.fixtures import PUPIL_KEY_SECRET, generated, land, warehouse_url
 

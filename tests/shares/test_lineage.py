@@ -11,13 +11,13 @@ from typing import Any
 
 from censustrace.config import Settings
 from censustrace.consent.objections import ingest_consent_file
+from censustrace.lineage.emit import run_event
 from censustrace.lineage.facets import schema_documents
 from censustrace.lineage.model import StepLineage
 from censustrace.lineage.spec import validate_event
 from censustrace.lineage.store.ingest import export_raw_events
 from censustrace.lineage.traceback import trace_target
 from censustrace.shares.build import staging_dir
-from censustrace.shares.lineage import run_event
 from censustrace.shares.register import find_share
 from censustrace.shares.steps import build_share, check_share, release_share, run_share
 from tests.privacy import identifiers_in, leaks

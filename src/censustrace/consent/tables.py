@@ -22,7 +22,7 @@ from sqlalchemy import (
     Table,
 )
 
-from censustrace.warehouse.tables import UtcDateTime, metadata
+from censustrace.warehouse.tables import UtcDateTime, in_check, metadata
 
 # --- consent file statuses ------------------------------------------------------------------------------
 APPLIED: Final = "applied"  # its valid rows are in consent_decisions (bad rows are listed in reasons)
@@ -39,10 +39,6 @@ DECISIONS: Final = (OBJECTED, WITHDRAWN, CONSENTED)
 EXCLUDING: Final = frozenset({OBJECTED, WITHDRAWN})
 
 CONSENT_FILE_ID_LENGTH: Final = 40
-
-
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
 consent_files = Table(
@@ -66,7 +62,7 @@ consent_files = Table(
     Column("rows_rejected", Integer, nullable=False),
     # [{code, message, location}]: row numbers and counts only, never a value from the file.
     Column("reasons", JSON, nullable=False),
-    CheckConstraint(_in("status", FILE_STATUSES), name="status"),
+    CheckConstraint(in_check("status", FILE_STATUSES), name="status"),
 )
 
 consent_decisions = Table(
@@ -85,7 +81,7 @@ consent_decisions = Table(
     Column("decision", String(10), nullable=False),
     Column("recorded_on", Date, nullable=False),
     Column("source", String),
-    CheckConstraint(_in("decision", DECISIONS), name="decision"),
+    CheckConstraint(in_check("decision", DECISIONS), name="decision"),
     Index("ix_consent_decisions_pupil_key_purpose", "pupil_key", "purpose"),
     Index("ix_consent_decisions_purpose", "purpose"),
 )

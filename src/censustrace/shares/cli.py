@@ -134,8 +134,8 @@ def retention(as_of: AsOf = None, as_json: JsonFlag = False) -> None:
     Legacy items: nationality and country of birth. The lineage event records what, how many rows and
     under which rule."""
     from censustrace.cli import _emit, _settings
+    from censustrace.lineage.emit import emit_step
     from censustrace.lineage.model import StepLineage
-    from censustrace.shares.lineage import emit_step
     from censustrace.shares.retention import apply_retention
 
     settings = _settings()
@@ -159,7 +159,7 @@ def consent_ingest(
     from censustrace.cli import _settings
     from censustrace.consent.objections import ingest_consent_file
     from censustrace.errors import UsageError
-    from censustrace.shares.lineage import emit_step
+    from censustrace.lineage.emit import emit_step
 
     settings = _settings()
     missing = [str(p) for p in files if not p.is_file()]

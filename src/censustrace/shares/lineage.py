@@ -9,13 +9,12 @@ decisions: the consent file id); the outbound file in the ``file`` namespace at 
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 import uuid
 from collections.abc import Iterable, Mapping
-from typing import Any, Final
+from typing import Final
 
-from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
+from openlineage.client.event_v2 import InputDataset, OutputDataset
 from openlineage.client.generated.base import DatasetFacet, OutputDatasetFacet
 from openlineage.client.generated.column_lineage_dataset import (
     ColumnLineageDatasetFacet,
@@ -28,7 +27,6 @@ from openlineage.client.generated.output_statistics_output_dataset import (
     OutputStatisticsOutputDatasetFacet,
 )
 from openlineage.client.generated.schema_dataset import SchemaDatasetFacet, SchemaDatasetFacetFields
-from openlineage.client.serde import Serde
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -36,13 +34,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from censustrace.config import Settings
 from censustrace.consent.tables import consent_decisions
 from censustrace.errors import CensustraceError
+from censustrace.lineage.emit import transport
 from censustrace.lineage.facets import ConsentCheckDatasetFacet, ShareDatasetFacet
-from censustrace.lineage.model import StepLineage
 from censustrace.lineage.naming import FILE_NAMESPACE
 from censustrace.shares.register import ShareLineageError, ShareRow
 from censustrace.warehouse.naming import warehouse_dataset_name, warehouse_namespace
 
-PRODUCER: Final = "https://github.com/censustrace/censustrace"
 # Run ids of share releases are uuid5 names of the share id under this namespace: a retry re-sends the
 # same run.
 _RUN_NS: Final = uuid.UUID("8c1d3f0e-5a7b-5c2d-9e4f-736861726573")
@@ -243,27 +240,6 @@ def register_output(settings: Settings, table: str, version: str) -> OutputDatas
     )
 
 
-def run_event(
-    settings: Settings,
-    job_name: str,
-    step: StepLineage,
-    *,
-    run_id: str | None = None,
-    at: dt.datetime | None = None,
-) -> str:
-    """A COMPLETE run event of ``step`` as JSON."""
-    event = RunEvent(
-        eventType=RunState.COMPLETE,
-        eventTime=(at or dt.datetime.now(dt.UTC)).isoformat(),
-        run=Run(runId=run_id or str(uuid.uuid4()), facets=dict(step.run_facets)),
-        job=Job(namespace=settings.lineage_namespace, name=job_name, facets=dict(step.job_facets)),
-        inputs=list(step.inputs),
-        outputs=list(step.outputs),
-        producer=PRODUCER,
-    )
-    return str(Serde.to_json(event))
-
-
 # --- delivery -------------------------------------------------------------------------------------------
 
 _store_engines: dict[str, Engine] = {}
@@ -304,24 +280,7 @@ def commit_event(settings: Settings, payload: str) -> None:
             f"the lineage store {shown} is unreachable ({type(exc).__name__}); nothing was released"
         ) from exc
     if settings.lineage_http_url:
-        _transport(settings, store=False).emit_json(payload)
-
-
-def _transport(settings: Settings, *, store: bool = True) -> Any:
-    from censustrace.lineage.transport import CensustraceTransport, CensustraceTransportConfig
-
-    config = dict(settings.openlineage_transport())
-    if not store:
-        config["store_url"] = None
-    return CensustraceTransport(CensustraceTransportConfig.from_dict(config))
-
-
-def emit_step(settings: Settings, job_name: str, step: StepLineage) -> str:
-    """Send one step's lineage through the configured transport, as Airflow's provider would (a
-    destination that is down gets it later from the outbox). Returns the event's run id."""
-    run_id = str(uuid.uuid4())
-    _transport(settings).emit_json(run_event(settings, job_name, step, run_id=run_id))
-    return run_id
+        transport(settings, store=False).emit_json(payload)
 
 
 def dedupe(datasets: Iterable[InputDataset]) -> list[InputDataset]:
@@ -339,10 +298,8 @@ def dedupe(datasets: Iterable[InputDataset]) -> list[InputDataset]:
 
 __all__ = [
     "commit_event",
-    "emit_step",
     "release_job_name",
     "release_run_id",
-    "run_event",
     "share_inputs",
     "share_output",
     "source_columns",

@@ -32,6 +32,7 @@ from sqlalchemy import update
 from censustrace.config import Settings
 from censustrace.intake.archive import sha256_of
 from censustrace.intake.quarantine import safe_file_name
+from censustrace.lineage.emit import run_event
 from censustrace.lineage.model import StepLineage
 from censustrace.lineage.naming import file_dataset_name
 from censustrace.shares.build import manifest_name, staging_dir
@@ -39,7 +40,6 @@ from censustrace.shares.lineage import (
     commit_event,
     release_job_name,
     release_run_id,
-    run_event,
     share_inputs,
     share_output,
 )

@@ -22,7 +22,7 @@ from sqlalchemy import (
     Text,
 )
 
-from censustrace.warehouse.tables import EXTRACT_ID_LENGTH, UtcDateTime, metadata
+from censustrace.warehouse.tables import EXTRACT_ID_LENGTH, UtcDateTime, in_check, metadata
 
 # --- share statuses, in the order a share moves through them ----------------------------------------------
 BLOCKED: Final = "blocked"  # the policy check refused it: reasons recorded, nothing built or sent
@@ -35,10 +35,6 @@ SHARE_STATUSES: Final = (BLOCKED, CHECKED, BUILT, RECORDED, DELIVERED)
 UNFINISHED: Final = (CHECKED, BUILT, RECORDED)
 
 SHARE_ID_LENGTH: Final = 40
-
-
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
 shares = Table(
@@ -85,7 +81,7 @@ shares = Table(
     Column("built_at", UtcDateTime),
     Column("recorded_at", UtcDateTime),
     Column("delivered_at", UtcDateTime),
-    CheckConstraint(_in("status", SHARE_STATUSES), name="status"),
+    CheckConstraint(in_check("status", SHARE_STATUSES), name="status"),
     Index("ix_shares_agreement_id_run_key", "agreement_id", "run_key"),
 )
 

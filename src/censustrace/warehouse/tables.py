@@ -74,7 +74,8 @@ class UtcDateTime(TypeDecorator[dt.datetime]):
         return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
-def _in(column: str, values: tuple[str, ...]) -> str:
+def in_check(column: str, values: tuple[str, ...]) -> str:
+    """SQL for a CHECK constraint: ``column`` holds one of ``values``."""
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
@@ -117,8 +118,8 @@ extracts = Table(
     Column("staged_at", UtcDateTime),
     Column("loaded_at", UtcDateTime),
     Column("quarantined_at", UtcDateTime),
-    CheckConstraint(_in("status", STATUSES), name="status"),
-    CheckConstraint(f"csv_table IS NULL OR {_in('csv_table', CSV_TABLES)}", name="csv_table"),
+    CheckConstraint(in_check("status", STATUSES), name="status"),
+    CheckConstraint(f"csv_table IS NULL OR {in_check('csv_table', CSV_TABLES)}", name="csv_table"),
     Index("ix_extracts_laestab_term_year", "laestab", "term", "year"),
 )
 
