@@ -19,7 +19,7 @@ from censustrace.shares.retention import apply_retention
 from censustrace.shares.steps import run_share
 from censustrace.shares.tables import erasures
 from censustrace.warehouse.db import warehouse_engine
-from censustrace.warehouse.tables import pupil
+from censustrace.warehouse.tables import pupil, pupil_address
 from tests.privacy import identifiers_in, leaks
 from tests.shares.fixtures import AS_OF, Census, ingest_census, lineage_engine
 
@@ -33,6 +33,20 @@ def legacy_values(settings: Settings) -> tuple[int, int]:
             select(func.count()).select_from(pupil).where(pupil.c.country_of_birth.is_not(None))
         ).scalar_one()
     return int(nationality), int(country)
+
+
+def address_values(settings: Settings) -> dict[str, int]:
+    """Non-empty values per address column (the columns address_lines, postcode and uprn live in)."""
+    columns = [c for c in pupil_address.columns if c.name not in ("extract_id", "record_number")]
+    with warehouse_engine(settings.warehouse_db_url).connect() as conn:
+        return {
+            c.name: int(
+                conn.execute(
+                    select(func.count()).select_from(pupil_address).where(c.is_not(None))
+                ).scalar_one()
+            )
+            for c in columns
+        }
 
 
 def test_legacy_items_are_erased_with_lineage_and_earlier_shares_still_trace(
@@ -49,24 +63,35 @@ def test_legacy_items_are_erased_with_lineage_and_earlier_shares_still_trace(
     target = f"dataset:file:{share['file']}@{share['sha256']}"
     before = trace_target(engine, target)["sources"]
 
+    addressed = address_values(sh)
+    assert addressed["postcode"] > 0
+
     step = StepLineage()
     result = apply_retention(sh, AS_OF, lineage=step)
     assert legacy_values(sh) == (0, 0)
-    assert result["rows"] == nationality + country
-    assert {(e["rule"], e["field"], e["rows"]) for e in result["erasures"]} == {
+    legacy = [e for e in result["erasures"] if e["rule"] == "never_share_legacy"]
+    assert {(e["rule"], e["field"], e["rows"]) for e in legacy} == {
         ("never_share_legacy", "nationality", nationality),
         ("never_share_legacy", "country_of_birth", country),
     }
+    # fields.yaml keeps the home address six years: this 2017 census is past it on AS_OF (2026).
+    ended = {e["field"]: e["rows"] for e in result["erasures"] if e["rule"] == "retention_ended"}
+    assert {f: n for f, n in ended.items() if n} == {f: n for f, n in addressed.items() if n}
+    assert set(address_values(sh).values()) == {0}
+    assert result["rows"] == nationality + country + sum(addressed.values())
     event = json.loads(run_event(sh, "census_retention.erase", step))
     assert validate_event(event, extra_schemas=schema_documents()) == []
     assert leaks([event, result], identifiers_in(folder / f["file"] for f in manifest["files"])) == []
-    (output,) = event["outputs"]
-    assert output["name"].endswith(".pupil")
+    output = next(o for o in event["outputs"] if o["name"].endswith(".pupil"))
     assert output["facets"]["version"]["datasetVersion"] == result["version"]
     erased = output["facets"]["retentionErasure"]["erasures"]
     assert {(e["rule"], e["field"], e["rows"]) for e in erased} == {
         ("never_share_legacy", "nationality", nationality),
         ("never_share_legacy", "country_of_birth", country),
+    }
+    address_output = next(o for o in event["outputs"] if o["name"].endswith(".pupil_address"))
+    assert {e["rule"] for e in address_output["facets"]["retentionErasure"]["erasures"]} == {
+        "retention_ended"
     }
     store_event(engine, json.dumps(event))
 
@@ -83,7 +108,9 @@ def test_legacy_items_are_erased_with_lineage_and_earlier_shares_still_trace(
     assert (again["rows"], again["erasures"], again["version"]) == (0, [], None)
     assert second.outputs == []
     with warehouse_engine(sh.warehouse_db_url).connect() as conn:
-        logged = conn.execute(select(erasures.c.field, erasures.c.rows)).all()
+        logged = conn.execute(
+            select(erasures.c.field, erasures.c.rows).where(erasures.c.rule == "never_share_legacy")
+        ).all()
         assert sorted(logged) == sorted([("nationality", nationality), ("country_of_birth", country)])
         left = conn.execute(
             select(func.count())

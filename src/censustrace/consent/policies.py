@@ -151,6 +151,7 @@ class FieldPolicy:
     sensitivity: str
     never_share: bool
     transforms: tuple[str, ...] = ()
+    retention_days: int | None = None  # erased from older census records by census_retention
 
     def has_flag(self, flag: str) -> bool:
         return bool(getattr(self, flag)) if flag in FIELD_FLAGS else False
@@ -543,6 +544,7 @@ def _fields(doc: _Document, problems: list[PolicyProblem]) -> dict[str, FieldPol
             sensitivity=entry["sensitivity"],
             never_share=entry["never_share"],
             transforms=tuple(entry.get("transforms", ())),
+            retention_days=entry.get("retention_days"),
         )
         floors = [
             ("never_share", name in NEVER_SHARE_FIELDS and not policy.never_share, "never shared"),

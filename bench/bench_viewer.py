@@ -1,0 +1,1109 @@
+"""Viewer benchmarks on PostgreSQL: the subject access lookup on a large disclosure log and the share
+detail page on a large lineage store, each against a naive baseline measured in the same run.
+
+Run: ``.venv/bin/python bench/bench_viewer.py [--quick] [--parts subject,share] [--json out.json]``
+
+1. **Subject access** (target: p95 under 20 ms of server time). A throwaway warehouse, migrated with
+   ``censustrace.warehouse.db.upgrade``, holds ``--shares`` share rows (the repository's agreements, made
+   with ``agreement_values``; 98 % delivered, 2 % built but not delivered; delivered ones carry their
+   release event made by the real ``release_lineage`` + ``run_event``), one ``extracts`` row per school
+   (AUT 2026) for the foreign keys, ``--disclosures`` disclosure rows over about ``--pupils`` distinct pupil
+   keys (64 hex digits of HMAC-SHA256; a share's pupils come from its 1-``n`` source extracts, 1 row in 10
+   is a pupil already in an earlier share, 2 % carry a blank field) and consent decisions for 5 % of the
+   pupils. Disclosures are COPY'd (psycopg2 ``copy_expert``, rows made on the fly) with the table's primary
+   key, index and foreign keys dropped first and re-created afterwards under the same names (the schema is
+   compared before and after); then ``VACUUM ANALYZE``. ``--lookups`` UPNs are timed, 3 in 4 planted in
+   1-12 random shares each (every row of theirs made with the real ``pupil_key``), the rest absent:
+   - *ours*: ``censustrace.shares.disclosures.subject_access([upn], settings)``, the function behind
+     ``POST /subject-access`` and ``POST /api/v1/disclosures/search``: wall and CPU of the call, the time
+     its SQL statements spent in the driver, and PostgreSQL's own execution time for the same statements
+     (replayed with ``EXPLAIN (ANALYZE)``);
+   - *API*: ``POST /api/v1/disclosures/search`` through the real app (``create_viewer_app``, starlette
+     ``TestClient``, an ``api`` token of a compliance user; includes auth and the access-log row);
+   - *naive*: the same disclosure query replayed with ``ix_disclosures_pupil_key`` dropped inside a
+     transaction that is rolled back (what the table would cost without the index), for
+     ``--naive-lookups`` of the UPNs.
+   Every answer is checked: a planted pupil must come back with exactly its delivered shares.
+
+2. **Share detail page** (target: under 200 ms). A throwaway lineage store, migrated with
+   ``censustrace.lineage.store.db.upgrade``, holds ``--schools`` x ``--terms`` census extracts. The event
+   shapes are real: one generated school file is ingested by the real ``ingest_file`` into the warehouse,
+   and the COMPLETE event of each of its steps (receive, register, stage, validate, publish; made by
+   ``run_event``) is the template. ``--schools`` copies of that file (new sha256, extract id, file name,
+   LAESTAB, URN, run ids) go through ``store_events`` (batches of 50 events), then one share of the
+   ``la330-statutory-return-2026`` agreement reading the ``pupil`` and ``pupil_address`` versions of every
+   one of those extracts, its release event made by ``release_lineage`` + ``run_event`` and committed with
+   ``commit_event`` (the share row is in the warehouse). Storing all ``--terms`` rounds through
+   ``store_events`` would take far too long, so the store is then filled with ``--terms - 1`` renamed copies
+   of every row (``bench_lineage.replicate``: new run ids, versions and archive names; raw events and
+   column lineage rows are not copied): each copy is another census term of every school, with a share of
+   its own. Timed: ``GET /shares/{id}`` of the first share through the real app logged in as a compliance
+   user (``TestClient``), ``--requests`` times after 3 warm-ups; wall, CPU of this process (client and app)
+   and CPU of the PostgreSQL backends; a breakdown by direct calls (``find_share``, ``trace_upstream``,
+   ``trace_view``); and *naive*: ``bench_lineage.naive_trace`` (one query per edge, version and run) on the
+   same share, which must find the same sources.
+
+PostgreSQL: throwaway databases ``censustrace_bench_<random>`` on ``--postgres-url`` (dropped at the end).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import io
+import json
+import os
+import platform
+import random
+import re
+import signal
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
+from datetime import UTC, date, datetime, timedelta
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+from bench_lineage import DEFAULT_POSTGRES_URL, Databases, naive_trace, replicate
+from sqlalchemy import Engine, event, func, insert, select, text
+from sqlalchemy.engine import Connection
+
+from censustrace.config import Settings
+from censustrace.consent.tables import APPLIED, consent_files
+from censustrace.intake.ingest import pupil_key
+from censustrace.lineage.emit import run_event
+from censustrace.lineage.store import db as store_db
+from censustrace.lineage.store.tables import dataset_versions, facets, raw_events, run_dataset_versions, runs
+from censustrace.shares.tables import BUILT, DELIVERED, shares
+from censustrace.warehouse import db as warehouse_db
+from censustrace.warehouse.tables import extracts
+
+Json = dict[str, Any]
+LA = "330"
+SECRET = "bench-viewer-pupil-key-secret"
+POOL_SECRET = b"bench-viewer-pool"  # keys of pupils nobody looks up: HMAC output of an index
+PASSWORD = "a long bench password 1"
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+TRACED_AGREEMENT = "la330-statutory-return-2026"
+BLOCKED_AGREEMENTS = ("home-office-immigration-2026", "tutoring-marketing-2026")
+BASE_TIME = datetime(2026, 10, 5, 9, 0, tzinfo=UTC)
+TERMS = ("SPR", "SUM", "AUT")
+STORE_BATCH = 50
+RUN_NS = uuid.UUID("5b0e5a3c-6f53-4c1b-9f0e-62656e636876")
+
+
+# Small helpers -----------------------------------------------------------------------------------------
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+
+def summary(values: Sequence[float], scale: float = 1e3) -> Json:
+    """p50/p95/p99/max in ms (``scale`` from seconds)."""
+    return {
+        "n": len(values),
+        "p50": percentile(values, 50) * scale,
+        "p95": percentile(values, 95) * scale,
+        "p99": percentile(values, 99) * scale,
+        "max": max(values) * scale,
+        "mean": statistics.fmean(values) * scale,
+    }
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def backend_cpu(databases: Sequence[str]) -> float:
+    """CPU seconds used so far by the PostgreSQL backends connected to ``databases`` (from /proc)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if not cmdline.startswith("postgres:") or not any(f" {db} " in cmdline for db in databases):
+                continue
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return total
+
+
+class Clock:
+    """Wall, CPU of this process, and CPU of our PostgreSQL backends around a block."""
+
+    def __init__(self, databases: Sequence[str]) -> None:
+        self.databases = databases
+
+    def __enter__(self) -> Clock:
+        self.t0, self.c0, self.s0 = time.perf_counter(), time.process_time(), backend_cpu(self.databases)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.wall = time.perf_counter() - self.t0
+        self.cpu = time.process_time() - self.c0
+        self.server_cpu = backend_cpu(self.databases) - self.s0
+
+    def as_dict(self) -> Json:
+        return {"wall_s": self.wall, "cpu_s": self.cpu, "postgres_cpu_s": self.server_cpu}
+
+
+def machine(postgres: str) -> Json:
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    cpu = next(
+        (ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if ln.startswith("model name")), "?"
+    )
+    meminfo = Path("/proc/meminfo").read_text().split()
+    return {
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu": cpu,
+        "ram_gib": round(int(meminfo[meminfo.index("MemTotal:") + 1]) / 2**20, 1),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "postgresql": postgres,
+        "packages": {
+            name: importlib_metadata.version(name)
+            for name in ("SQLAlchemy", "psycopg2-binary", "fastapi", "starlette", "jinja2", "httpx")
+        },
+    }
+
+
+def db_name(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return str(make_url(url).database)
+
+
+def db_size_mib(engine: Engine) -> float:
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT pg_database_size(current_database())")).scalar_one()) / 2**20
+
+
+# Schools and their extracts ------------------------------------------------------------------------------
+def school_estab(school: int) -> str:
+    return f"{2000 + school:04d}"
+
+
+def extract_sha(school: int, term: str = "AUT", year: int = 2026) -> str:
+    return hashlib.sha256(f"bench-viewer/{LA}{school_estab(school)}/{term}/{year}".encode()).hexdigest()
+
+
+def extract_id_of(sha: str) -> str:
+    return "ext_" + sha[:20]  # as registry.extract_id_for names a first receipt
+
+
+def file_name_of(school: int, term: str = "AUT", year: int = 2026) -> str:
+    return f"SC_{LA}_{school_estab(school)}_{term}_{year}.xml"
+
+
+def insert_extracts(engine: Engine, schools: int) -> list[str]:
+    """One loaded ``extracts`` row per school (AUT 2026): the source extracts of shares and disclosures."""
+    rng = random.Random(11)
+    rows = []
+    for school in range(schools):
+        sha = extract_sha(school)
+        received = BASE_TIME + timedelta(minutes=school)
+        pupils = rng.randint(150, 1500)
+        rows.append(
+            {
+                "extract_id": extract_id_of(sha),
+                "sha256": sha,
+                "size": pupils * 2400,
+                "original_name": file_name_of(school),
+                "received_at": received,
+                "format": "school_census_xml",
+                "la": LA,
+                "estab": school_estab(school),
+                "laestab": LA + school_estab(school),
+                "urn": f"{100000 + school:06d}",
+                "term": "AUT",
+                "year": 2026,
+                "reference_date": date(2026, 10, 1),
+                "status": "loaded",
+                "reasons": [],
+                "rows_read": pupils,
+                "rows_rejected": 0,
+                "pupil_count": pupils,
+                "staged_at": received + timedelta(seconds=20),
+                "loaded_at": received + timedelta(seconds=40),
+            }
+        )
+    with warehouse_db.write_transaction(engine) as conn:
+        conn.execute(insert(extracts), rows)
+    return [row["extract_id"] for row in rows]
+
+
+# Share rows made by the real code -----------------------------------------------------------------------
+def share_values(
+    settings: Settings,
+    agreement: Any,
+    share_id: str,
+    *,
+    status: str,
+    pupils: int,
+    source_extracts: list[str],
+    as_of: date,
+    rng: random.Random,
+) -> Json:
+    """A share row as check/build/release leave it, with its release event made by the real code."""
+    from censustrace.shares.check import agreement_values
+    from censustrace.shares.lineage import release_job_name, release_run_id
+    from censustrace.shares.register import ShareRow
+    from censustrace.shares.release import outbox_path, release_lineage
+
+    created = datetime(as_of.year, as_of.month, as_of.day, 6, 0, tzinfo=UTC)
+    excluded = {"objection": rng.randint(0, max(1, pupils // 50)), "out_of_scope": rng.randint(0, 40)}
+    row: Json = {
+        "id": 0,
+        "share_id": share_id,
+        "agreement_id": agreement.id,
+        "run_key": f"scheduled__{as_of.isoformat()}T06:00:00+00:00",
+        "status": status,
+        "as_of": as_of,
+        **agreement_values(agreement),
+        "policy_version": hashlib.sha256(b"policy").hexdigest(),
+        "flags": ["high_risk"] if "dob" in agreement.fields and "address_lines" in agreement.fields else [],
+        "reasons": [],
+        "pupils": pupils,
+        "excluded": excluded,
+        "suppressed": {"ethnicity": pupils // 100} if "ethnicity" in agreement.fields else {},
+        "source_extracts": sorted(source_extracts),
+        "consent_files": [],
+        "consent_check": {"covering": [agreement.purpose], "consent_required": False, "decisions_applied": 0},
+        "file_name": f"{agreement.id}_{as_of.isoformat()}_{share_id[4:12]}.csv",
+        "sha256": hashlib.sha256(f"file/{share_id}".encode()).hexdigest(),
+        "size": pupils * 180,
+        "manifest_sha256": hashlib.sha256(f"manifest/{share_id}".encode()).hexdigest(),
+        "file_path": None,
+        "lineage_run_id": None,
+        "lineage_event": None,
+        "created_at": created,
+        "built_at": created + timedelta(minutes=3),
+        "recorded_at": None,
+        "delivered_at": None,
+    }
+    if status == DELIVERED:
+        share = ShareRow(**row)
+        target = outbox_path(settings, share)
+        run_id = release_run_id(share_id)
+        row["lineage_event"] = run_event(
+            settings,
+            release_job_name(agreement.id),
+            release_lineage(settings, share),
+            run_id=run_id,
+            at=created + timedelta(minutes=4),
+        )
+        row["lineage_run_id"] = run_id
+        row["file_path"] = str(target)
+        row["recorded_at"] = created + timedelta(minutes=4)
+        row["delivered_at"] = created + timedelta(minutes=5)
+    del row["id"]
+    return row
+
+
+# 1. Subject access -----------------------------------------------------------------------------------------
+class CopySource(io.RawIOBase):
+    """A file-like object over an iterator of byte chunks, for ``copy_expert`` (no temporary file)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buffer = b""
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        while self._pos >= len(self._buffer):
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return b""
+            self._buffer, self._pos = chunk, 0
+        end = len(self._buffer) if size is None or size < 0 else self._pos + size
+        out = self._buffer[self._pos : end]
+        self._pos += len(out)
+        return out
+
+
+def pool_key(index: int) -> str:
+    return hmac.digest(POOL_SECRET, index.to_bytes(4, "big"), "sha256").hex()
+
+
+class Disclosures:
+    """The disclosure log's rows, made on the fly: share by share, each pupil once per share."""
+
+    def __init__(
+        self,
+        share_ids: list[str],
+        sizes: list[int],
+        sources: list[list[str]],
+        planted: dict[int, list[str]],
+        repeat: float,
+        seed: int,
+    ) -> None:
+        self.share_ids, self.sizes, self.sources, self.planted = share_ids, sizes, sources, planted
+        self.repeat, self.seed = repeat, seed
+        self.rows = 0
+        self.fresh = 0  # distinct pool pupils used so far
+
+    def chunks(self) -> Iterator[bytes]:
+        rng = random.Random(self.seed)
+        for index, share_id in enumerate(self.share_ids):
+            extracts_of = self.sources[index]
+            used: set[int] = set()
+            lines = []
+            for j in range(self.sizes[index]):
+                # A pupil already in an earlier share, or (if that one is in this share already) a new one.
+                pupil = rng.randrange(self.fresh) if self.fresh and rng.random() < self.repeat else -1
+                if pupil < 0 or pupil in used:
+                    pupil = self.fresh
+                    self.fresh += 1
+                used.add(pupil)
+                blank = '["ethnicity"]' if rng.random() < 0.02 else "\\N"
+                extract = extracts_of[j % len(extracts_of)]
+                lines.append(f"{share_id}\t{pool_key(pupil)}\t{extract}\t{j // len(extracts_of) + 1}\t{blank}\n")
+            for key in self.planted.get(index, ()):
+                lines.append(f"{share_id}\t{key}\t{extracts_of[0]}\t{rng.randint(1, 1500)}\t\\N\n")
+            self.rows += len(lines)
+            yield "".join(lines).encode()
+
+
+def _table_ddl(conn: Connection, table: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(constraints: name, definition) and (other indexes: name, CREATE INDEX ...) of a table."""
+    constraints = [
+        (str(name), str(definition))
+        for name, definition in conn.execute(
+            text(
+                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                "WHERE conrelid = CAST(:t AS regclass) AND contype IN ('p', 'f', 'u') ORDER BY contype DESC, conname"
+            ),
+            {"t": table},
+        )
+    ]
+    names = {name for name, _ in constraints}
+    indexes = [
+        (str(name), str(definition))
+        for name, definition in conn.execute(
+            text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = :t ORDER BY indexname"),
+            {"t": table},
+        )
+        if name not in names
+    ]
+    return constraints, indexes
+
+
+def bulk_copy(engine: Engine, table: str, columns: str, chunks: Iterator[bytes]) -> Json:
+    """COPY rows into ``table`` with its keys, indexes and foreign keys dropped, then re-create them
+    under the same names; returns the timings."""
+    timings: Json = {}
+    with engine.begin() as conn:
+        constraints, indexes = _table_ddl(conn, table)
+        for name, _ in constraints:
+            conn.execute(text(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"'))
+        for name, _ in indexes:
+            conn.execute(text(f'DROP INDEX "{name}"'))
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        started = time.perf_counter()
+        cursor.copy_expert(f"COPY {table} ({columns}) FROM STDIN", CopySource(chunks), size=1 << 20)
+        raw.commit()
+        timings["copy_s"] = time.perf_counter() - started
+        cursor.execute("SET maintenance_work_mem = '512MB'")
+        started = time.perf_counter()
+        for name, definition in constraints:
+            if not definition.startswith("FOREIGN"):
+                cursor.execute(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')
+        raw.commit()
+        timings["keys_s"] = time.perf_counter() - started
+        started = time.perf_counter()
+        for _, definition in indexes:
+            cursor.execute(definition)
+        raw.commit()
+        timings["indexes_s"] = time.perf_counter() - started
+        started = time.perf_counter()
+        for name, definition in constraints:
+            if definition.startswith("FOREIGN"):
+                cursor.execute(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')
+        raw.commit()
+        timings["foreign_keys_s"] = time.perf_counter() - started
+    finally:
+        raw.close()
+    with engine.connect() as conn:
+        if _table_ddl(conn, table) != (constraints, indexes):
+            raise RuntimeError(f"{table}: keys and indexes differ after the bulk load")
+    return timings
+
+
+def plant_lookups(
+    secret: bytes, count: int, found_share: float, disclosing: list[int], rng: random.Random
+) -> tuple[list[Json], dict[int, list[str]]]:
+    """``count`` valid UPNs (real check letters), ``found_share`` of them planted in 1-12 shares."""
+    from censustrace.census.identifiers import make_upn
+
+    lookups, planted = [], {}
+    serials = rng.sample(range(1000 * 100), count)
+    for n, serial in enumerate(serials):
+        upn = make_upn(LA, f"{9000 + serial // 1000:04d}", 12, serial % 1000)
+        key = pupil_key(secret, upn)
+        in_shares = sorted(rng.sample(disclosing, rng.randint(1, 12))) if n < round(count * found_share) else []
+        for index in in_shares:
+            planted.setdefault(index, []).append(key)
+        lookups.append({"upn": upn, "key": key, "shares": in_shares})
+    rng.shuffle(lookups)
+    return lookups, planted
+
+
+def consent_chunks(pupils: int, lookups: list[Json], file_ids: list[str], seed: int) -> Iterator[bytes]:
+    """Decisions (mostly objections to research) for 5 % of the pool and a quarter of the planted pupils."""
+    rng = random.Random(seed)
+    chosen = rng.sample(range(pupils), pupils // 20)
+    keys = [pool_key(i) for i in chosen] + [item["key"] for item in lookups[::4] if item["shares"]]
+    row_of = dict.fromkeys(file_ids, 0)
+    lines = []
+    for key in keys:
+        file_id = rng.choice(file_ids)
+        row_of[file_id] += 1
+        purpose = "research.approved" if rng.random() < 0.9 else "health.school_nursing"
+        decision = "objected" if rng.random() < 0.85 else "consented"
+        recorded = date(2022, 1, 1) + timedelta(days=rng.randrange(5 * 365))
+        lines.append(f"{file_id}\t{row_of[file_id]}\t{key}\t{purpose}\t{decision}\t{recorded}\tparent\n")
+        if len(lines) == 20_000:
+            yield "".join(lines).encode()
+            lines = []
+    yield "".join(lines).encode()
+
+
+class StatementTimer:
+    """Records each SQL statement an engine runs (text, parameters, seconds in the driver)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.calls: list[tuple[str, Any, float]] = []
+        event.listen(engine, "before_cursor_execute", self._before)
+        event.listen(engine, "after_cursor_execute", self._after)
+
+    def _before(self, conn: Connection, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        conn.info["bench_t0"] = time.perf_counter()
+
+    def _after(self, conn: Connection, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        self.calls.append((statement, parameters, time.perf_counter() - conn.info.pop("bench_t0")))
+
+    def take(self) -> list[tuple[str, Any, float]]:
+        calls, self.calls = self.calls, []
+        return calls
+
+
+def explain(cursor: Any, statement: str, parameters: Any) -> Json:
+    cursor.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + statement, parameters)
+    plan = cursor.fetchone()[0][0]
+    nodes: list[str] = []
+
+    def walk(node: Json) -> None:
+        nodes.append(node["Node Type"] + (f" on {node['Relation Name']}" if "Relation Name" in node else ""))
+        for child in node.get("Plans", ()):
+            walk(child)
+
+    walk(plan["Plan"])
+    return {
+        "execution_ms": float(plan["Execution Time"]),
+        "planning_ms": float(plan["Planning Time"]),
+        "nodes": nodes,
+        "shared_hit": int(plan["Plan"].get("Shared Hit Blocks", 0)),
+        "shared_read": int(plan["Plan"].get("Shared Read Blocks", 0)),
+    }
+
+
+def bench_subject_access(args: argparse.Namespace, settings: Settings, schools: list[str], dbs: list[str]) -> Json:
+    from censustrace.consent.policies import load_policy
+    from censustrace.shares.check import share_id_for
+    from censustrace.shares.disclosures import subject_access
+
+    rng = random.Random(args.seed)
+    engine = warehouse_db.warehouse_engine(settings.warehouse_db_url)
+    policy = load_policy(settings.policies_dir)
+    agreements = [a for a in policy.agreements.values() if a.id not in BLOCKED_AGREEMENTS]
+    secret = settings.pupil_key()
+
+    # Shares: sizes log-normal around the mean, summing to the rows wanted.
+    count = args.shares
+    weights = [rng.lognormvariate(0, 0.7) for _ in range(count)]
+    lookups_planted_rows = 0
+    statuses = [BUILT if rng.random() < 0.02 else DELIVERED for _ in range(count)]
+    share_ids = [share_id_for("bench", f"share-{i}") for i in range(count)]
+    lookups, planted = plant_lookups(secret, args.lookups, 0.75, list(range(count)), rng)
+    lookups_planted_rows = sum(len(v) for v in planted.values())
+    total = args.disclosures - lookups_planted_rows
+    sizes = [max(1, int(w / sum(weights) * total)) for w in weights]
+    sizes[sizes.index(max(sizes))] += total - sum(sizes)
+    sources = [sorted(rng.sample(schools, min(len(schools), max(1, n // 250)))) for n in sizes]
+    log(f"subject access: {count} share rows (release events made by the real code)")
+    started = time.perf_counter()
+    rows = []
+    for i in range(count):
+        agreement = agreements[i % len(agreements)]
+        as_of = date(2022, 1, 10) + timedelta(days=i * 5 * 365 // count)
+        rows.append(
+            share_values(
+                settings,
+                agreement,
+                share_ids[i],
+                status=statuses[i],
+                pupils=sizes[i] + len([k for k in planted.get(i, ())]),
+                source_extracts=sources[i],
+                as_of=as_of,
+                rng=rng,
+            )
+        )
+    with warehouse_db.write_transaction(engine) as conn:
+        for start in range(0, len(rows), 200):
+            conn.execute(insert(shares), rows[start : start + 200])
+    shares_s = time.perf_counter() - started
+    event_bytes = [len(r["lineage_event"]) for r in rows if r["lineage_event"]]
+    del rows
+
+    log(f"subject access: COPY {args.disclosures:,} disclosure rows")
+    repeat = max(0.0, 1 - args.pupils / max(1, total))
+    disclosures = Disclosures(share_ids, sizes, sources, planted, repeat, args.seed)
+    with Clock(dbs) as clock:
+        load = bulk_copy(
+            engine,
+            "disclosures",
+            "share_id, pupil_key, extract_id, record_number, blank_fields",
+            disclosures.chunks(),
+        )
+    load.update(clock.as_dict())
+    log(f"  loaded in {clock.wall:.0f} s: {load}")
+
+    file_ids = [f"cns_{hashlib.sha256(f'consent/{i}'.encode()).hexdigest()[:20]}" for i in range(200)]
+    with warehouse_db.write_transaction(engine) as conn:
+        conn.execute(
+            insert(consent_files),
+            [
+                {
+                    "consent_file_id": file_id,
+                    "sha256": hashlib.sha256(file_id.encode()).hexdigest(),
+                    "size": 10_000,
+                    "original_name": f"consents_{LA}_{school_estab(i)}_AUT_2026.csv",
+                    "received_at": BASE_TIME,
+                    "laestab": LA + school_estab(i),
+                    "term": "AUT",
+                    "year": 2026,
+                    "status": APPLIED,
+                    "rows_read": 0,
+                    "rows_applied": 0,
+                    "rows_rejected": 0,
+                    "reasons": [],
+                }
+                for i, file_id in enumerate(file_ids)
+            ],
+        )
+    started = time.perf_counter()
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        cursor.copy_expert(
+            "COPY consent_decisions (consent_file_id, row_number, pupil_key, purpose, decision, recorded_on, "
+            "source) FROM STDIN",
+            CopySource(consent_chunks(disclosures.fresh, lookups, file_ids, args.seed)),
+            size=1 << 20,
+        )
+        raw.commit()
+    finally:
+        raw.close()
+    consent_s = time.perf_counter() - started
+    started = time.perf_counter()
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE"))
+        counts = {
+            name: int(conn.execute(text(f"SELECT count(*) FROM {name}")).scalar_one())
+            for name in ("shares", "disclosures", "extracts", "consent_decisions")
+        }
+        counts["distinct_pupil_keys"] = int(
+            conn.execute(text("SELECT count(DISTINCT pupil_key) FROM disclosures")).scalar_one()
+        )
+        sizes_mib = {
+            name: int(conn.execute(text(f"SELECT pg_total_relation_size('{name}')")).scalar_one()) / 2**20
+            for name in ("disclosures", "ix_disclosures_pupil_key", "pk_disclosures", "shares")
+        }
+    analyze_s = time.perf_counter() - started
+    log(f"  counts {counts}")
+
+    delivered = {i for i in range(count) if statuses[i] == DELIVERED}
+
+    def expected(item: Json) -> int:
+        return sum(1 for i in item["shares"] if i in delivered)
+
+    # ours: the real function, in process --------------------------------------------------------------
+    timer = StatementTimer(engine)
+    warm = [
+        make_extra_upn(n) for n in range(10)
+    ]  # valid UPNs outside the measured set: warm the engine and the statement caches
+    for upn in warm:
+        subject_access([upn], settings)
+    timer.take()
+    ours: list[Json] = []
+    for item in lookups:
+        c0, t0 = time.process_time(), time.perf_counter()
+        answer = subject_access([item["upn"]], settings)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        calls = timer.take()
+        found = len(answer["requests"][0]["shares"])
+        if found != expected(item):
+            raise RuntimeError(f"subject access found {found} shares, expected {expected(item)}")
+        ours.append({"wall": wall, "cpu": cpu, "sql": sum(c[2] for c in calls), "found": found, "calls": calls})
+    log(
+        "  ours subject_access(): p50 {p50:.2f} ms p95 {p95:.2f} ms p99 {p99:.2f} ms".format(
+            **summary([o["wall"] for o in ours])
+        )
+    )
+
+    # PostgreSQL's own time for the same statements (EXPLAIN ANALYZE of what was sent) --------------------
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        for item in ours:
+            plans = [explain(cursor, statement, parameters) for statement, parameters, _ in item["calls"]]
+            item["server_ms"] = sum(p["execution_ms"] + p["planning_ms"] for p in plans)
+            item["main"] = next(p for (s, _, _), p in zip(item["calls"], plans, strict=True) if "disclosures" in s)
+        raw.rollback()
+        # naive: the same disclosure query without the pupil_key index (dropped, then rolled back)
+        naive: list[Json] = []
+        cursor.execute("DROP INDEX ix_disclosures_pupil_key")
+        for item in ours[: args.naive_lookups]:
+            statement, parameters, _ = next(c for c in item["calls"] if "disclosures" in c[0])
+            t0 = time.perf_counter()
+            plan = explain(cursor, statement, parameters)
+            plan["wall_s"] = time.perf_counter() - t0
+            naive.append(plan)
+            log(f"  naive (no pupil_key index): {plan['execution_ms']:.0f} ms ({' / '.join(plan['nodes'][:4])})")
+        raw.rollback()
+    finally:
+        raw.close()
+    main_plan = ours[0]["main"]["nodes"]
+    statements = len(ours[0]["calls"])
+
+    # API: POST /api/v1/disclosures/search through the app ---------------------------------------------------
+    api = bench_api(settings, lookups, expected)
+
+    def ms(values: list[float]) -> Json:
+        return summary(values)
+
+    result = {
+        "setup": {
+            "shares_s": shares_s,
+            "release_event_bytes_mean": statistics.fmean(event_bytes),
+            "release_event_bytes_max": max(event_bytes),
+            "disclosures_load": load,
+            "consent_copy_s": consent_s,
+            "vacuum_analyze_s": analyze_s,
+            "counts": counts,
+            "sizes_mib": sizes_mib,
+            "pupils_in_several_shares_share_of_rows": repeat,
+        },
+        "lookups": len(lookups),
+        "found": sum(1 for item in lookups if expected(item)),
+        "absent": sum(1 for item in lookups if not expected(item)),
+        "shares_per_found_pupil_mean": statistics.fmean(o["found"] for o in ours if o["found"]),
+        "statements_per_lookup": statements,
+        "main_plan": main_plan,
+        "ours_wall_ms": ms([o["wall"] for o in ours]),
+        "ours_cpu_ms": ms([o["cpu"] for o in ours]),
+        "ours_sql_ms": ms([o["sql"] for o in ours]),
+        "ours_server_ms": summary([o["server_ms"] for o in ours], scale=1),
+        "ours_main_execution_ms": summary([o["main"]["execution_ms"] for o in ours], scale=1),
+        "ours_found_wall_ms": ms([o["wall"] for o in ours if o["found"]]),
+        "ours_absent_wall_ms": ms([o["wall"] for o in ours if not o["found"]]),
+        "api": api,
+        "naive_lookups": len(naive),
+        "naive_execution_ms": summary([p["execution_ms"] for p in naive], scale=1),
+        "naive_plan": naive[0]["nodes"] if naive else [],
+    }
+    result["speedup_execution_median"] = (
+        result["naive_execution_ms"]["p50"] / result["ours_main_execution_ms"]["p50"]
+    )
+    return result
+
+
+def make_extra_upn(n: int) -> str:
+    from censustrace.census.identifiers import make_upn
+
+    return make_upn(LA, "8999", 11, n)
+
+
+def log_in(client: Any, name: str) -> None:
+    page = client.get("/login")
+    found = CSRF.search(page.text)
+    if not found:
+        raise RuntimeError("no CSRF token on the login page")
+    response = client.post(
+        "/login",
+        data={"username": name, "password": PASSWORD, "csrf_token": found.group(1), "next": "/"},
+        follow_redirects=False,
+    )
+    if response.status_code != 303:
+        raise RuntimeError(f"login failed: {response.status_code}")
+
+
+def viewer_client(settings: Settings) -> tuple[Any, str]:
+    """The real app with a compliance user; the client is logged in, and an API token is returned."""
+    from fastapi.testclient import TestClient
+
+    from censustrace.viewer import auth
+    from censustrace.viewer.app import create_viewer_app
+
+    app = create_viewer_app(settings)
+    engine = app.state.viewer.engine()
+    if not any(user["name"] == "clara" for user in auth.list_users(engine)):
+        auth.add_user(engine, "clara", "compliance", PASSWORD)
+    token = auth.add_token(engine, "clara", "api")
+    client = TestClient(app)
+    log_in(client, "clara")
+    return client, token
+
+
+def bench_api(settings: Settings, lookups: list[Json], expected: Callable[[Json], int]) -> Json:
+    client, token = viewer_client(settings)
+    headers = {"Authorization": f"Bearer {token}"}
+    with client:
+        for n in range(10):
+            client.post("/api/v1/disclosures/search", json={"upn": make_extra_upn(n)}, headers=headers)
+        walls, cpus = [], []
+        for item in lookups:
+            c0, t0 = time.process_time(), time.perf_counter()
+            response = client.post("/api/v1/disclosures/search", json={"upn": item["upn"]}, headers=headers)
+            walls.append(time.perf_counter() - t0)
+            cpus.append(time.process_time() - c0)
+            if response.status_code != 200 or len(response.json()["shares"]) != expected(item):
+                raise RuntimeError(f"API answered {response.status_code} with the wrong shares")
+    log("  API POST /api/v1/disclosures/search: p50 {p50:.2f} ms p95 {p95:.2f} ms".format(**summary(walls)))
+    return {"wall_ms": summary(walls), "cpu_ms": summary(cpus)}
+
+
+# 2. Share detail page ---------------------------------------------------------------------------------------
+class Template:
+    """The COMPLETE events of one real ingest, and the values in them that differ per file."""
+
+    def __init__(self, settings: Settings, work: Path) -> None:
+        from censustrace.census.generator import GeneratorOptions, generate
+        from censustrace.intake.archive import copy_into
+        from censustrace.intake.ingest import ingest_file
+
+        out = work / "sample"
+        manifest = generate(GeneratorOptions(out=out, schools=1, pupils_per_school=300, seed=7))
+        entry = manifest["files"][0]
+        started = time.perf_counter()
+        outcome = ingest_file(copy_into(out / entry["file"], settings.landing_dir), settings)
+        self.ingest_s = time.perf_counter() - started
+        if outcome.status != "loaded" or outcome.extract_id is None:
+            raise RuntimeError(f"the template file was not loaded: {outcome.status}")
+        self.sha, self.extract_id, self.file_name = outcome.sha256, outcome.extract_id, Path(entry["file"]).name
+        self.events = [
+            (step, run_event(settings, f"census_ingest.ingest.{step}", lineage, run_id=str(uuid.uuid4())))
+            for step, lineage in outcome.steps
+        ]
+        self.event_bytes = {step: len(payload) for step, payload in self.events}
+
+    def school(self, school: int) -> list[str]:
+        """The events of ``school``'s AUT 2026 file, as the pipeline would have sent them."""
+        sha = extract_sha(school)
+        received = BASE_TIME + timedelta(minutes=school)
+        out = []
+        for step_no, (step, payload) in enumerate(self.events):
+            body = (
+                payload.replace(f"/{self.sha[:2]}/{self.sha}", f"/{sha[:2]}/{sha}")
+                .replace(self.sha, sha)
+                .replace(self.extract_id, extract_id_of(sha))
+                .replace(self.file_name, file_name_of(school))
+            )
+            data = json.loads(body)
+            data["run"]["runId"] = str(uuid.uuid5(RUN_NS, f"{sha}/{step}"))
+            data["eventTime"] = (received + timedelta(seconds=10 * step_no + 5)).isoformat()
+            for dataset in [*data.get("inputs", ()), *data.get("outputs", ())]:
+                facet = (dataset.get("facets") or {}).get("censusExtract")
+                if facet is None:
+                    continue
+                facet["receivedAt"] = received.isoformat()
+                for key, value in (("laestab", LA + school_estab(school)), ("urn", f"{100000 + school:06d}")):
+                    if key in facet:
+                        facet[key] = value
+            out.append(json.dumps(data))
+        return out
+
+
+def store_counts(engine: Engine) -> Json:
+    with engine.connect() as conn:
+        return {
+            t.name: int(conn.execute(select(func.count()).select_from(t)).scalar_one())
+            for t in (runs, dataset_versions, run_dataset_versions, facets, raw_events)
+        }
+
+
+def bench_share_page(args: argparse.Namespace, settings: Settings, schools: list[str], dbs: list[str]) -> Json:
+    from censustrace.consent.policies import load_policy
+    from censustrace.lineage.store.trace import trace_upstream
+    from censustrace.shares.check import share_id_for
+    from censustrace.shares.lineage import commit_event
+    from censustrace.shares.register import find_share
+    from censustrace.lineage.store.ingest import store_events
+    from censustrace.viewer.lineage_views import trace_view
+    from censustrace.viewer.shares_views import column_view
+
+    work = settings.home.parent
+    url = settings.lineage_db_url
+    store_db.upgrade(url)
+    engine = store_db.make_engine(url)
+    log("share page: template events from a real ingest of one generated school file")
+    template = Template(settings, work)
+    log(f"  template ingested in {template.ingest_s:.1f} s; COMPLETE event bytes {template.event_bytes}")
+
+    seed_schools = len(schools)
+    log(f"share page: {seed_schools} schools' events through store_events (batches of {STORE_BATCH})")
+    with Clock(dbs) as seed_clock:
+        batch: list[str] = []
+        stored = 0
+        for index in range(seed_schools):
+            batch.extend(template.school(index))
+            if len(batch) >= STORE_BATCH or index == seed_schools - 1:
+                store_events(engine, batch)
+                stored += len(batch)
+                batch = []
+    log(f"  {stored} events in {seed_clock.wall:.0f} s ({stored / seed_clock.wall:.0f} events/s)")
+
+    policy = load_policy(settings.policies_dir)
+    agreement = policy.agreement(TRACED_AGREEMENT)
+    share_id = share_id_for(TRACED_AGREEMENT, "bench-traced")
+    row = share_values(
+        settings,
+        agreement,
+        share_id,
+        status=DELIVERED,
+        pupils=sum(random.Random(3).randint(150, 1500) for _ in schools),
+        source_extracts=schools,
+        as_of=date(2026, 10, 15),
+        rng=random.Random(5),
+    )
+    with warehouse_db.write_transaction(warehouse_db.warehouse_engine(settings.warehouse_db_url)) as conn:
+        conn.execute(insert(shares), [row])
+    payload = row["lineage_event"]
+    started = time.perf_counter()
+    commit_event(settings, payload)
+    share_event_s = time.perf_counter() - started
+    log(f"  share release event ({len(payload):,} bytes) committed in {share_event_s:.1f} s")
+
+    copies = args.terms
+    log(f"share page: {copies - 1} renamed copies of the store (bench_lineage.replicate)")
+    with Clock(dbs) as copy_clock:
+        copied_rows = replicate(engine, copies)
+    counts = store_counts(engine)
+    log(f"  {copied_rows:,} rows in {copy_clock.wall:.0f} s; store {counts}")
+
+    # Breakdown by direct calls -----------------------------------------------------------------------------
+    share = find_share(settings, share_id)
+    assert share.file_path and share.sha256
+    parts: dict[str, list[float]] = {"find_share": [], "trace_upstream": [], "trace_view": [], "column_view": []}
+    trace_cpu: list[float] = []
+    for _ in range(args.breakdown):
+        t0 = time.perf_counter()
+        share = find_share(settings, share_id)
+        t1 = time.perf_counter()
+        with engine.connect() as conn:
+            c0 = time.process_time()
+            result = trace_upstream(conn, "file", share.file_path or "", share.sha256)
+            trace_cpu.append(time.process_time() - c0)
+            t2 = time.perf_counter()
+            view = trace_view(result, lambda kind, **params: f"/{kind}", conn)
+            t3 = time.perf_counter()
+        column_view(share)
+        t4 = time.perf_counter()
+        for key, value in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+            parts[key].append(value)
+    sources = len(view["sources"])
+    graph_nodes = len(result.graph["nodes"])
+    log(
+        f"  trace: {sources} sources, {graph_nodes} graph nodes; medians "
+        + ", ".join(f"{k} {statistics.median(v) * 1e3:.0f} ms" for k, v in parts.items())
+    )
+
+    # The page through the app --------------------------------------------------------------------------------
+    client, _ = viewer_client(settings)
+    walls, cpus, server_cpus, sizes = [], [], [], []
+    with client:
+        for n in range(3 + args.requests):
+            with Clock(dbs) as clock:
+                response = client.get(f"/shares/{share_id}")
+            if response.status_code != 200:
+                raise RuntimeError(f"GET /shares/{share_id}: {response.status_code}")
+            if response.text.count('<td class="mono sha">') != sources:
+                raise RuntimeError("the share page does not list every source file")
+            if n >= 3:
+                walls.append(clock.wall)
+                cpus.append(clock.cpu)
+                server_cpus.append(clock.server_cpu)
+                sizes.append(len(response.content))
+    page = {
+        "wall_ms": summary(walls),
+        "cpu_ms": summary(cpus),
+        "postgres_cpu_ms": summary(server_cpus),
+        "bytes": statistics.median(sizes),
+    }
+    log("  GET /shares/{{id}}: median {p50:.0f} ms, p95 {p95:.0f} ms".format(**page["wall_ms"]))
+
+    # naive: the per-edge walk -------------------------------------------------------------------------------
+    ours_sources = sorted((s.namespace, s.name, s.version) for s in result.sources)
+    naive_walls = []
+    statements = StatementTimer(engine)
+    for _ in range(args.naive_traces):
+        t0 = time.perf_counter()
+        naive_sources = naive_trace(engine, "file", share.file_path or "", share.sha256 or "")
+        naive_walls.append(time.perf_counter() - t0)
+        if naive_sources != ours_sources:
+            raise RuntimeError("ours and naive trace disagree on the sources")
+    naive_statements = len(statements.take()) // max(1, args.naive_traces)
+    with engine.connect() as conn:
+        trace_upstream(conn, "file", share.file_path or "", share.sha256)
+    ours_statements = len(statements.take())
+    log(f"  naive trace: {statistics.median(naive_walls):.1f} s ({naive_statements} statements)")
+    result_json = {
+        "seed_schools": seed_schools,
+        "terms": copies,
+        "extracts": seed_schools * copies,
+        "template_event_bytes": template.event_bytes,
+        "seed": {"events": stored, **seed_clock.as_dict(), "events_per_s": stored / seed_clock.wall},
+        "share_event_bytes": len(payload),
+        "share_event_commit_s": share_event_s,
+        "copy": {"rows": copied_rows, **copy_clock.as_dict()},
+        "store_counts": counts,
+        "store_mib": db_size_mib(engine),
+        "sources": sources,
+        "graph_nodes": graph_nodes,
+        "graph_runs": view["run_count"],
+        "svg_drawn": view["svg"] is not None,
+        "breakdown_ms": {k: statistics.median(v) * 1e3 for k, v in parts.items()},
+        "trace_upstream_cpu_ms": statistics.median(trace_cpu) * 1e3,
+        "page": page,
+        "trace_statements": ours_statements,
+        "naive_trace_s": naive_walls,
+        "naive_statements": naive_statements,
+        "speedup_trace_median": statistics.median(naive_walls) / statistics.median(parts["trace_upstream"]),
+    }
+    engine.dispose()
+    return result_json
+
+
+# Report -----------------------------------------------------------------------------------------------------
+def markdown(report: Json) -> str:
+    out = []
+    sa = report.get("subject_access")
+    if sa:
+        out.append("| measure | lookups | p50 ms | p95 ms | p99 ms | max ms |")
+        out.append("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for label, key in (
+            ("`subject_access()` wall", "ours_wall_ms"),
+            ("`subject_access()` CPU of this process", "ours_cpu_ms"),
+            ("its SQL statements in the driver", "ours_sql_ms"),
+            ("PostgreSQL execution + planning (EXPLAIN ANALYZE)", "ours_server_ms"),
+            ("found pupils, wall", "ours_found_wall_ms"),
+            ("absent pupils, wall", "ours_absent_wall_ms"),
+        ):
+            s = sa[key]
+            out.append(f"| {label} | {s['n']} | {s['p50']:.2f} | {s['p95']:.2f} | {s['p99']:.2f} | {s['max']:.2f} |")
+        for label, s in (
+            ("API `POST /api/v1/disclosures/search` wall", sa["api"]["wall_ms"]),
+            ("API CPU of this process (client + app)", sa["api"]["cpu_ms"]),
+            ("naive: disclosure query without the index (execution)", sa["naive_execution_ms"]),
+            ("ours: disclosure query (execution)", sa["ours_main_execution_ms"]),
+        ):
+            out.append(f"| {label} | {s['n']} | {s['p50']:.2f} | {s['p95']:.2f} | {s['p99']:.2f} | {s['max']:.2f} |")
+    sp = report.get("share_page")
+    if sp:
+        out.append("")
+        out.append("| measure | n | median ms | p95 ms | max ms |")
+        out.append("| --- | ---: | ---: | ---: | ---: |")
+        for label, s in (
+            ("`GET /shares/{id}` wall", sp["page"]["wall_ms"]),
+            ("CPU of this process (client + app)", sp["page"]["cpu_ms"]),
+            ("CPU of the PostgreSQL backends", sp["page"]["postgres_cpu_ms"]),
+        ):
+            out.append(f"| {label} | {s['n']} | {s['p50']:.0f} | {s['p95']:.0f} | {s['max']:.0f} |")
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL)
+    parser.add_argument("--parts", default="subject,share", help="comma-separated: subject, share")
+    parser.add_argument("--disclosures", type=int, default=10_000_000)
+    parser.add_argument("--pupils", type=int, default=9_000_000, help="distinct pupils in the disclosure log")
+    parser.add_argument("--shares", type=int, default=2000)
+    parser.add_argument("--lookups", type=int, default=200)
+    parser.add_argument("--naive-lookups", type=int, default=10)
+    parser.add_argument("--schools", type=int, default=2000)
+    parser.add_argument("--terms", type=int, default=15, help="census rounds per school (5 years x 3 terms)")
+    parser.add_argument("--requests", type=int, default=20)
+    parser.add_argument("--breakdown", type=int, default=5)
+    parser.add_argument("--naive-traces", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of a minute or two")
+    args = parser.parse_args()
+    # A plain kill unwinds the ExitStack, so the throwaway databases are dropped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if args.quick:
+        args.disclosures, args.pupils, args.shares, args.lookups = 200_000, 180_000, 200, 60
+        args.naive_lookups, args.schools, args.terms, args.requests = 3, 100, 3, 5
+    parts = set(args.parts.split(","))
+    report: Json = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "load_average_start": os.getloadavg(),
+    }
+    run_clock = Clock([])
+    with ExitStack() as stack, run_clock:
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-viewer-")))
+        databases = Databases("postgres", work, args.postgres_url, stack)
+        report["machine"] = machine(databases.server_version() or "?")
+        warehouse_url, lineage_url = databases.new("warehouse"), databases.new("lineage")
+        dbs = [db_name(warehouse_url), db_name(lineage_url)]
+        settings = Settings(
+            home=work / "home",
+            warehouse_url=warehouse_url,
+            lineage_url=lineage_url,
+            pupil_key_secret=SECRET,  # type: ignore[arg-type]
+        )
+        settings.ensure_dirs()
+        warehouse_db.upgrade(warehouse_url)
+        schools = insert_extracts(warehouse_db.warehouse_engine(warehouse_url), args.schools)
+        if "subject" in parts:
+            with Clock(dbs) as clock:
+                report["subject_access"] = bench_subject_access(args, settings, schools, dbs)
+            report["subject_access"]["part"] = clock.as_dict()
+            report["warehouse_mib"] = db_size_mib(warehouse_db.warehouse_engine(warehouse_url))
+        if "share" in parts:
+            with Clock(dbs) as clock:
+                report["share_page"] = bench_share_page(args, settings, schools, dbs)
+            report["share_page"]["part"] = clock.as_dict()
+        warehouse_db.dispose_engines()
+    report["total"] = run_clock.as_dict()
+    report["load_average_end"] = os.getloadavg()
+    print(markdown(report))
+    print(f"total: {run_clock.wall:.0f} s wall, {run_clock.cpu:.0f} s CPU of this process")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
