@@ -72,8 +72,28 @@ def href(request: Request, name: str, /, **query: Any) -> str:
     path_params = {k: v for k, v in query.items() if k in _PATH_PARAMS.get(name, ())}
     params = {k: v for k, v in query.items() if k not in path_params and v is not None}
     root: str = request.scope.get("root_path", "")
-    path = root.rstrip("/") + str(request.app.url_path_for(name, **path_params))
-    return path + ("?" + urlencode(params) if params else "")
+    path = _route_template(request.app, name)
+    for key, value in path_params.items():
+        path = path.replace(_placeholder(key), str(value))
+    return root.rstrip("/") + path + ("?" + urlencode(params) if params else "")
+
+
+def _placeholder(key: str) -> str:
+    return f"\x00{key}\x00"
+
+
+_templates: dict[tuple[int, str], str] = {}
+
+
+def _route_template(app: Any, name: str) -> str:
+    """A route's path with placeholders for its path parameters, worked out once per app: a trace page
+    links thousands of nodes, and ``url_path_for`` walks every route each time."""
+    key = (id(app), name)
+    template = _templates.get(key)
+    if template is None:
+        params = {p: _placeholder(p) for p in _PATH_PARAMS.get(name, ())}
+        template = _templates[key] = str(app.url_path_for(name, **params))
+    return template
 
 
 #: Path parameters of the named routes (the rest of ``href``'s keywords become the query string).

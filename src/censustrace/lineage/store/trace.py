@@ -112,9 +112,23 @@ def trace_upstream(
 def _quality(conn: Connection, version_ids: set[int]) -> dict[int, Json]:
     """Data-quality outcome of the versions a run validated (``dataQualityAssertions`` input facets):
     how many assertions, which failed, and how many of those were blocking (severity ``error``)."""
+    latest: dict[int, Json] = {}
+    for batch in chunks(sorted(version_ids)):
+        # Only this facet's rows (a trace may pass through thousands of versions with many facets each).
+        rows = conn.execute(
+            select(facets.c.dataset_version_id, facets.c.body)
+            .where(
+                facets.c.dataset_version_id.in_(batch),
+                facets.c.owner == "input",
+                facets.c.name == "dataQualityAssertions",
+            )
+            .order_by(facets.c.event_time, facets.c.event_id, facets.c.id)
+        )
+        for version_id, body in rows:
+            latest[int(version_id)] = body
     found: dict[int, Json] = {}
-    for version_id, merged in merged_facets(conn, facets.c.dataset_version_id, version_ids, "input").items():
-        assertions = (merged.get("dataQualityAssertions") or {}).get("assertions")
+    for version_id, body in latest.items():
+        assertions = (body or {}).get("assertions")
         if not isinstance(assertions, list):
             continue
         failed = [a for a in assertions if isinstance(a, dict) and not a.get("success", True)]
