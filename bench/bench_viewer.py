@@ -19,10 +19,11 @@ Run: ``.venv/bin/python bench/bench_viewer.py [--quick] [--parts subject,share] 
      its SQL statements spent in the driver, and PostgreSQL's own execution time for the same statements
      (replayed with ``EXPLAIN (ANALYZE)``);
    - *API*: ``POST /api/v1/disclosures/search`` through the real app (``create_viewer_app``, starlette
-     ``TestClient``, an ``api`` token of a compliance user; includes auth and the access-log row);
+     ``TestClient``, an ``api`` token of a compliance user; includes auth and the access-log row), and
+     ``GET /api/v1/health`` on the same client as the floor of HTTP in process;
    - *naive*: the same disclosure query replayed with ``ix_disclosures_pupil_key`` dropped inside a
-     transaction that is rolled back (what the table would cost without the index), for
-     ``--naive-lookups`` of the UPNs.
+     transaction that is rolled back (PostgreSQL then probes the primary key ``(share_id, pupil_key)``
+     once per delivered share), for ``--naive-lookups`` of the UPNs.
    Every answer is checked: a planted pupil must come back with exactly its delivered shares.
 
 2. **Share detail page** (target: under 200 ms). A throwaway lineage store, migrated with
@@ -33,15 +34,20 @@ Run: ``.venv/bin/python bench/bench_viewer.py [--quick] [--parts subject,share] 
    LAESTAB, URN, run ids) go through ``store_events`` (batches of 50 events), then one share of the
    ``la330-statutory-return-2026`` agreement reading the ``pupil`` and ``pupil_address`` versions of every
    one of those extracts, its release event made by ``release_lineage`` + ``run_event`` and committed with
-   ``commit_event`` (the share row is in the warehouse). Storing all ``--terms`` rounds through
-   ``store_events`` would take far too long, so the store is then filled with ``--terms - 1`` renamed copies
-   of every row (``bench_lineage.replicate``: new run ids, versions and archive names; raw events and
-   column lineage rows are not copied): each copy is another census term of every school, with a share of
-   its own. Timed: ``GET /shares/{id}`` of the first share through the real app logged in as a compliance
-   user (``TestClient``), ``--requests`` times after 3 warm-ups; wall, CPU of this process (client and app)
-   and CPU of the PostgreSQL backends; a breakdown by direct calls (``find_share``, ``trace_upstream``,
-   ``trace_view``); and *naive*: ``bench_lineage.naive_trace`` (one query per edge, version and run) on the
-   same share, which must find the same sources.
+   ``commit_event`` (the share row is in the warehouse); likewise shares of the first ``--smaller``
+   extracts. Storing all ``--terms`` rounds through ``store_events`` would take about 50 minutes at the
+   seed rate, and ``bench_lineage.replicate`` copies rows through Python at about 4,000 rows/s (over 10
+   minutes here), so the store is filled with ``--terms - 1`` renamed copies of every row made in SQL
+   (``INSERT ... SELECT``) with ``replicate``'s renaming: new run ids, versions (a sha256 version becomes
+   the sha256 of ``version/n``) and archive names; raw events and column lineage rows are not copied; the
+   per-row foreign key triggers are skipped for the copy and every reference is checked afterwards. Each
+   copy is another census round of every school, with its own shares. ``VACUUM ANALYZE`` follows. Timed:
+   ``GET /shares/{id}`` of the first share through the real app, logged in as a compliance user
+   (``TestClient``), ``--requests`` times after 3 warm-ups (the smaller shares ``--requests / 2`` times):
+   wall, CPU of this process (client and app) and CPU of the PostgreSQL backends; a breakdown by direct
+   calls (``find_share``, ``trace_upstream``, ``trace_view`` with a trivial link maker, ``column_view``);
+   the page handler called directly, once under cProfile; and *naive*: ``bench_lineage.naive_trace``
+   (one query per edge, version and run) on the same share, which must find the same sources.
 
 PostgreSQL: throwaway databases ``censustrace_bench_<random>`` on ``--postgres-url`` (dropped at the end).
 """
@@ -51,8 +57,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import hmac
+import importlib
 import io
 import json
+import math
 import os
 import platform
 import random
@@ -70,7 +78,6 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
-from bench_lineage import DEFAULT_POSTGRES_URL, Databases, naive_trace, replicate
 from sqlalchemy import Engine, event, func, insert, select, text
 from sqlalchemy.engine import Connection
 
@@ -84,6 +91,13 @@ from censustrace.shares.tables import BUILT, DELIVERED, shares
 from censustrace.warehouse import db as warehouse_db
 from censustrace.warehouse.tables import extracts
 
+# The sibling script is loaded untyped (it is not held to strict mypy): Databases makes and drops the
+# throwaway PostgreSQL databases, naive_trace is the per-edge trace baseline.
+_bench_lineage: Any = importlib.import_module("bench_lineage")
+Databases = _bench_lineage.Databases
+naive_trace = _bench_lineage.naive_trace
+DEFAULT_POSTGRES_URL: str = _bench_lineage.DEFAULT_POSTGRES_URL
+
 Json = dict[str, Any]
 LA = "330"
 SECRET = "bench-viewer-pupil-key-secret"
@@ -93,16 +107,15 @@ CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 TRACED_AGREEMENT = "la330-statutory-return-2026"
 BLOCKED_AGREEMENTS = ("home-office-immigration-2026", "tutoring-marketing-2026")
 BASE_TIME = datetime(2026, 10, 5, 9, 0, tzinfo=UTC)
-TERMS = ("SPR", "SUM", "AUT")
 STORE_BATCH = 50
 RUN_NS = uuid.UUID("5b0e5a3c-6f53-4c1b-9f0e-62656e636876")
 
 
 # Small helpers -----------------------------------------------------------------------------------------
 def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100)."""
+    """Nearest-rank percentile (q in 0..100): the ceil(q/100 * n)-th smallest value."""
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
 
 
 def summary(values: Sequence[float], scale: float = 1e3) -> Json:
@@ -212,7 +225,7 @@ def file_name_of(school: int, term: str = "AUT", year: int = 2026) -> str:
 def insert_extracts(engine: Engine, schools: int) -> list[str]:
     """One loaded ``extracts`` row per school (AUT 2026): the source extracts of shares and disclosures."""
     rng = random.Random(11)
-    rows = []
+    rows: list[Json] = []
     for school in range(schools):
         sha = extract_sha(school)
         received = BASE_TIME + timedelta(minutes=school)
@@ -374,7 +387,9 @@ class Disclosures:
                 used.add(pupil)
                 blank = '["ethnicity"]' if rng.random() < 0.02 else "\\N"
                 extract = extracts_of[j % len(extracts_of)]
-                lines.append(f"{share_id}\t{pool_key(pupil)}\t{extract}\t{j // len(extracts_of) + 1}\t{blank}\n")
+                lines.append(
+                    f"{share_id}\t{pool_key(pupil)}\t{extract}\t{j // len(extracts_of) + 1}\t{blank}\n"
+                )
             for key in self.planted.get(index, ()):
                 lines.append(f"{share_id}\t{key}\t{extracts_of[0]}\t{rng.randint(1, 1500)}\t\\N\n")
             self.rows += len(lines)
@@ -388,7 +403,8 @@ def _table_ddl(conn: Connection, table: str) -> tuple[list[tuple[str, str]], lis
         for name, definition in conn.execute(
             text(
                 "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
-                "WHERE conrelid = CAST(:t AS regclass) AND contype IN ('p', 'f', 'u') ORDER BY contype DESC, conname"
+                "WHERE conrelid = CAST(:t AS regclass) AND contype IN ('p', 'f', 'u') "
+                "ORDER BY contype DESC, conname"
             ),
             {"t": table},
         )
@@ -454,12 +470,15 @@ def plant_lookups(
     """``count`` valid UPNs (real check letters), ``found_share`` of them planted in 1-12 shares."""
     from censustrace.census.identifiers import make_upn
 
-    lookups, planted = [], {}
+    lookups: list[Json] = []
+    planted: dict[int, list[str]] = {}
     serials = rng.sample(range(1000 * 100), count)
     for n, serial in enumerate(serials):
         upn = make_upn(LA, f"{9000 + serial // 1000:04d}", 12, serial % 1000)
         key = pupil_key(secret, upn)
-        in_shares = sorted(rng.sample(disclosing, rng.randint(1, 12))) if n < round(count * found_share) else []
+        in_shares = (
+            sorted(rng.sample(disclosing, rng.randint(1, 12))) if n < round(count * found_share) else []
+        )
         for index in in_shares:
             planted.setdefault(index, []).append(key)
         lookups.append({"upn": upn, "key": key, "shares": in_shares})
@@ -526,7 +545,9 @@ def explain(cursor: Any, statement: str, parameters: Any) -> Json:
     }
 
 
-def bench_subject_access(args: argparse.Namespace, settings: Settings, schools: list[str], dbs: list[str]) -> Json:
+def bench_subject_access(
+    args: argparse.Namespace, settings: Settings, schools: list[str], dbs: list[str]
+) -> Json:
     from censustrace.consent.policies import load_policy
     from censustrace.shares.check import share_id_for
     from censustrace.shares.disclosures import subject_access
@@ -540,7 +561,6 @@ def bench_subject_access(args: argparse.Namespace, settings: Settings, schools: 
     # Shares: sizes log-normal around the mean, summing to the rows wanted.
     count = args.shares
     weights = [rng.lognormvariate(0, 0.7) for _ in range(count)]
-    lookups_planted_rows = 0
     statuses = [BUILT if rng.random() < 0.02 else DELIVERED for _ in range(count)]
     share_ids = [share_id_for("bench", f"share-{i}") for i in range(count)]
     lookups, planted = plant_lookups(secret, args.lookups, 0.75, list(range(count)), rng)
@@ -561,7 +581,7 @@ def bench_subject_access(args: argparse.Namespace, settings: Settings, schools: 
                 agreement,
                 share_ids[i],
                 status=statuses[i],
-                pupils=sizes[i] + len([k for k in planted.get(i, ())]),
+                pupils=sizes[i] + len(planted.get(i, ())),
                 source_extracts=sources[i],
                 as_of=as_of,
                 rng=rng,
@@ -648,11 +668,9 @@ def bench_subject_access(args: argparse.Namespace, settings: Settings, schools: 
 
     # ours: the real function, in process --------------------------------------------------------------
     timer = StatementTimer(engine)
-    warm = [
-        make_extra_upn(n) for n in range(10)
-    ]  # valid UPNs outside the measured set: warm the engine and the statement caches
-    for upn in warm:
-        subject_access([upn], settings)
+    # Valid UPNs outside the measured set warm the engine, its migration check and the statement caches.
+    for n in range(10):
+        subject_access([make_extra_upn(n)], settings)
     timer.take()
     ours: list[Json] = []
     for item in lookups:
@@ -663,7 +681,9 @@ def bench_subject_access(args: argparse.Namespace, settings: Settings, schools: 
         found = len(answer["requests"][0]["shares"])
         if found != expected(item):
             raise RuntimeError(f"subject access found {found} shares, expected {expected(item)}")
-        ours.append({"wall": wall, "cpu": cpu, "sql": sum(c[2] for c in calls), "found": found, "calls": calls})
+        ours.append(
+            {"wall": wall, "cpu": cpu, "sql": sum(c[2] for c in calls), "found": found, "calls": calls}
+        )
     log(
         "  ours subject_access(): p50 {p50:.2f} ms p95 {p95:.2f} ms p99 {p99:.2f} ms".format(
             **summary([o["wall"] for o in ours])
@@ -677,7 +697,9 @@ def bench_subject_access(args: argparse.Namespace, settings: Settings, schools: 
         for item in ours:
             plans = [explain(cursor, statement, parameters) for statement, parameters, _ in item["calls"]]
             item["server_ms"] = sum(p["execution_ms"] + p["planning_ms"] for p in plans)
-            item["main"] = next(p for (s, _, _), p in zip(item["calls"], plans, strict=True) if "disclosures" in s)
+            item["main"] = next(
+                p for (s, _, _), p in zip(item["calls"], plans, strict=True) if "disclosures" in s
+            )
         raw.rollback()
         # naive: the same disclosure query without the pupil_key index (dropped, then rolled back)
         naive: list[Json] = []
@@ -688,7 +710,10 @@ def bench_subject_access(args: argparse.Namespace, settings: Settings, schools: 
             plan = explain(cursor, statement, parameters)
             plan["wall_s"] = time.perf_counter() - t0
             naive.append(plan)
-            log(f"  naive (no pupil_key index): {plan['execution_ms']:.0f} ms ({' / '.join(plan['nodes'][:4])})")
+            log(
+                f"  naive (no pupil_key index): {plan['execution_ms']:.0f} ms "
+                f"({' / '.join(plan['nodes'][:4])})"
+            )
         raw.rollback()
     finally:
         raw.close()
@@ -697,9 +722,6 @@ def bench_subject_access(args: argparse.Namespace, settings: Settings, schools: 
 
     # API: POST /api/v1/disclosures/search through the app ---------------------------------------------------
     api = bench_api(settings, lookups, expected)
-
-    def ms(values: list[float]) -> Json:
-        return summary(values)
 
     result = {
         "setup": {
@@ -719,13 +741,13 @@ def bench_subject_access(args: argparse.Namespace, settings: Settings, schools: 
         "shares_per_found_pupil_mean": statistics.fmean(o["found"] for o in ours if o["found"]),
         "statements_per_lookup": statements,
         "main_plan": main_plan,
-        "ours_wall_ms": ms([o["wall"] for o in ours]),
-        "ours_cpu_ms": ms([o["cpu"] for o in ours]),
-        "ours_sql_ms": ms([o["sql"] for o in ours]),
+        "ours_wall_ms": summary([o["wall"] for o in ours]),
+        "ours_cpu_ms": summary([o["cpu"] for o in ours]),
+        "ours_sql_ms": summary([o["sql"] for o in ours]),
         "ours_server_ms": summary([o["server_ms"] for o in ours], scale=1),
         "ours_main_execution_ms": summary([o["main"]["execution_ms"] for o in ours], scale=1),
-        "ours_found_wall_ms": ms([o["wall"] for o in ours if o["found"]]),
-        "ours_absent_wall_ms": ms([o["wall"] for o in ours if not o["found"]]),
+        "ours_found_wall_ms": summary([o["wall"] for o in ours if o["found"]]),
+        "ours_absent_wall_ms": summary([o["wall"] for o in ours if not o["found"]]),
         "api": api,
         "naive_lookups": len(naive),
         "naive_execution_ms": summary([p["execution_ms"] for p in naive], scale=1),
@@ -757,7 +779,7 @@ def log_in(client: Any, name: str) -> None:
         raise RuntimeError(f"login failed: {response.status_code}")
 
 
-def viewer_client(settings: Settings) -> tuple[Any, str]:
+def viewer_client(settings: Settings) -> tuple[Any, Any, str]:
     """The real app with a compliance user; the client is logged in, and an API token is returned."""
     from fastapi.testclient import TestClient
 
@@ -771,25 +793,41 @@ def viewer_client(settings: Settings) -> tuple[Any, str]:
     token = auth.add_token(engine, "clara", "api")
     client = TestClient(app)
     log_in(client, "clara")
-    return client, token
+    return app, client, token
 
 
 def bench_api(settings: Settings, lookups: list[Json], expected: Callable[[Json], int]) -> Json:
-    client, token = viewer_client(settings)
+    app, client, token = viewer_client(settings)
     headers = {"Authorization": f"Bearer {token}"}
+    lineage_sql = StatementTimer(app.state.viewer.engine())  # token check and access log
     with client:
         for n in range(10):
             client.post("/api/v1/disclosures/search", json={"upn": make_extra_upn(n)}, headers=headers)
-        walls, cpus = [], []
+        lineage_sql.take()
+        health = []  # the same client and app on the cheapest route: what HTTP in process costs
+        for _ in range(len(lookups)):
+            t0 = time.perf_counter()
+            client.get("/api/v1/health")
+            health.append(time.perf_counter() - t0)
+        walls, cpus, store_walls, store_statements = [], [], [], []
         for item in lookups:
             c0, t0 = time.process_time(), time.perf_counter()
             response = client.post("/api/v1/disclosures/search", json={"upn": item["upn"]}, headers=headers)
             walls.append(time.perf_counter() - t0)
             cpus.append(time.process_time() - c0)
+            calls = lineage_sql.take()
+            store_walls.append(sum(c[2] for c in calls))
+            store_statements.append(len(calls))
             if response.status_code != 200 or len(response.json()["shares"]) != expected(item):
                 raise RuntimeError(f"API answered {response.status_code} with the wrong shares")
     log("  API POST /api/v1/disclosures/search: p50 {p50:.2f} ms p95 {p95:.2f} ms".format(**summary(walls)))
-    return {"wall_ms": summary(walls), "cpu_ms": summary(cpus)}
+    return {
+        "wall_ms": summary(walls),
+        "cpu_ms": summary(cpus),
+        "lineage_store_sql_ms": summary(store_walls),
+        "lineage_store_statements": statistics.median(store_statements),
+        "health_wall_ms": summary(health),
+    }
 
 
 # 2. Share detail page ---------------------------------------------------------------------------------------
@@ -809,7 +847,11 @@ class Template:
         self.ingest_s = time.perf_counter() - started
         if outcome.status != "loaded" or outcome.extract_id is None:
             raise RuntimeError(f"the template file was not loaded: {outcome.status}")
-        self.sha, self.extract_id, self.file_name = outcome.sha256, outcome.extract_id, Path(entry["file"]).name
+        self.sha, self.extract_id, self.file_name = (
+            outcome.sha256,
+            outcome.extract_id,
+            Path(entry["file"]).name,
+        )
         self.events = [
             (step, run_event(settings, f"census_ingest.ingest.{step}", lineage, run_id=str(uuid.uuid4())))
             for step, lineage in outcome.steps
@@ -843,6 +885,190 @@ class Template:
         return out
 
 
+#: The references between the copied tables, checked after the copy.
+FOREIGN_KEYS = (
+    ("job_datasets", "dataset_id", "datasets"),
+    ("dataset_versions", "dataset_id", "datasets"),
+    ("dataset_versions", "created_by_run_id", "runs"),
+    ("run_dataset_versions", "run_id", "runs"),
+    ("run_dataset_versions", "dataset_version_id", "dataset_versions"),
+    ("facets", "run_id", "runs"),
+    ("facets", "dataset_id", "datasets"),
+    ("facets", "dataset_version_id", "dataset_versions"),
+)
+
+
+def _sha_version(value: str) -> str:
+    """SQL for ``bench_lineage.Copier.version``: sha256 of ``value/n`` for a sha256, else ``value.n``."""
+    return (
+        f"CASE WHEN {value} ~ '^[0-9a-f]{{64}}$' "
+        f"THEN encode(sha256(convert_to({value} || '/' || n, 'UTF8')), 'hex') ELSE {value} || '.' || n END"
+    )
+
+
+def copy_store(engine: Engine, copies: int) -> Json:
+    """Add ``copies - 1`` renamed copies of the store's rows, in SQL: what ``bench_lineage.replicate`` does
+    (new run ids, versions and archive names; other datasets keep their name and get new versions; raw
+    events and column lineage rows are not copied), at server speed. Returns rows and seconds per table."""
+    from censustrace.lineage.store.tables import metadata
+
+    tables = (
+        "datasets",
+        "job_datasets",
+        "runs",
+        "dataset_versions",
+        "run_dataset_versions",
+        "facets",
+    )
+    mapped = "CASE WHEN {c} IN (SELECT id FROM bench_archive) THEN {c} + n * {top} ELSE {c} END"
+    inserted: Json = {}
+    with engine.begin() as conn:
+        # The copies are consistent by construction: skip the per-row foreign key triggers (checked below).
+        conn.execute(text("SET LOCAL session_replication_role = replica"))
+        top = {
+            t: int(conn.execute(text(f"SELECT coalesce(max(id), 0) FROM {t}")).scalar_one()) for t in tables
+        }
+        conn.execute(
+            text(
+                "CREATE TEMP TABLE bench_archive ON COMMIT DROP AS SELECT id FROM datasets WHERE name LIKE :p"
+            ),
+            {"p": "%/archive/%"},
+        )
+        ds, dv, rn = top["datasets"], top["dataset_versions"], top["runs"]
+        name_sha = "regexp_replace(s.name, '^.*/', '')"
+        new_sha = _sha_version(name_sha)
+        overrides: dict[str, dict[str, str]] = {
+            "datasets": {
+                "id": f"s.id + n * {ds}",
+                "name": f"regexp_replace(s.name, '/[^/]+/[^/]+$', '') || '/' "
+                f"|| left({new_sha}, 2) || '/' || {new_sha}",
+            },
+            "job_datasets": {
+                "id": f"s.id + n * {top['job_datasets']}",
+                "dataset_id": f"s.dataset_id + n * {ds}",
+            },
+            "runs": {
+                "id": f"s.id + n * {rn}",
+                "run_uuid": "CAST(CAST(md5(s.run_uuid || '/' || n) AS uuid) AS text)",
+                "parent_run_uuid": "CAST(CAST(md5(s.parent_run_uuid || '/' || n) AS uuid) AS text)",
+            },
+            "dataset_versions": {
+                "id": f"s.id + n * {dv}",
+                "dataset_id": mapped.format(c="s.dataset_id", top=ds),
+                "version": _sha_version("s.version"),
+                "created_by_run_id": f"s.created_by_run_id + n * {rn}",
+            },
+            "run_dataset_versions": {
+                "id": f"s.id + n * {top['run_dataset_versions']}",
+                "run_id": f"s.run_id + n * {rn}",
+                "dataset_version_id": f"s.dataset_version_id + n * {dv}",
+            },
+            "facets": {
+                "id": f"s.id + n * {top['facets']}",
+                "run_id": f"s.run_id + n * {rn}",
+                "dataset_id": mapped.format(c="s.dataset_id", top=ds),
+                "dataset_version_id": f"s.dataset_version_id + n * {dv}",
+                "body": "CASE WHEN v.version IS NULL THEN s.body ELSE CAST(replace(CAST(s.body AS text), "
+                f"v.version, {_sha_version('v.version')}) AS json) END",
+            },
+        }
+        archive_only = "s.{c} IN (SELECT id FROM bench_archive) AND "
+        joins = {"facets": "LEFT JOIN dataset_versions v ON v.id = s.dataset_version_id"}
+        where = {"datasets": archive_only.format(c="id"), "job_datasets": archive_only.format(c="dataset_id")}
+        for table in tables:
+            columns = [c.name for c in metadata.tables[table].columns]
+            values = ", ".join(overrides[table].get(c, f"s.{c}") for c in columns)
+            started = time.perf_counter()
+            result = conn.execute(
+                text(
+                    f"INSERT INTO {table} ({', '.join(columns)}) SELECT {values} FROM {table} s "
+                    f"CROSS JOIN generate_series(1, {copies - 1}) n {joins.get(table, '')} "
+                    f"WHERE {where.get(table, '')}s.id <= {top[table]}"
+                )
+            )
+            inserted[table] = {"rows": result.rowcount, "s": time.perf_counter() - started}
+        for table in tables:
+            conn.execute(
+                text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+            )
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        started = time.perf_counter()
+        conn.execute(text("VACUUM ANALYZE"))
+        inserted["vacuum_analyze_s"] = time.perf_counter() - started
+        started = time.perf_counter()
+        for child, column, parent in FOREIGN_KEYS:
+            broken = conn.execute(
+                text(
+                    f"SELECT count(*) FROM {child} c LEFT JOIN {parent} p ON p.id = c.{column} "
+                    f"WHERE c.{column} IS NOT NULL AND p.id IS NULL"
+                )
+            ).scalar_one()
+            if broken:
+                raise RuntimeError(f"copied {child}.{column}: {broken} rows point to no {parent}")
+        inserted["foreign_key_check_s"] = time.perf_counter() - started
+    return inserted
+
+
+def bench_wide_share_lookups(
+    settings: Settings, wide: Json, narrow_id: str, extract_id: str, rounds: int
+) -> Json:
+    """``subject_access`` for pupils in shares with a large release event: the traced share (its event
+    names two tables of every school's extract) and ``rounds - 1`` more rows like it (one statutory
+    return per census round), against pupils in one narrow share; 20 pupils each."""
+    from censustrace.shares.check import share_id_for
+    from censustrace.shares.disclosures import subject_access
+    from censustrace.shares.tables import disclosures
+
+    engine = warehouse_db.warehouse_engine(settings.warehouse_db_url)
+    secret = settings.pupil_key()
+    wide_ids = [wide["share_id"]]
+    wide_ids += [share_id_for(TRACED_AGREEMENT, f"bench-traced-round-{n}") for n in range(1, rounds)]
+    groups = {"1 narrow share": [narrow_id], "1 wide share": wide_ids[:1], f"{rounds} wide shares": wide_ids}
+    upns = {label: [make_extra_upn(100 + 20 * g + i) for i in range(20)] for g, label in enumerate(groups)}
+    with warehouse_db.write_transaction(engine) as conn:
+        conn.execute(
+            insert(shares),
+            [{**wide, "share_id": share_id, "run_key": f"round-{n}"} for n, share_id in enumerate(wide_ids)][
+                1:
+            ],
+        )
+        conn.execute(
+            insert(disclosures),
+            [
+                {
+                    "share_id": share_id,
+                    "pupil_key": pupil_key(secret, upn),
+                    "extract_id": extract_id,
+                    "record_number": 1,
+                    "blank_fields": None,
+                }
+                for label, ids in groups.items()
+                for upn in upns[label]
+                for share_id in ids
+            ],
+        )
+    found: Json = {}
+    for label, ids in groups.items():
+        with engine.connect() as conn:
+            event_bytes = conn.execute(
+                select(func.sum(func.length(shares.c.lineage_event))).where(shares.c.share_id.in_(ids))
+            ).scalar_one()
+        subject_access([make_extra_upn(0)], settings)
+        walls = []
+        for upn in upns[label]:
+            t0 = time.perf_counter()
+            answer = subject_access([upn], settings)
+            walls.append(time.perf_counter() - t0)
+            if len(answer["requests"][0]["shares"]) != len(ids):
+                raise RuntimeError("subject access missed a planted share")
+        found[label] = {"shares": len(ids), "event_bytes": int(event_bytes), "wall_ms": summary(walls)}
+        log(
+            f"  subject_access() of pupils in {label} ({int(event_bytes):,} bytes of release events): "
+            f"p50 {found[label]['wall_ms']['p50']:.1f} ms, p95 {found[label]['wall_ms']['p95']:.1f} ms"
+        )
+    return found
+
+
 def store_counts(engine: Engine) -> Json:
     with engine.connect() as conn:
         return {
@@ -851,13 +1077,15 @@ def store_counts(engine: Engine) -> Json:
         }
 
 
-def bench_share_page(args: argparse.Namespace, settings: Settings, schools: list[str], dbs: list[str]) -> Json:
+def bench_share_page(
+    args: argparse.Namespace, settings: Settings, schools: list[str], dbs: list[str]
+) -> Json:
     from censustrace.consent.policies import load_policy
+    from censustrace.lineage.store.ingest import store_events
     from censustrace.lineage.store.trace import trace_upstream
     from censustrace.shares.check import share_id_for
     from censustrace.shares.lineage import commit_event
     from censustrace.shares.register import find_share
-    from censustrace.lineage.store.ingest import store_events
     from censustrace.viewer.lineage_views import trace_view
     from censustrace.viewer.shares_views import column_view
 
@@ -898,22 +1126,51 @@ def bench_share_page(args: argparse.Namespace, settings: Settings, schools: list
     with warehouse_db.write_transaction(warehouse_db.warehouse_engine(settings.warehouse_db_url)) as conn:
         conn.execute(insert(shares), [row])
     payload = row["lineage_event"]
+    row_of_traced = row
     started = time.perf_counter()
     commit_event(settings, payload)
     share_event_s = time.perf_counter() - started
     log(f"  share release event ({len(payload):,} bytes) committed in {share_event_s:.1f} s")
 
+    smaller_shares = []
+    for size in sorted(int(k) for k in args.smaller.split(",") if k and int(k) < len(schools)):
+        smaller_id = share_id_for(TRACED_AGREEMENT, f"bench-traced-{size}")
+        row = share_values(
+            settings,
+            agreement,
+            smaller_id,
+            status=DELIVERED,
+            pupils=size * 800,
+            source_extracts=schools[:size],
+            as_of=date(2026, 10, 15),
+            rng=random.Random(size),
+        )
+        with warehouse_db.write_transaction(warehouse_db.warehouse_engine(settings.warehouse_db_url)) as conn:
+            conn.execute(insert(shares), [row])
+        commit_event(settings, row["lineage_event"])
+        smaller_shares.append((size, smaller_id))
+    wide_lookups = bench_wide_share_lookups(
+        settings, row_of_traced, smaller_shares[0][1] if smaller_shares else share_id, schools[0], args.terms
+    )
+
     copies = args.terms
-    log(f"share page: {copies - 1} renamed copies of the store (bench_lineage.replicate)")
+    log(f"share page: {copies - 1} renamed copies of every row of the store (SQL)")
     with Clock(dbs) as copy_clock:
-        copied_rows = replicate(engine, copies)
+        copied = copy_store(engine, copies)
+    copied_rows = sum(v["rows"] for v in copied.values() if isinstance(v, dict))
     counts = store_counts(engine)
     log(f"  {copied_rows:,} rows in {copy_clock.wall:.0f} s; store {counts}")
 
     # Breakdown by direct calls -----------------------------------------------------------------------------
     share = find_share(settings, share_id)
-    assert share.file_path and share.sha256
-    parts: dict[str, list[float]] = {"find_share": [], "trace_upstream": [], "trace_view": [], "column_view": []}
+    if not share.file_path or not share.sha256:
+        raise RuntimeError("the traced share has no released file")
+    parts: dict[str, list[float]] = {
+        "find_share": [],
+        "trace_upstream": [],
+        "trace_view": [],
+        "column_view": [],
+    }
     trace_cpu: list[float] = []
     for _ in range(args.breakdown):
         t0 = time.perf_counter()
@@ -937,29 +1194,20 @@ def bench_share_page(args: argparse.Namespace, settings: Settings, schools: list
         + ", ".join(f"{k} {statistics.median(v) * 1e3:.0f} ms" for k, v in parts.items())
     )
 
-    # The page through the app --------------------------------------------------------------------------------
-    client, _ = viewer_client(settings)
-    walls, cpus, server_cpus, sizes = [], [], [], []
+    # The page through the app ---------------------------------------------------------------------------
+    app, client, _ = viewer_client(settings)
     with client:
-        for n in range(3 + args.requests):
-            with Clock(dbs) as clock:
-                response = client.get(f"/shares/{share_id}")
-            if response.status_code != 200:
-                raise RuntimeError(f"GET /shares/{share_id}: {response.status_code}")
-            if response.text.count('<td class="mono sha">') != sources:
-                raise RuntimeError("the share page does not list every source file")
-            if n >= 3:
-                walls.append(clock.wall)
-                cpus.append(clock.cpu)
-                server_cpus.append(clock.server_cpu)
-                sizes.append(len(response.content))
-    page = {
-        "wall_ms": summary(walls),
-        "cpu_ms": summary(cpus),
-        "postgres_cpu_ms": summary(server_cpus),
-        "bytes": statistics.median(sizes),
-    }
-    log("  GET /shares/{{id}}: median {p50:.0f} ms, p95 {p95:.0f} ms".format(**page["wall_ms"]))
+        page = time_page(client, share_id, args.requests, sources, dbs)
+        log("  GET /shares/{{id}}: median {p50:.0f} ms, p95 {p95:.0f} ms".format(**page["wall_ms"]))
+        scaling = []
+        for size, smaller in smaller_shares:
+            timed = time_page(client, smaller, args.requests // 2, size, dbs)
+            scaling.append({"sources": size, **timed})
+            log(
+                f"  GET /shares/{{id}} of a share of {size} extracts: median {timed['wall_ms']['p50']:.0f} ms"
+            )
+    profile = profile_page(app, share_id)
+    log(f"  page handler called directly: {profile['handler_ms']:.0f} ms; profile {profile['cumulative_ms']}")
 
     # naive: the per-edge walk -------------------------------------------------------------------------------
     ours_sources = sorted((s.namespace, s.name, s.version) for s in result.sources)
@@ -984,7 +1232,7 @@ def bench_share_page(args: argparse.Namespace, settings: Settings, schools: list
         "seed": {"events": stored, **seed_clock.as_dict(), "events_per_s": stored / seed_clock.wall},
         "share_event_bytes": len(payload),
         "share_event_commit_s": share_event_s,
-        "copy": {"rows": copied_rows, **copy_clock.as_dict()},
+        "copy": {"rows": copied_rows, "tables": copied, **copy_clock.as_dict()},
         "store_counts": counts,
         "store_mib": db_size_mib(engine),
         "sources": sources,
@@ -994,6 +1242,9 @@ def bench_share_page(args: argparse.Namespace, settings: Settings, schools: list
         "breakdown_ms": {k: statistics.median(v) * 1e3 for k, v in parts.items()},
         "trace_upstream_cpu_ms": statistics.median(trace_cpu) * 1e3,
         "page": page,
+        "smaller_shares": scaling,
+        "wide_share_lookups": wide_lookups,
+        "profile": profile,
         "trace_statements": ours_statements,
         "naive_trace_s": naive_walls,
         "naive_statements": naive_statements,
@@ -1001,6 +1252,104 @@ def bench_share_page(args: argparse.Namespace, settings: Settings, schools: list
     }
     engine.dispose()
     return result_json
+
+
+def time_page(client: Any, share_id: str, requests: int, sources: int, dbs: Sequence[str]) -> Json:
+    """``GET /shares/{id}`` ``requests`` times after 3 warm-ups; every answer must list every source."""
+    walls, cpus, server_cpus, sizes = [], [], [], []
+    for n in range(3 + requests):
+        with Clock(dbs) as clock:
+            response = client.get(f"/shares/{share_id}")
+        if response.status_code != 200:
+            raise RuntimeError(f"GET /shares/{share_id}: {response.status_code}")
+        if response.text.count('<td class="mono sha">') != sources:
+            raise RuntimeError("the share page does not list every source file")
+        if n >= 3:
+            walls.append(clock.wall)
+            cpus.append(clock.cpu)
+            server_cpus.append(clock.server_cpu)
+            sizes.append(len(response.content))
+    return {
+        "wall_ms": summary(walls),
+        "cpu_ms": summary(cpus),
+        "postgres_cpu_ms": summary(server_cpus),
+        "bytes": statistics.median(sizes),
+    }
+
+
+PROFILED = (
+    "shares.share_page",
+    "register.find_share",
+    "trace.trace_upstream",
+    "trace._walk",
+    "trace._quality",
+    "queries.merged_facets",
+    "queries.version_refs",
+    "queries.run_summaries",
+    "trace.to_dict",
+    "lineage_views.trace_view",
+    "lineage_views.census_facets_by_sha",
+    "deps.href",
+    "shares._render",
+    "environment.render",
+)
+
+
+def profile_page(app: Any, share_id: str) -> Json:
+    """The page handler called directly (no HTTP, session check or middleware): its time unprofiled
+    (median of 3), then one run under cProfile, with the cumulative time of the functions that matter."""
+    import cProfile
+    import pstats
+
+    from starlette.requests import Request
+
+    from censustrace.viewer import auth
+    from censustrace.viewer.routes.shares import share_page
+
+    scope = {
+        "type": "http",
+        "app": app,
+        "method": "GET",
+        "path": f"/shares/{share_id}",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [],
+        "router": app.router,
+    }
+    user = auth.Principal(name="clara", role="compliance", via="session", csrf_token="x")
+    walls = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        share_page(Request(scope), user, share_id)
+        walls.append(time.perf_counter() - t0)
+    profiler = cProfile.Profile()
+    t0 = time.perf_counter()
+    profiler.runcall(share_page, Request(scope), user, share_id)
+    profiled = time.perf_counter() - t0
+    stats = pstats.Stats(profiler)
+    cumulative: dict[str, float] = {}
+    calls: dict[str, int] = {}
+    rows = stats.stats  # type: ignore[attr-defined]
+    for (file, _, name), (_, ncalls, _, cumtime, _) in rows.items():
+        key = f"{Path(file).stem}.{name}"
+        if key in PROFILED:
+            cumulative[key] = cumulative.get(key, 0.0) + cumtime * 1e3
+            calls[key] = calls.get(key, 0) + ncalls
+    top = sorted(rows.items(), key=lambda item: -item[1][2])[:12]
+    return {
+        "handler_ms": statistics.median(walls) * 1e3,
+        "profiled_ms": profiled * 1e3,
+        "cumulative_ms": {k: round(cumulative[k], 1) for k in PROFILED if k in cumulative},
+        "calls": {k: calls[k] for k in PROFILED if k in calls},
+        "top_self_ms": [
+            {
+                "function": f"{Path(file).stem}.{name}:{line}",
+                "calls": value[1],
+                "self_ms": round(value[2] * 1e3, 1),
+            }
+            for (file, line, name), value in top
+        ],
+    }
 
 
 # Report -----------------------------------------------------------------------------------------------------
@@ -1019,14 +1368,18 @@ def markdown(report: Json) -> str:
             ("absent pupils, wall", "ours_absent_wall_ms"),
         ):
             s = sa[key]
-            out.append(f"| {label} | {s['n']} | {s['p50']:.2f} | {s['p95']:.2f} | {s['p99']:.2f} | {s['max']:.2f} |")
+            out.append(
+                f"| {label} | {s['n']} | {s['p50']:.2f} | {s['p95']:.2f} | {s['p99']:.2f} | {s['max']:.2f} |"
+            )
         for label, s in (
             ("API `POST /api/v1/disclosures/search` wall", sa["api"]["wall_ms"]),
             ("API CPU of this process (client + app)", sa["api"]["cpu_ms"]),
             ("naive: disclosure query without the index (execution)", sa["naive_execution_ms"]),
             ("ours: disclosure query (execution)", sa["ours_main_execution_ms"]),
         ):
-            out.append(f"| {label} | {s['n']} | {s['p50']:.2f} | {s['p95']:.2f} | {s['p99']:.2f} | {s['max']:.2f} |")
+            out.append(
+                f"| {label} | {s['n']} | {s['p50']:.2f} | {s['p95']:.2f} | {s['p99']:.2f} | {s['max']:.2f} |"
+            )
     sp = report.get("share_page")
     if sp:
         out.append("")
@@ -1053,7 +1406,8 @@ def main() -> None:
     parser.add_argument("--schools", type=int, default=2000)
     parser.add_argument("--terms", type=int, default=15, help="census rounds per school (5 years x 3 terms)")
     parser.add_argument("--requests", type=int, default=20)
-    parser.add_argument("--breakdown", type=int, default=5)
+    parser.add_argument("--breakdown", type=int, default=3)
+    parser.add_argument("--smaller", default="25,100,500", help="also time shares of this many extracts")
     parser.add_argument("--naive-traces", type=int, default=1)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path)
@@ -1064,6 +1418,7 @@ def main() -> None:
     if args.quick:
         args.disclosures, args.pupils, args.shares, args.lookups = 200_000, 180_000, 200, 60
         args.naive_lookups, args.schools, args.terms, args.requests = 3, 100, 3, 5
+        args.smaller = "10,50"
     parts = set(args.parts.split(","))
     report: Json = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),

@@ -23,6 +23,20 @@ from censustrace.warehouse.db import warehouse_engine
 from censustrace.warehouse.tables import extracts
 
 _KEYS_PER_QUERY: Final = 500
+_SHARE_COLUMNS: Final = (
+    "share_id",
+    "agreement_id",
+    "recipient",
+    "recipient_type",
+    "purpose",
+    "lawful_basis",
+    "special_category_condition",
+    "legal_gateway",
+    "approval",
+    "fields",
+    "transforms",
+    "delivered_at",
+)
 
 
 def subject_access(lines: Iterable[str], settings: Settings) -> dict[str, Any]:
@@ -44,7 +58,8 @@ def subject_access(lines: Iterable[str], settings: Settings) -> dict[str, Any]:
                 select(
                     disclosures.c.pupil_key,
                     disclosures.c.blank_fields,
-                    shares,
+                    # Only what the answer shows: a share row also holds its lineage event (MBs).
+                    *(shares.c[name] for name in _SHARE_COLUMNS),
                     extracts.c.original_name.label("source_file"),
                     extracts.c.sha256.label("source_sha256"),
                     extracts.c.laestab.label("source_laestab"),
