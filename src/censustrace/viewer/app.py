@@ -9,6 +9,7 @@ request's mount point, so both work.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request, Response
@@ -82,6 +83,14 @@ def _wants_json(request: Request) -> bool:
     return request.url.path.startswith(root + "/api/") or request.url.path.startswith(root + "/openapi")
 
 
+def _error_page_handler(status: int) -> Callable[[Request, Exception], Awaitable[Response]]:
+    async def handle(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, CensustraceError)  # registered for our error classes only
+        return _error_page(request, status, exc)
+
+    return handle
+
+
 def _error_page(request: Request, status: int, error: CensustraceError) -> Response:
     if _wants_json(request):
         return JSONResponse(error.as_dict(), status_code=status)
@@ -150,29 +159,16 @@ def create_viewer_app(
     async def _unauthorized(request: Request, exc: ApiUnauthorized) -> Response:
         return JSONResponse(exc.as_dict(), status_code=401, headers={"WWW-Authenticate": "Bearer"})
 
-    @app.exception_handler(Forbidden)
-    async def _forbidden(request: Request, exc: Forbidden) -> Response:
-        return _error_page(request, 403, exc)
-
-    @app.exception_handler(CsrfRejected)
-    async def _csrf(request: Request, exc: CsrfRejected) -> Response:
-        return _error_page(request, 403, exc)
-
-    @app.exception_handler(PageNotFound)
-    async def _page_not_found(request: Request, exc: PageNotFound) -> Response:
-        return _error_page(request, 404, exc)
-
-    @app.exception_handler(LineageNotFound)
-    async def _not_found(request: Request, exc: LineageNotFound) -> Response:
-        return _error_page(request, 404, exc)
-
-    @app.exception_handler(UpnRejected)
-    async def _bad_upn(request: Request, exc: UpnRejected) -> Response:
-        return _error_page(request, 422, exc)
-
-    @app.exception_handler(LineageQueryInvalid)
-    async def _bad_query(request: Request, exc: LineageQueryInvalid) -> Response:
-        return _error_page(request, 400, exc)
+    # Our errors that become an error page, with their HTTP status.
+    for error, status in (
+        (Forbidden, 403),
+        (CsrfRejected, 403),
+        (PageNotFound, 404),
+        (LineageNotFound, 404),
+        (UpnRejected, 422),
+        (LineageQueryInvalid, 400),
+    ):
+        app.add_exception_handler(error, _error_page_handler(status))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
