@@ -32,12 +32,13 @@ import os
 import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any, Final
 
-from sqlalchemy import Connection, Engine, and_, case, select, update
+from sqlalchemy import Connection, Engine, and_, case, func, select, update
 
 from censustrace.config import Settings
 from censustrace.consent.objections import ConsentCheck, consent_check
@@ -64,8 +65,8 @@ from censustrace.shares.tables import BLOCKED, BUILT, CHECKED, disclosures, shar
 from censustrace.shares.transforms import FORMULA_START, pseudonym_key, suppress, transformer
 from censustrace.warehouse.current import current_fsm_period, current_pupil, current_pupil_address
 from censustrace.warehouse.db import warehouse_engine, write_transaction
-from censustrace.warehouse.load import BATCH_SIZE, bulk_insert
-from censustrace.warehouse.tables import ADDRESS_COLUMNS
+from censustrace.warehouse.load import BATCH_SIZE, CopyStream, bulk_insert
+from censustrace.warehouse.tables import ADDRESS_COLUMNS, extracts
 
 MANIFEST_VERSION: Final = 1
 DISCLOSURE_COLUMNS: Final = ("share_id", "pupil_key", "extract_id", "record_number", "blank_fields")
@@ -186,15 +187,23 @@ def _build(settings: Settings, engine: Engine, share: ShareRow, agreement: Any) 
     name = file_name_for(share)
     consent_required = agreement.lawful_basis == "consent"
     built = _Built()
-    with tempfile.TemporaryFile("w+", encoding="utf-8", newline="", dir=folder) as spool:
+    with _disclosure_log(engine, share, folder) as log:
+        if log is None:
+            return  # built meanwhile by another run: left as it is
         with engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                # The population is sorted by pupil key on the server: in memory, not in temporary files.
+                conn.exec_driver_sql(f"SET LOCAL work_mem = '{_SORT_MEMORY}'")
             check = consent_check(conn, agreement.purpose, consent_required=consent_required)
             fsm = _fsm_periods(conn) if FSM_FIELD in fields else {}
             query, at = _population_query(fields)
             plan = _plan(settings, share, at, fsm, built)
             decisions = check.decisions
-            tmp = folder / f".{name}.part"
-            with tmp.open("wb") as raw:
+            # A name of this build's own: a concurrent build of the same share never writes into it.
+            handle, part = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".part")
+            tmp = Path(part)
+            add = log.add
+            with os.fdopen(handle, "wb") as raw:
                 sink = _HashingWriter(raw)
                 buffer = io.StringIO()
                 writer = csv.writer(buffer, lineterminator="\r\n")
@@ -211,8 +220,15 @@ def _build(settings: Settings, engine: Engine, share: ShareRow, agreement: Any) 
                             continue
                     cells = [cell(row) for cell in plan]
                     writer.writerow(cells)
-                    blank = ";".join([f for f, c in zip(fields, cells, strict=True) if not c])
-                    spool.write(f"{pupil_key},{row[1]},{row[2]},{blank}\n")
+                    if all(cells):
+                        add(pupil_key, row[1], row[2], None)
+                    else:
+                        add(
+                            pupil_key,
+                            row[1],
+                            row[2],
+                            [f for f, c in zip(fields, cells, strict=True) if not c],
+                        )
                     built.pupils += 1
                     built.extracts.add(row[1])
                     if buffer.tell() > _FLUSH_AT:
@@ -223,17 +239,141 @@ def _build(settings: Settings, engine: Engine, share: ShareRow, agreement: Any) 
                 raw.flush()
                 os.fsync(raw.fileno())
             built.sha256, built.size = sink.digest.hexdigest(), sink.size
-        os.replace(tmp, folder / name)
-        manifest = _manifest(share, name, built, check)
-        manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
-        _write_atomic(folder / manifest_name(name), manifest_bytes)
-        spool.seek(0)
-        _record(engine, share, name, built, check, hashlib.sha256(manifest_bytes).hexdigest(), spool)
+        try:
+            manifest = _manifest(share, name, built, check)
+            manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+
+            def publish() -> None:
+                """Only the build that records the share puts its file and manifest in place."""
+                os.replace(tmp, folder / name)
+                _write_atomic(folder / manifest_name(name), manifest_bytes)
+
+            values = _built_values(name, built, check, hashlib.sha256(manifest_bytes).hexdigest())
+            log.commit(values, built, publish)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+class _SpooledLog:
+    """SQLite: disclosure rows spooled to a temporary file while the share is built, then copied in by
+    one short write transaction (SQLite has one writer at a time: the lock is not held while building)."""
+
+    def __init__(self, engine: Engine, share_id: str, spool: IO[str]) -> None:
+        self.engine, self.share_id, self.spool = engine, share_id, spool
+
+    def add(self, pupil_key: str, extract_id: str, record_number: int, blank: list[str] | None) -> None:
+        self.spool.write(f"{pupil_key},{extract_id},{record_number},{';'.join(blank or ())}\n")
+
+    def commit(self, values: dict[str, Any], built: _Built, publish: Callable[[], None]) -> None:
+        self.spool.seek(0)
+        with write_transaction(self.engine) as conn:
+            current = get_share(conn, self.share_id, lock=True)
+            if current is None or current.status != CHECKED:
+                return
+            batch: list[tuple[Any, ...]] = []
+            for line in self.spool:
+                pupil_key, extract_id, record_number, blank = line.rstrip("\n").split(",")
+                fields = blank.split(";") if blank else None
+                batch.append((self.share_id, pupil_key, extract_id, int(record_number), fields))
+                if len(batch) >= BATCH_SIZE:
+                    bulk_insert(conn, disclosures, DISCLOSURE_COLUMNS, batch)
+                    batch = []
+            bulk_insert(conn, disclosures, DISCLOSURE_COLUMNS, batch)
+            _check_extracts(conn, built.extracts)
+            publish()
+            conn.execute(update(shares).where(shares.c.share_id == self.share_id).values(**values))
+
+
+class _StreamedLog:
+    """PostgreSQL: the share row is locked first (a second build of it waits, then finds it built), and
+    the disclosure rows stream into the table with COPY while the file is written, so the server stores
+    them on the other core. One transaction: the rows and the share marked built, or nothing."""
+
+    def __init__(self, conn: Connection, share_id: str) -> None:
+        self.conn, self.share_id = conn, share_id
+        self.stream = CopyStream(conn, disclosures, DISCLOSURE_COLUMNS)
+        self.lines: list[str] = []
+
+    def add(self, pupil_key: str, extract_id: str, record_number: int, blank: list[str] | None) -> None:
+        # COPY's CSV: ids are hex or [a-z0-9_] (nothing to quote); the JSON list is quoted, NULL is empty.
+        cell = '"' + json.dumps(blank).replace('"', '""') + '"' if blank else ""
+        self.lines.append(f"{self.share_id},{pupil_key},{extract_id},{record_number},{cell}\n")
+        if len(self.lines) >= BATCH_SIZE:
+            self.stream.write("".join(self.lines))
+            self.lines.clear()
+
+    def commit(self, values: dict[str, Any], built: _Built, publish: Callable[[], None]) -> None:
+        self.stream.write("".join(self.lines))
+        self.stream.close()
+        _check_extracts(self.conn, built.extracts)
+        publish()
+        self.conn.execute(update(shares).where(shares.c.share_id == self.share_id).values(**values))
+
+
+@contextmanager
+def _disclosure_log(
+    engine: Engine, share: ShareRow, folder: Path
+) -> Iterator[_SpooledLog | _StreamedLog | None]:
+    """Where this build's disclosure rows go (None: the share is no longer ``checked``)."""
+    if engine.dialect.name != "postgresql":
+        with tempfile.TemporaryFile("w+", encoding="utf-8", newline="", dir=folder) as spool:
+            yield _SpooledLog(engine, share.share_id, spool)
+        return
+    with write_transaction(engine) as conn:
+        current = get_share(conn, share.share_id, lock=True)
+        if current is None or current.status != CHECKED:
+            yield None
+            return
+        log = _StreamedLog(conn, share.share_id)
+        try:
+            yield log
+        except BaseException as exc:
+            log.stream.close(exc if isinstance(exc, Exception) else RuntimeError("share build stopped"))
+            raise
+
+
+def _check_extracts(conn: Connection, extract_ids: set[str]) -> None:
+    """Every disclosure row names a registered extract (once per share, in place of a per-row key)."""
+    ids = sorted(extract_ids)
+    found = 0
+    for start in range(0, len(ids), 1000):
+        chunk = ids[start : start + 1000]
+        found += conn.execute(
+            select(func.count()).select_from(extracts).where(extracts.c.extract_id.in_(chunk))
+        ).scalar_one()
+    if found != len(ids):
+        raise ShareError(
+            f"{len(ids) - found} source extract(s) of this share are not in the extract registry; "
+            "nothing recorded",
+            code=STATE,
+        )
+
+
+def _built_values(name: str, built: _Built, check: ConsentCheck, manifest_sha256: str) -> dict[str, Any]:
+    return {
+        "status": BUILT,
+        "pupils": built.pupils,
+        "excluded": dict(sorted(built.excluded.items())),
+        "suppressed": dict(sorted(built.suppressed.items())),
+        "source_extracts": sorted(built.extracts),
+        "consent_files": sorted(built.consent_files),
+        "consent_check": {
+            "covering": list(check.covering),
+            "consent_required": check.consent_required,
+            "decisions_applied": built.decisions_applied,
+        },
+        "file_name": name,
+        "sha256": built.sha256,
+        "size": built.size,
+        "manifest_sha256": manifest_sha256,
+        "built_at": dt.datetime.now(dt.UTC),
+    }
 
 
 # Row positions fixed by _population_query.
 _KEY, _EXTRACT, _RECORD, _LAESTAB, _NC_YEAR = range(5)
 _FLUSH_AT: Final = 1 << 20
+_SORT_MEMORY: Final = "256MB"  # per sort; one population sort per share build
 _FORMULA: Final = frozenset(FORMULA_START)
 
 
@@ -422,53 +562,6 @@ def _write_atomic(path: Path, data: bytes) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-
-
-def _record(
-    engine: Engine,
-    share: ShareRow,
-    name: str,
-    built: _Built,
-    check: ConsentCheck,
-    manifest_sha256: str,
-    spool: IO[str],
-) -> None:
-    """One transaction: the disclosure rows and the share marked built (unless built meanwhile)."""
-    with write_transaction(engine) as conn:
-        current = get_share(conn, share.share_id, lock=True)
-        if current is None or current.status != CHECKED:
-            return
-        batch: list[tuple[Any, ...]] = []
-        for line in spool:
-            pupil_key, extract_id, record_number, blank = line.rstrip("\n").split(",")
-            fields = blank.split(";") if blank else None
-            batch.append((share.share_id, pupil_key, extract_id, int(record_number), fields))
-            if len(batch) >= BATCH_SIZE:
-                bulk_insert(conn, disclosures, DISCLOSURE_COLUMNS, batch)
-                batch = []
-        bulk_insert(conn, disclosures, DISCLOSURE_COLUMNS, batch)
-        conn.execute(
-            update(shares)
-            .where(shares.c.share_id == share.share_id)
-            .values(
-                status=BUILT,
-                pupils=built.pupils,
-                excluded=dict(sorted(built.excluded.items())),
-                suppressed=dict(sorted(built.suppressed.items())),
-                source_extracts=sorted(built.extracts),
-                consent_files=sorted(built.consent_files),
-                consent_check={
-                    "covering": list(check.covering),
-                    "consent_required": check.consent_required,
-                    "decisions_applied": built.decisions_applied,
-                },
-                file_name=name,
-                sha256=built.sha256,
-                size=built.size,
-                manifest_sha256=manifest_sha256,
-                built_at=dt.datetime.now(dt.UTC),
-            )
-        )
 
 
 __all__ = ["build_lineage", "build_share", "file_name_for", "manifest_name", "staging_dir"]

@@ -14,7 +14,6 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     Date,
-    ForeignKey,
     Index,
     Integer,
     String,
@@ -88,10 +87,12 @@ shares = Table(
 disclosures = Table(
     "disclosures",
     metadata,
-    Column("share_id", String(SHARE_ID_LENGTH), ForeignKey("shares.share_id"), primary_key=True),
+    # No foreign keys (they cost a query per row on PostgreSQL): the share build writes only its own,
+    # locked share id and checks once that every extract id is registered (shares.build).
+    Column("share_id", String(SHARE_ID_LENGTH), primary_key=True),
     Column("pupil_key", String(64), primary_key=True),
     # The pupil record the values came from: the exact source extract and its record number.
-    Column("extract_id", String(EXTRACT_ID_LENGTH), ForeignKey("extracts.extract_id"), nullable=False),
+    Column("extract_id", String(EXTRACT_ID_LENGTH), nullable=False),
     Column("record_number", Integer, nullable=False),
     # Fields of the share sent empty for this pupil (absent, or a refused/not-obtained code); NULL: none.
     Column("blank_fields", JSON(none_as_null=True)),

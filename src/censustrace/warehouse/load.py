@@ -154,6 +154,67 @@ def bulk_insert(connection: Connection, table: Table, columns: Sequence[str], ro
     return len(rows)
 
 
+class CopyStream:
+    """``COPY table FROM STDIN`` on PostgreSQL, running in a thread while the caller produces its rows.
+
+    The server parses, indexes and stores each chunk while this process builds the next one (on another
+    core), instead of after it. The caller writes text in COPY's CSV format (``_csv``'s rules) with
+    :meth:`write`; :meth:`close` waits for the server and raises what it refused. Use it inside the
+    transaction of ``connection``, and nothing else on that connection until it is closed."""
+
+    _QUEUED: Final = 8  # chunks waiting at most: bounds memory, whatever the number of rows
+
+    def __init__(self, connection: Connection, table: Table, columns: Sequence[str]) -> None:
+        import queue
+        import threading
+
+        if connection.dialect.name != "postgresql":
+            raise ValueError("CopyStream needs PostgreSQL")
+        names = ", ".join(f'"{table.c[name].name}"' for name in columns)
+        sql = f"COPY {_qualified(table)} ({names}) FROM STDIN WITH (FORMAT csv)"
+        self._chunks: queue.Queue[str | BaseException | None] = queue.Queue(self._QUEUED)
+        self._error: BaseException | None = None
+        self._ended = False  # the end marker (or an abort) has been taken from the queue
+        cursor = cast(Any, connection.connection.cursor())
+
+        def copy() -> None:
+            try:
+                cursor.copy_expert(sql, self, size=1 << 20)
+            except BaseException as exc:  # handed to close() in the caller's thread
+                self._error = exc
+                while not self._ended:  # unblock a writer waiting on a full queue, up to the end
+                    item = self._chunks.get()
+                    self._ended = item is None or isinstance(item, BaseException)
+            finally:
+                cursor.close()
+
+        self._thread = threading.Thread(target=copy, name=f"copy-{table.name}", daemon=True)
+        self._thread.start()
+
+    def read(self, size: int = -1) -> str:
+        """Called by psycopg2 in the COPY thread: the next chunk, "" at the end."""
+        chunk = self._chunks.get()
+        if chunk is None or isinstance(chunk, BaseException):
+            self._ended = True
+        if isinstance(chunk, BaseException):
+            raise chunk  # psycopg2 ends the COPY with an error: nothing of it is stored
+        return chunk or ""
+
+    def write(self, text: str) -> None:
+        if self._error is not None:
+            self.close()
+        self._chunks.put(text)
+
+    def close(self, error: BaseException | None = None) -> None:
+        """End the COPY and wait for the server; raise what it refused. With ``error``, abort it instead
+        (the caller raises its own error; the server's reply to the abort is not news)."""
+        if self._thread.is_alive():
+            self._chunks.put(error)
+            self._thread.join()
+        if self._error is not None and error is None:
+            raise self._error
+
+
 class BulkWriter:
     """Buffers rows for several tables and writes them in batches, parents before children.
 
