@@ -6,6 +6,7 @@ configuration error. Commands that report results take ``--json``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -153,8 +154,11 @@ def deliver(
     source: Annotated[Path, typer.Argument(help="A generated folder (with manifest.json) or one file.")],
     as_json: JsonFlag = False,
 ) -> None:
-    """Put census files into the landing folder, as a school's upload would."""
-    from censustrace.intake.archive import copy_into
+    """Put census files into the landing folder, as a school's upload would.
+
+    A same-named file still waiting there is never replaced: that file is refused (CT-LANDING-EXISTS,
+    exit 1) and the others are delivered."""
+    from censustrace.intake.landing import LandingError, deliver_into
 
     settings = _settings()
     if source.is_file():
@@ -166,8 +170,18 @@ def deliver(
         files = sorted(p for p in source.iterdir() if p.suffix.lower() in (".xml", ".csv"))
     else:
         raise UsageError(f"SOURCE {source}: no such file or folder")
-    delivered = [str(copy_into(f, settings.landing_dir)) for f in files]
-    _emit({"delivered": delivered}, as_json, [f"delivered {len(delivered)} files to {settings.landing_dir}"])
+    delivered: list[str] = []
+    refused: list[dict[str, str]] = []
+    for f in files:
+        try:
+            delivered.append(str(deliver_into(f, settings.landing_dir)))
+        except LandingError as exc:
+            refused.append({"file": f.name, **exc.as_dict()})
+    lines = [f"delivered {len(delivered)} files to {settings.landing_dir}"]
+    lines += [f"refused {r['file']}: {r['code']} {r['message']}" for r in refused]
+    _emit({"delivered": delivered, "refused": refused}, as_json, lines)
+    if refused:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -215,10 +229,11 @@ def ingest(
 ) -> None:
     """Ingest files now, through the same code path as census_ingest: archive, register, stage, publish.
 
-    Each file is first copied into the landing folder (your copy is left alone). One JSON object per
+    Each file is first copied into the landing folder's claim folder (your copy is left alone; a
+    same-named upload waiting in the landing folder is not touched). One JSON object per
     file with --json. Exit code 1 if any file was quarantined."""
-    from censustrace.intake.archive import copy_into
     from censustrace.intake.ingest import ingest_file
+    from censustrace.intake.landing import claim_copy
 
     settings = _settings()
     missing = [str(p) for p in paths if not p.is_file()]
@@ -226,7 +241,7 @@ def ingest(
         raise UsageError(f"PATH: no such file: {', '.join(missing)}")
     quarantined = False
     for path in paths:
-        done = ingest_file(copy_into(path, settings.landing_dir), settings)
+        done = ingest_file(claim_copy(path, settings.landing_dir), settings)
         _emit_ingest_lineage(settings, done.steps)
         outcome = {**done.as_dict(), "file": str(path)}
         quarantined |= outcome["status"] == "quarantined"
@@ -270,7 +285,9 @@ def pipeline(
     sample = sample or settings.home / "sample"
     if not (sample / "manifest.json").is_file():
         generate(out=sample, schools=12, pupils_per_school=340, faults=0.01, consents=True, as_json=as_json)
-    deliver(sample, as_json=as_json)
+    # Files of the same names still waiting from an earlier run are refused: this run ingests those.
+    with contextlib.suppress(typer.Exit):
+        deliver(sample, as_json=as_json)
     log = settings.home / "logs" / "pipeline.log"
     runs = _run_dags(settings, ["census_ingest"], log, use_executor=use_executor)
     counts = _extract_counts(settings)

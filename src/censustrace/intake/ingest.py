@@ -882,7 +882,7 @@ def receive_and_register(path: Path, settings: Settings) -> Received:
     retry after a crash finds the file again (the archive keeps the bytes once, the registry resumes)."""
     receipt = receive(path, settings, remove_landing=False)
     registration = register(receipt.archived, receipt.received_at, settings)
-    path.unlink(missing_ok=True)
+    receipt.done()  # this receiver's claim only: a same-named upload that arrived meanwhile stays
     return Received(str(path), receipt, registration)
 
 
