@@ -63,6 +63,7 @@ from censustrace.intake.registry import (
     opened_files,
     register,
 )
+from censustrace.intake.supersession import supersede
 from censustrace.lineage.model import StepLineage
 from censustrace.lineage.naming import FILE_NAMESPACE
 from censustrace.warehouse.db import sqlite_staging_engine, warehouse_engine, write_transaction
@@ -491,7 +492,7 @@ def publish(extract_id: str, rejected: Mapping[int, Sequence[str]], settings: Se
                 raise _Refused(
                     reason(ALL_REJECTED, f"{row.original_name}: every record was rejected", row.original_name)
                 )
-            previous, following = _supersede(conn, row)
+            previous, following = supersede(conn, row)
             now = dt.datetime.now(dt.UTC)
             reasons = [r for r in row.reasons if r["code"] != ROWS_REJECTED]
             if rejected_count:
@@ -596,36 +597,6 @@ def _copy_to_final(conn: Connection, extract_id: str) -> tuple[dict[str, int], i
         )
     )
     return counts, result.rowcount
-
-
-def _supersede(conn: Connection, row: ExtractRow) -> tuple[str | None, str | None]:
-    """Put this extract in its school's chain of loaded extracts for the census, in receipt order: the
-    one received just before it is superseded by it; one received after it (if loaded first)
-    supersedes it. The current view shows the end of the chain."""
-    loaded = conn.execute(
-        select(extracts.c.id, extracts.c.extract_id)
-        .where(
-            extracts.c.laestab == row.laestab,
-            extracts.c.term == row.term,
-            extracts.c.year == row.year,
-            extracts.c.status == LOADED,
-            extracts.c.part_of.is_(None),
-            extracts.c.extract_id != row.extract_id,
-        )
-        .order_by(extracts.c.id)
-        .with_for_update()
-    ).all()
-    previous = next((r.extract_id for r in reversed(loaded) if r.id < row.id), None)
-    following = next((r.extract_id for r in loaded if r.id > row.id), None)
-    if previous is not None:
-        conn.execute(
-            update(extracts).where(extracts.c.extract_id == previous).values(superseded_by=row.extract_id)
-        )
-    if following is not None:
-        conn.execute(
-            update(extracts).where(extracts.c.extract_id == following).values(supersedes=row.extract_id)
-        )
-    return previous, following
 
 
 def _rejection_summary(conn: Connection, row: ExtractRow, count: int) -> Reason:

@@ -93,6 +93,7 @@ class ExtractRow:
     superseded_by: str | None
     duplicate_of: str | None
     part_of: str | None
+    retry_of: str | None
     staged_at: dt.datetime | None
     loaded_at: dt.datetime | None
     quarantined_at: dt.datetime | None
