@@ -49,7 +49,9 @@ def test_a_ctf_never_replaces_nor_becomes_a_census(
     assert _current(wh) == {census.extract_id}  # the transfer changed no pupil's current record
 
 
-def test_a_ctf_alone_is_loaded_but_not_current(wh: Settings, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_a_ctf_alone_is_loaded_but_not_current(
+    wh: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     ctf = _ingest(wh, _school(tmp_path_factory, "ctf", pupils=4))
     assert (ctf.status, ctf.supersedes, ctf.errors) == ("loaded", None, ())
     assert _current(wh) == set()
