@@ -46,7 +46,16 @@ from openlineage.client.generated.schema_dataset import SchemaDatasetFacet, Sche
 from sqlalchemy import Connection, Dialect, Engine, Table, bindparam, delete, func, select, text, update
 
 from censustrace.census.formats import ExtractHeader, ParseError, ParseIssue, parse_extract
-from censustrace.census.formats.common import FIELD_AT, NO_UPN, ORPHAN, SHAPE, VALUE, FormatName
+from censustrace.census.formats.common import (
+    FIELD_AT,
+    NO_UPN,
+    ORPHAN,
+    SHAPE,
+    UNKNOWN_COLUMN,
+    VALUE,
+    FormatName,
+)
+from censustrace.census.formats.la_csv import DEFAULT_RULES, CsvRules
 from censustrace.config import Settings
 from censustrace.intake.archive import archive_path_for
 from censustrace.intake.quarantine import IngestError, Reason, quarantine, reason, reason_from_error
@@ -57,6 +66,7 @@ from censustrace.intake.registry import (
     Registration,
     archive_input,
     census_facet,
+    csv_rules,
     extract_files,
     extract_of,
     get_extract,
@@ -231,9 +241,10 @@ def stage(extract_id: str, settings: Settings) -> StageResult:
     archived = [(archive_path_for(settings.archive_dir, f.sha256), f.original_name) for f in files]
     try:
         with opened_files(archived) as paths:
+            rules = csv_rules(settings)
 
             def parse(add: _AddRow) -> ExtractHeader:
-                return _parse_rows(extract_id, paths, secret, orphans, staged, add)
+                return _parse_rows(extract_id, paths, secret, orphans, staged, add, rules)
 
             if engine.dialect.name == "sqlite":
                 head, unfinished = _stage_through_spool(
@@ -382,9 +393,10 @@ def _parse_rows(
     orphans: list[ParseIssue],
     staged: _Staged,
     add: _AddRow,
+    rules: CsvRules = DEFAULT_RULES,
 ) -> ExtractHeader:
     """Parse the extract into staging rows given to ``add``, counting as it goes."""
-    extract = parse_extract(paths)
+    extract = parse_extract(paths, csv_rules=rules)
     la = extract.header.la
     join = LIST_SEPARATOR.join
     # The loop runs once per pupil of a national census: rows are built from the reader's value lists
@@ -888,11 +900,11 @@ def ingest_file(path: Path, settings: Settings) -> IngestOutcome:
             counts, supersedes = published.rows, published.supersedes
             errors += published.errors
             errors += _listed_rejections(published)
-            # Rows that joined no pupil, and validation warnings (CT-DQ-...): kept in the registry.
+            # Rows that joined no pupil, unknown CSV columns and validation warnings: kept in the registry.
             errors += [
                 r
                 for r in _issues_of(settings, ready)
-                if r["code"] == ORPHAN or r["code"].startswith("CT-DQ-")
+                if r["code"] in (ORPHAN, UNKNOWN_COLUMN) or r["code"].startswith("CT-DQ-")
             ]
     engine = warehouse_engine(settings.warehouse_db_url)
     with engine.connect() as conn:

@@ -27,7 +27,7 @@ from openlineage.client.event_v2 import InputDataset
 from openlineage.client.generated.dataset_version_dataset import DatasetVersionDatasetFacet
 from sqlalchemy import Connection, func, select, text
 
-from censustrace.census.formats.common import ORPHAN, ExtractHeader
+from censustrace.census.formats.common import ORPHAN, UNKNOWN_COLUMN, ExtractHeader
 from censustrace.config import Settings
 from censustrace.errors import CensustraceError
 from censustrace.intake.archive import archive_path_for, sha256_of
@@ -333,7 +333,7 @@ def retry(settings: Settings, extract_id: str) -> RetryResult:
             errors += [
                 r
                 for r in (now.reasons if now else [])
-                if r["code"] == ORPHAN or r["code"].startswith("CT-DQ-")
+                if r["code"] in (ORPHAN, UNKNOWN_COLUMN) or r["code"].startswith("CT-DQ-")
             ]
     with engine.connect() as conn:
         final = get_extract(conn, head.extract_id) or head
