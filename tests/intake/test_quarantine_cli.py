@@ -61,6 +61,20 @@ def test_quarantine_commands_end_to_end(tmp_path: Path) -> None:
     assert outcome["sha256"] == threshold["sha256"]
     assert outcome["extract_id"].startswith(threshold["extract_id"] + "-")
 
+    # The retry's lineage event links the new extract to the original receipt's registry row and bytes.
+    exported = run("lineage", "export", home=home)
+    assert exported.returncode == 0, exported.stderr
+    events = [json.loads(line) for line in exported.stdout.splitlines() if line.strip()]
+    (event,) = [e for e in events if e["job"]["name"] == "censustrace.quarantine.retry"]
+    inputs = {
+        (i["name"].split("/")[-1].split(".")[-1], i["facets"]["version"]["datasetVersion"])
+        for i in event["inputs"]
+    }
+    assert ("extracts", threshold["extract_id"]) in inputs
+    assert (threshold["sha256"], threshold["sha256"]) in inputs
+    outputs = [o["facets"]["version"]["datasetVersion"] for o in event["outputs"]]
+    assert outputs == [outcome["extract_id"]]
+
     discarded = run(
         "quarantine", "discard", truncated["extract_id"], "--reason", "resent", "--json", home=home
     )
