@@ -170,3 +170,20 @@ def test_a_receipt_records_the_received_name_not_the_claim(wh: Settings, tmp_pat
     assert row.original_name == "SC_330_4001_AUT_2026.xml"
     receipts = [json.loads(line) for line in (wh.home / "receipts.jsonl").read_text().splitlines()]
     assert receipts[-1]["original_name"] == "SC_330_4001_AUT_2026.xml"
+
+
+def test_a_failed_registration_gives_the_file_back_to_the_landing_folder(
+    wh: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "SC_330_4001_AUT_2026.xml"
+    source.write_bytes(b"<Message/>")
+    landed = land(wh, source)
+
+    def unreachable(*args: Any, **kwargs: Any) -> Any:
+        raise ConnectionError("warehouse down")
+
+    monkeypatch.setattr(ingest_module, "register", unreachable)
+    with pytest.raises(ConnectionError):
+        receive_and_register(landed, wh)
+    assert landed.read_bytes() == b"<Message/>"  # waiting again under its own name
+    assert list((wh.landing_dir / CLAIM_DIR).iterdir()) == []

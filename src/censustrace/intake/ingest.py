@@ -864,7 +864,11 @@ def receive_and_register(path: Path, settings: Settings) -> Received:
     """Archive a landed file and register it; the landing copy goes only once both are durable, so a
     retry after a crash finds the file again (the archive keeps the bytes once, the registry resumes)."""
     receipt = receive(path, settings, remove_landing=False)
-    registration = register(receipt.archived, receipt.received_at, settings)
+    try:
+        registration = register(receipt.archived, receipt.received_at, settings)
+    except BaseException:
+        receipt.give_back()  # e.g. the warehouse is down: the next run receives it again
+        raise
     receipt.done()  # this receiver's claim only: a same-named upload that arrived meanwhile stays
     return Received(str(path), receipt, registration)
 

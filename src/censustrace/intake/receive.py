@@ -31,6 +31,11 @@ class Receipt:
     lineage: StepLineage
     claim: Claim | None = None  # the receiver's private copy, removed by ``done``
 
+    def give_back(self) -> None:
+        """Put the file back in the landing folder (when what follows the archive failed)."""
+        if self.claim is not None:
+            self.claim.give_back()
+
     def done(self) -> None:
         """Remove this receiver's claim of the landed file (only its own: never a name in landing)."""
         if self.claim is not None:
@@ -52,7 +57,11 @@ def receive(path: Path, settings: Settings, *, remove_landing: bool = True) -> R
     """
     taken = claim(path)
     landing_name = file_dataset_name(taken.landing_path)
-    archived = archive_file(taken.path, settings.archive_dir, name=taken.name)
+    try:
+        archived = archive_file(taken.path, settings.archive_dir, name=taken.name)
+    except BaseException:
+        taken.give_back()  # to be received again by the next run, not an hour later
+        raise
     if not taken.unchanged() or archived.size != taken.stat.st_size:
         where = taken.give_back()
         raise LandingError(
