@@ -124,3 +124,49 @@ def test_generated_files_carry_headers_that_match_their_names(
         outcome = _ingest(wh, _school(tmp_path_factory, fmt))
         assert outcome.status == "loaded", outcome.errors
         assert _census_of(wh, outcome)["term"] == "AUT"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_upgrading_a_populated_warehouse_keeps_rows_and_takes_ctfs_out_of_current(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    import sqlalchemy as sa
+
+    from censustrace.warehouse.db import upgrade
+
+    url = (
+        f"sqlite:///{tmp_path / 'old.db'}"
+        if backend == "sqlite"
+        else request.getfixturevalue("new_postgres_database")()
+    )
+    upgrade(url, "0003")  # the last landed release
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        if backend == "sqlite":
+            conn.execute(sa.text("PRAGMA foreign_keys=ON"))
+        for n, fmt in enumerate(("school_census_xml", "ctf_xml"), 1):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO extracts (id, extract_id, sha256, size, original_name, received_at, "
+                    "status, reasons, format, laestab, term, year) VALUES (:n, :id, :sha, 1, 'f', :at, "
+                    "'loaded', '[]', :fmt, '3304001', 'AUT', 2026)"
+                ),
+                {"n": n, "id": f"ext_{n}", "sha": str(n), "at": "2026-10-01 00:00:00+00:00", "fmt": fmt},
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO pupil (extract_id, record_number, laestab, census_term, census_year, "
+                    "reference_date) VALUES (:id, 1, '3304001', 'AUT', 2026, '2026-10-01')"
+                ),
+                {"id": f"ext_{n}"},
+            )
+    engine.dispose()
+    upgrade(url)
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM pupil")).scalar() == 2
+        current = conn.execute(sa.text("SELECT extract_id FROM current_pupil")).scalars().all()
+        assert current == ["ext_1"]
+        assert conn.execute(sa.text("SELECT count(*) FROM extracts WHERE retry_of IS NULL")).scalar() == 2
+        assert conn.execute(sa.text("SELECT count(*) FROM quarantine_action")).scalar() == 0
+    engine.dispose()

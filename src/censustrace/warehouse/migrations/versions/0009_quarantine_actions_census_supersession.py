@@ -41,12 +41,19 @@ def _views(sql: str) -> None:
 
 
 def upgrade() -> None:
-    for view in _CURRENT_VIEWS:  # SQLite rebuilds the table below: no view may point at it meanwhile
+    for view in _CURRENT_VIEWS:
         op.execute(f"DROP VIEW IF EXISTS {view}")
-    with op.batch_alter_table("extracts") as batch:
-        batch.add_column(sa.Column("retry_of", sa.String(length=40), nullable=True))
-        batch.create_foreign_key(
-            op.f("fk_extracts_retry_of_extracts"), "extracts", ["retry_of"], ["extract_id"]
+    if op.get_bind().dialect.name == "sqlite":
+        # ADD COLUMN with its reference, in place: a batch rebuild of ``extracts`` would have to drop a
+        # table that pupil rows reference, which SQLite refuses while foreign keys are enforced.
+        op.execute(
+            "ALTER TABLE extracts ADD COLUMN retry_of VARCHAR(40) "
+            "CONSTRAINT fk_extracts_retry_of_extracts REFERENCES extracts (extract_id)"
+        )
+    else:
+        op.add_column("extracts", sa.Column("retry_of", sa.String(length=40), nullable=True))
+        op.create_foreign_key(
+            op.f("fk_extracts_retry_of_extracts"), "extracts", "extracts", ["retry_of"], ["extract_id"]
         )
     op.create_table(
         "quarantine_action",
@@ -77,7 +84,10 @@ def downgrade() -> None:
     op.drop_table("quarantine_action")
     for view in _CURRENT_VIEWS:
         op.execute(f"DROP VIEW IF EXISTS {view}")
-    with op.batch_alter_table("extracts") as batch:
-        batch.drop_constraint(op.f("fk_extracts_retry_of_extracts"), type_="foreignkey")
-        batch.drop_column("retry_of")
+    if op.get_bind().dialect.name == "sqlite":
+        with op.batch_alter_table("extracts") as batch:  # rebuilt: SQLite cannot drop a referencing column
+            batch.drop_column("retry_of")
+    else:
+        op.drop_constraint(op.f("fk_extracts_retry_of_extracts"), "extracts", type_="foreignkey")
+        op.drop_column("extracts", "retry_of")
     _views(_OLD_VIEW_SQL)
