@@ -18,6 +18,7 @@ from censustrace.intake.quarantine_ops import (
     DISCARDED,
     OPEN,
     RETRIED,
+    RETRYING,
     QuarantineError,
     discard,
     list_quarantined,
@@ -214,3 +215,28 @@ def test_unknown_loaded_and_part_ids_get_stable_codes(
         show_quarantined(wh, part)
     assert caught.value.code == "CT-QUARANTINE-PART"
     assert loaded in caught.value.message
+
+
+def test_a_retry_cut_short_is_resumed_not_repeated(
+    wh: Settings, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from censustrace.intake import quarantine_ops
+
+    first = _ingest(_strict(wh, tmp_path), _faulty(tmp_path_factory))
+    original = first.extract_id or ""
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("worker killed")
+
+    monkeypatch.setattr(quarantine_ops, "stage", crash)
+    with pytest.raises(RuntimeError):
+        retry(wh, original)
+    monkeypatch.undo()
+    (entry,) = list_quarantined(wh)
+    assert entry.state == RETRYING
+    attempt = entry.retried_by
+    done = retry(wh, original)
+    assert done.extract_id == attempt
+    assert done.status == "loaded"
+    assert [a.action for a in show_quarantined(wh, original).actions] == ["retry"]
+    assert show_quarantined(wh, original).state == RETRIED

@@ -61,14 +61,16 @@ from censustrace.warehouse.tables import (
     RECEIVED,
     RETRY,
     STAGED,
+    UNFINISHED,
     extracts,
     quarantine_action,
 )
 
 OPEN: Final = "open"
+RETRYING: Final = "retrying"  # a retry was cut short (a crash): retrying again resumes that attempt
 RETRIED: Final = "retried"
 DISCARDED: Final = "discarded"
-STATES: Final = (OPEN, RETRIED, DISCARDED)
+STATES: Final = (OPEN, RETRYING, RETRIED, DISCARDED)
 #: Rejected records listed one by one in a retry's errors, at most (as ``ingest``).
 MAX_LISTED_REJECTIONS: Final = 100
 
@@ -152,7 +154,16 @@ def _entry(conn: Connection, settings: Settings, head: ExtractRow) -> Quarantine
         .order_by(extracts.c.id.desc())
         .limit(1)
     ).scalar()
-    state = DISCARDED if any(a.action == DISCARD for a in actions) else RETRIED if retried_by else OPEN
+    attempt = get_extract(conn, retried_by) if retried_by else None
+    state = (
+        DISCARDED
+        if any(a.action == DISCARD for a in actions)
+        else RETRYING
+        if attempt is not None and attempt.status in UNFINISHED
+        else RETRIED
+        if attempt is not None
+        else OPEN
+    )
     folder = settings.quarantine_dir / head.sha256
     return QuarantineEntry(
         head,
@@ -165,7 +176,8 @@ def _entry(conn: Connection, settings: Settings, head: ExtractRow) -> Quarantine
 
 
 def list_quarantined(settings: Settings, *, include_all: bool = False) -> list[QuarantineEntry]:
-    """Quarantined extracts in receipt order: the open ones, or (``include_all``) every one."""
+    """Quarantined extracts in receipt order: those waiting for a decision (open, or a retry cut
+    short), or (``include_all``) every one."""
     with warehouse_engine(settings.warehouse_db_url).connect() as conn:
         heads = [
             ExtractRow.of(r)
@@ -176,7 +188,7 @@ def list_quarantined(settings: Settings, *, include_all: bool = False) -> list[Q
             )
         ]
         entries = [_entry(conn, settings, h) for h in heads]
-    return [e for e in entries if include_all or e.state == OPEN]
+    return [e for e in entries if include_all or e.state in (OPEN, RETRYING)]
 
 
 def show_quarantined(settings: Settings, extract_id: str) -> QuarantineEntry:
@@ -200,11 +212,15 @@ def _quarantined_head(conn: Connection, extract_id: str) -> ExtractRow:
     return row
 
 
-def _open_head(conn: Connection, settings: Settings, extract_id: str) -> QuarantineEntry:
+def _open_head(
+    conn: Connection, settings: Settings, extract_id: str, *, resumable: bool = False
+) -> QuarantineEntry:
     entry = _entry(conn, settings, _quarantined_head(conn, extract_id))
+    if entry.state == RETRYING and resumable:
+        return entry
     if entry.state == DISCARDED:
         raise QuarantineError(f"extract {extract_id} was discarded", code="CT-QUARANTINE-STATE")
-    if entry.state == RETRIED:
+    if entry.state in (RETRIED, RETRYING):
         raise QuarantineError(
             f"extract {extract_id} was already retried as {entry.retried_by}; act on that one",
             code="CT-QUARANTINE-STATE",
@@ -272,7 +288,7 @@ def retry(settings: Settings, extract_id: str) -> RetryResult:
 
     engine = warehouse_engine(settings.warehouse_db_url)
     with engine.connect() as conn:
-        original = _open_head(conn, settings, extract_id)
+        original = _open_head(conn, settings, extract_id, resumable=True)
     for f in original.files:
         path = archive_path_for(settings.archive_dir, f.sha256)
         if not path.is_file() or sha256_of(path) != f.sha256:
@@ -286,18 +302,21 @@ def retry(settings: Settings, extract_id: str) -> RetryResult:
     ]
     with write_transaction(engine) as conn:
         _lock_registry(conn)
-        _open_head(conn, settings, extract_id)  # not retried or discarded meanwhile
-        new_ids = _insert_attempt(conn, original.files, inspections)
-        conn.execute(
-            quarantine_action.insert().values(
-                extract_id=extract_id,
-                action=RETRY,
-                acted_at=dt.datetime.now(dt.UTC),
-                actor=_actor(),
-                result_extract_id=new_ids[0],
+        entry = _open_head(conn, settings, extract_id, resumable=True)  # not retried/discarded meanwhile
+        if entry.state == RETRYING and entry.retried_by:
+            new_head = entry.retried_by  # resume the attempt a crash cut short
+        else:
+            new_head = _insert_attempt(conn, original.files, inspections)[0]
+            conn.execute(
+                quarantine_action.insert().values(
+                    extract_id=extract_id,
+                    action=RETRY,
+                    acted_at=dt.datetime.now(dt.UTC),
+                    actor=_actor(),
+                    result_extract_id=new_head,
+                )
             )
-        )
-        files = extract_files(conn, new_ids[0])
+        files = extract_files(conn, new_head)
     head = files[0]
     steps: list[tuple[str, StepLineage]] = [("retry", _retry_lineage(settings, original, files))]
     errors: list[Reason] = [i.error for i in inspections if i.error is not None]
@@ -420,6 +439,7 @@ __all__ = [
     "DISCARDED",
     "OPEN",
     "RETRIED",
+    "RETRYING",
     "QuarantineEntry",
     "QuarantineError",
     "RetryResult",
