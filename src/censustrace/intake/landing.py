@@ -17,6 +17,7 @@ same-named file still waiting there (``CT-LANDING-EXISTS``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -100,6 +101,7 @@ class Claim:
     def release(self) -> None:
         """Remove this receiver's claim (the archive holds the bytes): never a file by landing name."""
         self.path.unlink(missing_ok=True)
+        _tidy(self.path.parent)
 
     def give_back(self) -> Path:
         """Put the file back under its landing name if that is free (else it stays claimed, to be
@@ -111,7 +113,15 @@ class Claim:
         except FileNotFoundError:
             return self.path
         self.path.unlink(missing_ok=True)
+        _tidy(self.path.parent)
         return self.landing_path
+
+
+def _tidy(folder: Path) -> None:
+    """Remove the claim folder once empty, so the landing folder holds only what waits (a receiver
+    racing to claim recreates it, see :func:`claim`)."""
+    with contextlib.suppress(OSError):  # not empty: another receiver's claim is in it
+        folder.rmdir()
 
 
 def claim(path: Path) -> Claim:
@@ -122,17 +132,19 @@ def claim(path: Path) -> Claim:
     landing_dir = path.parent.parent if path.parent.name == CLAIM_DIR else path.parent
     name = original_name(path)
     folder = claim_dir(landing_dir)
-    folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{secrets.token_hex(8)}{_SEP}{name}"
     sources = [path]
-    if path.parent.name != CLAIM_DIR:
+    if path.parent.name != CLAIM_DIR and folder.is_dir():
         sources += sorted(p for p in folder.glob(f"*{_SEP}{name}") if original_name(p) == name)
     for source in sources:
-        try:
-            os.rename(source, target)
-        except FileNotFoundError:
-            continue
-        else:
+        for _ in range(100):  # the folder may be tidied away by another receiver between mkdir and rename
+            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                os.rename(source, target)
+            except FileNotFoundError:
+                if folder.is_dir():
+                    break  # the source has gone: taken by another receiver
+                continue
             return Claim(target, name, landing_dir / name, target.stat())
     raise LandingError(f"{name}: no longer in the landing folder (taken by another receiver?)", code=GONE)
 
