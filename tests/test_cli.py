@@ -119,7 +119,8 @@ def test_ingest_reports_each_file_and_exits_1_on_quarantine(tmp_path: Path) -> N
         == 0
     )
     (good,) = sorted(out.glob("SC_*.xml"))
-    cut = tmp_path / "SC_330_9999_AUT_2026.xml"
+    cut = tmp_path / "cut" / good.name  # the same school's file, truncated in transit
+    cut.parent.mkdir()
     cut.write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])  # truncated in transit
     proc = run("ingest", str(good), str(cut), "--json", home=home)
     assert proc.returncode == 1, proc.stderr

@@ -6,6 +6,7 @@ configuration error. Commands that report results take ``--json``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -153,8 +154,11 @@ def deliver(
     source: Annotated[Path, typer.Argument(help="A generated folder (with manifest.json) or one file.")],
     as_json: JsonFlag = False,
 ) -> None:
-    """Put census files into the landing folder, as a school's upload would."""
-    from censustrace.intake.archive import copy_into
+    """Put census files into the landing folder, as a school's upload would.
+
+    A same-named file still waiting there is never replaced: that file is refused (CT-LANDING-EXISTS,
+    exit 1) and the others are delivered."""
+    from censustrace.intake.landing import LandingError, deliver_into
 
     settings = _settings()
     if source.is_file():
@@ -166,8 +170,18 @@ def deliver(
         files = sorted(p for p in source.iterdir() if p.suffix.lower() in (".xml", ".csv"))
     else:
         raise UsageError(f"SOURCE {source}: no such file or folder")
-    delivered = [str(copy_into(f, settings.landing_dir)) for f in files]
-    _emit({"delivered": delivered}, as_json, [f"delivered {len(delivered)} files to {settings.landing_dir}"])
+    delivered: list[str] = []
+    refused: list[dict[str, str]] = []
+    for f in files:
+        try:
+            delivered.append(str(deliver_into(f, settings.landing_dir)))
+        except LandingError as exc:
+            refused.append({"file": f.name, **exc.as_dict()})
+    lines = [f"delivered {len(delivered)} files to {settings.landing_dir}"]
+    lines += [f"refused {r['file']}: {r['code']} {r['message']}" for r in refused]
+    _emit({"delivered": delivered, "refused": refused}, as_json, lines)
+    if refused:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -215,10 +229,11 @@ def ingest(
 ) -> None:
     """Ingest files now, through the same code path as census_ingest: archive, register, stage, publish.
 
-    Each file is first copied into the landing folder (your copy is left alone). One JSON object per
+    Each file is first copied into the landing folder's claim folder (your copy is left alone; a
+    same-named upload waiting in the landing folder is not touched). One JSON object per
     file with --json. Exit code 1 if any file was quarantined."""
-    from censustrace.intake.archive import copy_into
     from censustrace.intake.ingest import ingest_file
+    from censustrace.intake.landing import claim_copy
 
     settings = _settings()
     missing = [str(p) for p in paths if not p.is_file()]
@@ -226,7 +241,7 @@ def ingest(
         raise UsageError(f"PATH: no such file: {', '.join(missing)}")
     quarantined = False
     for path in paths:
-        done = ingest_file(copy_into(path, settings.landing_dir), settings)
+        done = ingest_file(claim_copy(path, settings.landing_dir), settings)
         _emit_ingest_lineage(settings, done.steps)
         outcome = {**done.as_dict(), "file": str(path)}
         quarantined |= outcome["status"] == "quarantined"
@@ -237,6 +252,88 @@ def ingest(
             typer.echo(f"{path.name}: {outcome['status']} {outcome['extract_id'] or ''} {codes}".rstrip())
     if quarantined:
         raise typer.Exit(1)
+
+
+quarantine_app = typer.Typer(
+    help="Quarantined extracts: list, show, retry through today's code, discard with a reason.",
+    no_args_is_help=True,
+)
+app.add_typer(quarantine_app, name="quarantine")
+ExtractId = Annotated[str, typer.Argument(help="The extract id (ext_...) of the quarantined extract.")]
+
+
+@quarantine_app.command("list")
+def quarantine_list(
+    include_all: Annotated[
+        bool, typer.Option("--all", help="Also those already retried or discarded.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Quarantined extracts waiting for a decision (retry or discard), oldest first."""
+    from censustrace.intake.quarantine_ops import list_quarantined
+
+    entries = [e.as_dict() for e in list_quarantined(_settings(), include_all=include_all)]
+    lines = [f"{e['extract_id']}  {e['state']:<9}  {e['file']}  {' '.join(e['codes'])}" for e in entries] or [
+        "no quarantined extracts"
+    ]
+    _emit({"quarantined": entries}, as_json, lines)
+
+
+@quarantine_app.command("show")
+def quarantine_show(extract_id: ExtractId, as_json: JsonFlag = False) -> None:
+    """One quarantined extract: its files, every reason (code, message, place), and what was done."""
+    from censustrace.intake.quarantine_ops import show_quarantined
+
+    entry = show_quarantined(_settings(), extract_id).as_dict(detail=True)
+    lines = [f"{entry['extract_id']} ({entry['state']}): {entry['file']}"]
+    lines += [f"  {r['code']}: {r['message']}" for r in entry["reasons"]]
+    lines += [
+        f"  {a['action']} {a['acted_at']} {a['reason'] or a['result_extract_id'] or ''}"
+        for a in entry["actions"]
+    ]
+    _emit(entry, as_json, lines)
+
+
+@quarantine_app.command("retry")
+def quarantine_retry(extract_id: ExtractId, as_json: JsonFlag = False) -> None:
+    """Run the archived original bytes again through today's code, suites and thresholds.
+
+    Prints what ``ingest --json`` prints, one object per file; exit 1 if quarantined again."""
+    from censustrace.intake.quarantine_ops import retry
+
+    settings = _settings()
+    done = retry(settings, extract_id)
+    for name, step in done.steps:
+        _emit_retry_step(settings, name, step)
+    for outcome in done.outcomes:
+        result = outcome.as_dict()
+        if as_json:
+            typer.echo(json.dumps(result, sort_keys=True))
+        else:
+            codes = " ".join(e["code"] for e in result["errors"])
+            typer.echo(f"{result['file']}: {result['status']} {result['extract_id']} {codes}".rstrip())
+    if done.status == "quarantined":
+        raise typer.Exit(1)
+
+
+def _emit_retry_step(settings: Settings, name: str, step: StepLineage) -> None:
+    from censustrace.lineage.emit import emit_step
+
+    job = "censustrace.quarantine.retry" if name == "retry" else f"census_ingest.ingest.{name}"
+    emit_step(settings, job, step)
+
+
+@quarantine_app.command("discard")
+def quarantine_discard(
+    extract_id: ExtractId,
+    reason: Annotated[str, typer.Option("--reason", help="Why it will not be retried (recorded).")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Record that a quarantined extract will not be retried, and why (its bytes are kept)."""
+    from censustrace.intake.quarantine_ops import discard
+
+    entry = discard(_settings(), extract_id, reason).as_dict(detail=True)
+    _emit(entry, as_json, [f"{entry['extract_id']}: discarded ({reason})"])
 
 
 @app.command()
@@ -270,7 +367,9 @@ def pipeline(
     sample = sample or settings.home / "sample"
     if not (sample / "manifest.json").is_file():
         generate(out=sample, schools=12, pupils_per_school=340, faults=0.01, consents=True, as_json=as_json)
-    deliver(sample, as_json=as_json)
+    # Files of the same names still waiting from an earlier run are refused: this run ingests those.
+    with contextlib.suppress(typer.Exit):
+        deliver(sample, as_json=as_json)
     log = settings.home / "logs" / "pipeline.log"
     runs = _run_dags(settings, ["census_ingest"], log, use_executor=use_executor)
     counts = _extract_counts(settings)

@@ -25,6 +25,8 @@ embedded Airflow home).
 | ``CENSUSTRACE_SHARE_OUTBOX`` | ``$HOME/shares/outbox`` | released shares, one folder per recipient |
 | ``CENSUSTRACE_EXPECTATIONS_DIR`` | ``<checkout>/expectations`` | data quality suites (GX file context) |
 | ``CENSUSTRACE_PUPIL_KEY_SECRET`` | generated: ``$HOME/pupil-key.secret`` | secret of pupil keys |
+| ``CENSUSTRACE_CSV_UNKNOWN_COLUMNS`` | ``warn`` | LA CSV column a table does not have: warn or quarantine |
+| ``CENSUSTRACE_CSV_SIDE_TABLE_MAX_ROWS`` | ``200000`` | most rows of an address/FSM table |
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -94,6 +97,12 @@ class Settings(BaseSettings):
         default_factory=_default_expectations_dir, description="CENSUSTRACE_EXPECTATIONS_DIR"
     )
     pupil_key_secret: SecretStr | None = Field(default=None, description="CENSUSTRACE_PUPIL_KEY_SECRET")
+    csv_unknown_columns: Literal["warn", "quarantine"] = Field(
+        default="warn", description="CENSUSTRACE_CSV_UNKNOWN_COLUMNS"
+    )
+    csv_side_table_max_rows: int = Field(
+        default=200_000, ge=1, description="CENSUSTRACE_CSV_SIDE_TABLE_MAX_ROWS"
+    )
 
     @field_validator("home")
     @classmethod

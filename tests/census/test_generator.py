@@ -151,6 +151,22 @@ def test_clean_output_has_no_faults_at_all(clean: Generated) -> None:
         assert checker.defects(rows, ref) == [], name
 
 
+def test_every_header_agrees_with_its_file_name(clean: Generated) -> None:
+    from censustrace.census.formats import parse_extract
+    from censustrace.census.formats.common import file_name_parts
+
+    out, manifest = clean
+    for entry in manifest["files"]:
+        path = out / entry["file"]
+        named = file_name_parts(path)
+        assert named is not None
+        if named.prefix in ("addressesonroll", "fsmperiod"):
+            continue  # read with their pupilonroll (same name suffix)
+        header = parse_extract(path).header  # a disagreement would be CT-PARSE-NAME-MISMATCH
+        assert (header.la, header.estab, header.term, header.year) == named[1:]
+        assert header.laestab == entry["laestab"]
+
+
 def test_clean_output_is_realistic(clean: Generated) -> None:
     out, manifest = clean
     g = manifest["generator"]

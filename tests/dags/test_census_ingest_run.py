@@ -78,7 +78,7 @@ def test_census_ingest_loads_quarantines_and_traces(
     good = [tmp_path / "gen" / f["file"] for f in manifest["files"]]
     duplicate = tmp_path / "resubmitted.xml"
     duplicate.write_bytes(good[0].read_bytes())
-    broken = tmp_path / "SC_330_4999_AUT_2026.xml"
+    broken = tmp_path / "SC_cut_in_transit.xml"  # outside the naming convention: header alone counts
     broken.write_bytes(good[1].read_bytes()[:-400])  # cut off in transit
     for src in [*good, duplicate, broken]:
         copy_into(src, settings.landing_dir)

@@ -326,7 +326,8 @@ BAD_XML: dict[str, tuple[str, Mutation, str]] = {
         "CT-PARSE-FORBIDDEN",
     ),
     "wrong_encoding": ("SC_330_4000_AUT_2026.xml", _wrong_encoding, "CT-PARSE-ENCODING"),
-    "header_mismatch": ("SC_330_4000_AUT_2026.xml", _header_la, "CT-INGEST-HEADER-MISMATCH"),
+    # Not named by the convention: the header alone says which school (its LA is none of the UPNs').
+    "header_mismatch": ("upload.xml", _header_la, "CT-INGEST-HEADER-MISMATCH"),
     "unknown_root": (
         "SC_330_4000_AUT_2026.xml",
         lambda d: b'<?xml version="1.0"?>\n<Census><Header/></Census>\n',
@@ -370,7 +371,9 @@ def test_bad_xml_is_quarantined_byte_for_byte(
     wh: Settings, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, case: str
 ) -> None:
     name, mutate, code = BAD_XML[case]
-    data = mutate(_one_school(tmp_path_factory).read_bytes())
+    source = _one_school(tmp_path_factory)
+    name = source.name if name == "SC_330_4000_AUT_2026.xml" else name  # named for its own school
+    data = mutate(source.read_bytes())
     landed = wh.landing_dir / name  # Linux file names may hold backslashes, spaces, any script
     landed.write_bytes(data)
     outcome = ingest_file(landed, wh)

@@ -20,13 +20,13 @@ from censustrace.intake.ingest import ingest_file, publish
 from censustrace.intake.quarantine import REASON_FILE, IngestError
 from censustrace.intake.registry import find_extract
 from censustrace.quality.run import validate_extract
+from censustrace.quality.suites import load_suites
 from censustrace.warehouse.db import warehouse_engine
 from censustrace.warehouse.tables import pupil, rejected_record, staged_pupil
 from tests.quality.helpers import (
     copy_suites,
     edit_suite,
     reject_codes,
-    set_rows_read,
     stage_one,
     stored_results,
 )
@@ -184,7 +184,7 @@ def test_more_than_the_critical_share_quarantines_the_extract(
     assert "6 of 100 pupil rows (6.0 %)" in outcome.errors[0]["message"]
     assert "more than the 5 %" in outcome.errors[0]["message"]
     _assert_quarantined(wh, extract_id, ["CT-DQ-THRESHOLD", "CT-DQ-UPN-CHECK"])
-    assert len(stored_results(wh, extract_id)) == 34  # results are kept for a quarantined extract too
+    assert len(stored_results(wh, extract_id)) == 32  # results are kept for a quarantined extract too
     with pytest.raises(IngestError):
         publish(extract_id, {}, wh)
     assert rows_of(wh, pupil) == 0
@@ -200,15 +200,40 @@ def test_five_percent_exactly_still_loads(
 
 
 def test_a_failed_table_check_quarantines_the_extract(
-    wh: Settings, tmp_path_factory: pytest.TempPathFactory
+    wh: Settings, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
 ) -> None:
-    extract_id = stage_one(wh, _school(tmp_path_factory))
-    set_rows_read(wh, extract_id, PUPILS + 1)  # the registry read one more record than is staged
-    outcome = validate_extract(extract_id, wh)
+    # The shipped suites have no table-level check (docs/data-quality.md says why); a deployment's own
+    # (here: a cap on pupils per school) is routed like any critical table check.
+    folder = copy_suites(wh.expectations_dir, tmp_path / "expectations")
+
+    def add(document: dict[str, Any]) -> None:
+        document["expectations"].append(
+            {
+                "type": "expect_table_row_count_to_be_between",
+                "kwargs": {"max_value": PUPILS - 1},
+                "severity": "critical",
+                "description": "A school this size is not expected",
+                "meta": {"severity": "critical", "code": "CT-DQ-TOO-MANY"},
+            }
+        )
+
+    edit_suite(folder, "pupil", add)
+    settings = wh.model_copy(update={"expectations_dir": folder})
+    extract_id = stage_one(settings, _school(tmp_path_factory))
+    outcome = validate_extract(extract_id, settings)
     assert outcome.status == "quarantined"
-    assert [e["code"] for e in outcome.errors] == ["CT-DQ-ROW-COUNT"]
+    assert [e["code"] for e in outcome.errors] == ["CT-DQ-TOO-MANY"]
     assert f"{PUPILS} pupil rows" in outcome.errors[0]["message"]
-    _assert_quarantined(wh, extract_id, ["CT-DQ-ROW-COUNT"])
+    _assert_quarantined(settings, extract_id, ["CT-DQ-TOO-MANY"])
+
+
+def test_the_shipped_suites_have_no_check_that_cannot_fail() -> None:
+    # Staging refuses a file without pupils (CT-INGEST-NO-PUPILS) and counts the rows it stages itself:
+    # "at least one pupil" and "staged rows = rows read" could never fail here, so they are not shipped.
+    suites = load_suites(Settings().expectations_dir)
+    codes = {e.code for s in suites for e in s.expectations}
+    assert not codes & {"CT-DQ-NO-PUPILS", "CT-DQ-ROW-COUNT"}
+    assert not [e.code for s in suites for e in s.expectations if e.table_level]
 
 
 # --- a column missing from the data ------------------------------------------------------------------------

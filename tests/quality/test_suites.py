@@ -51,7 +51,6 @@ def test_what_the_issue_asks_for_is_covered() -> None:
     assert by_code["CT-DQ-UPN-CHECK"].type == "expect_column_values_to_be_valid_upn"  # custom
     assert by_code["CT-DQ-UPN-TEMPORARY"].kwargs["mostly"] == 0  # accepted and counted
     assert by_code["CT-DQ-UPN-DUPLICATE"].type == "expect_column_values_to_be_first_occurrences"
-    assert by_code["CT-DQ-ROW-COUNT"].kwargs["value"] == {"$PARAMETER": "rows_read"}
     for field in (
         "sex",
         "ethnicity",
@@ -133,27 +132,27 @@ def test_an_unknown_expectation_type_names_the_file_and_the_entry(tmp_path: Path
     ("edit", "code", "words"),
     [
         (
-            lambda d: d["expectations"][10]["kwargs"].pop("column"),
+            lambda d: d["expectations"][8]["kwargs"].pop("column"),
             "CT-DQ-SUITE-ENTRY",
             "invalid configuration",
         ),
         (
-            lambda d: d["expectations"][10]["kwargs"].update(mostly=7),
+            lambda d: d["expectations"][8]["kwargs"].update(mostly=7),
             "CT-DQ-SUITE-ENTRY",
             "invalid configuration",
         ),
-        (lambda d: d["expectations"][10]["meta"].pop("severity"), "CT-DQ-SUITE-META", "meta.severity"),
+        (lambda d: d["expectations"][8]["meta"].pop("severity"), "CT-DQ-SUITE-META", "meta.severity"),
         (
-            lambda d: d["expectations"][10]["meta"].update(severity="fatal"),
+            lambda d: d["expectations"][8]["meta"].update(severity="fatal"),
             "CT-DQ-SUITE-META",
             "meta.severity",
         ),
-        (lambda d: d["expectations"][10]["meta"].pop("code"), "CT-DQ-SUITE-META", "meta.code"),
-        (lambda d: d["expectations"][10]["meta"].update(code="UPN"), "CT-DQ-SUITE-META", "meta.code"),
-        (lambda d: d["expectations"][10].update(severity="warning"), "CT-DQ-SUITE-META", "disagree"),
-        (lambda d: d["expectations"][10].pop("description"), "CT-DQ-SUITE-META", "description"),
+        (lambda d: d["expectations"][8]["meta"].pop("code"), "CT-DQ-SUITE-META", "meta.code"),
+        (lambda d: d["expectations"][8]["meta"].update(code="UPN"), "CT-DQ-SUITE-META", "meta.code"),
+        (lambda d: d["expectations"][8].update(severity="warning"), "CT-DQ-SUITE-META", "disagree"),
+        (lambda d: d["expectations"][8].pop("description"), "CT-DQ-SUITE-META", "description"),
         (
-            lambda d: d["expectations"][11]["meta"].update(code="CT-DQ-UPN-CHECK"),
+            lambda d: d["expectations"][9]["meta"].update(code="CT-DQ-UPN-CHECK"),
             "CT-DQ-SUITE-META",
             "unique",
         ),
@@ -163,7 +162,7 @@ def test_an_unknown_expectation_type_names_the_file_and_the_entry(tmp_path: Path
             "pupils_expected",
         ),
         (
-            lambda d: d["expectations"][20]["kwargs"].update(value_set={"$PARAMETER": "codes_GENDERS"}),
+            lambda d: d["expectations"][18]["kwargs"].update(value_set={"$PARAMETER": "codes_GENDERS"}),
             "CT-DQ-SUITE-PARAMETER",
             "codes_GENDERS",
         ),

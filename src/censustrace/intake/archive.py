@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -51,14 +50,16 @@ def archive_path_for(archive_dir: Path, sha256: str) -> Path:
     return archive_dir / sha256[:2] / sha256
 
 
-def archive_file(source: Path, archive_dir: Path) -> ArchivedFile:
+def archive_file(source: Path, archive_dir: Path, *, name: str | None = None) -> ArchivedFile:
     """Copy ``source`` into the archive under its sha256; the source is left untouched.
 
     The copy is hashed while it is written (one read of the source) and moved into place atomically, so
     a crash leaves either no archive entry or a complete one, never a partial file under a valid name.
+    ``name``: the received name, when ``source`` is a receiver's claim of the file.
     """
+    received_name = name or source.name
     if not source.is_file():
-        raise ArchiveError(f"{source.name}: not a regular file in the landing folder")
+        raise ArchiveError(f"{received_name}: not a regular file in the landing folder")
     archive_dir.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     size = 0
@@ -76,14 +77,14 @@ def archive_file(source: Path, archive_dir: Path) -> ArchivedFile:
         target = archive_path_for(archive_dir, sha)
         if target.exists():
             if target.stat().st_size != size or sha256_of(target) != sha:
-                raise ArchiveError(f"{source.name}: archive entry {sha} exists but does not match its name")
-            return ArchivedFile(sha, size, source.name, target, already_archived=True)
+                raise ArchiveError(f"{received_name}: archive entry {sha} exists but does not match its name")
+            return ArchivedFile(sha, size, received_name, target, already_archived=True)
         target.parent.mkdir(exist_ok=True)
         tmp.chmod(0o444)
         os.replace(tmp, target)
-        return ArchivedFile(sha, size, source.name, target, already_archived=False)
+        return ArchivedFile(sha, size, received_name, target, already_archived=False)
     except OSError as exc:
-        raise ArchiveError(f"{source.name}: cannot archive ({exc.strerror})") from exc
+        raise ArchiveError(f"{received_name}: cannot archive ({exc.strerror})") from exc
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -100,10 +101,8 @@ def verify_archive(archive_dir: Path) -> list[str]:
 
 
 def copy_into(source: Path, folder: Path) -> Path:
-    """Deliver a file into a folder the way an upload would: write aside, then rename into place."""
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / source.name
-    tmp = folder / f".{source.name}.part"
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
-    return target
+    """Deliver a file into a folder the way an upload would: write aside, then link into place; a
+    same-named file still waiting is never replaced (``censustrace.intake.landing.deliver_into``)."""
+    from censustrace.intake.landing import deliver_into
+
+    return deliver_into(source, folder)

@@ -46,7 +46,16 @@ from openlineage.client.generated.schema_dataset import SchemaDatasetFacet, Sche
 from sqlalchemy import Connection, Dialect, Engine, Table, bindparam, delete, func, select, text, update
 
 from censustrace.census.formats import ExtractHeader, ParseError, ParseIssue, parse_extract
-from censustrace.census.formats.common import FIELD_AT, NO_UPN, ORPHAN, SHAPE, VALUE, FormatName
+from censustrace.census.formats.common import (
+    FIELD_AT,
+    NO_UPN,
+    ORPHAN,
+    SHAPE,
+    UNKNOWN_COLUMN,
+    VALUE,
+    FormatName,
+)
+from censustrace.census.formats.la_csv import DEFAULT_RULES, CsvRules
 from censustrace.config import Settings
 from censustrace.intake.archive import archive_path_for
 from censustrace.intake.quarantine import IngestError, Reason, quarantine, reason, reason_from_error
@@ -57,12 +66,14 @@ from censustrace.intake.registry import (
     Registration,
     archive_input,
     census_facet,
+    csv_rules,
     extract_files,
     extract_of,
     get_extract,
     opened_files,
     register,
 )
+from censustrace.intake.supersession import supersede
 from censustrace.lineage.model import StepLineage
 from censustrace.lineage.naming import FILE_NAMESPACE
 from censustrace.warehouse.db import sqlite_staging_engine, warehouse_engine, write_transaction
@@ -230,9 +241,10 @@ def stage(extract_id: str, settings: Settings) -> StageResult:
     archived = [(archive_path_for(settings.archive_dir, f.sha256), f.original_name) for f in files]
     try:
         with opened_files(archived) as paths:
+            rules = csv_rules(settings)
 
             def parse(add: _AddRow) -> ExtractHeader:
-                return _parse_rows(extract_id, paths, secret, orphans, staged, add)
+                return _parse_rows(extract_id, paths, secret, orphans, staged, add, rules)
 
             if engine.dialect.name == "sqlite":
                 head, unfinished = _stage_through_spool(
@@ -381,9 +393,10 @@ def _parse_rows(
     orphans: list[ParseIssue],
     staged: _Staged,
     add: _AddRow,
+    rules: CsvRules = DEFAULT_RULES,
 ) -> ExtractHeader:
     """Parse the extract into staging rows given to ``add``, counting as it goes."""
-    extract = parse_extract(paths)
+    extract = parse_extract(paths, csv_rules=rules)
     la = extract.header.la
     join = LIST_SEPARATOR.join
     # The loop runs once per pupil of a national census: rows are built from the reader's value lists
@@ -491,7 +504,7 @@ def publish(extract_id: str, rejected: Mapping[int, Sequence[str]], settings: Se
                 raise _Refused(
                     reason(ALL_REJECTED, f"{row.original_name}: every record was rejected", row.original_name)
                 )
-            previous, following = _supersede(conn, row)
+            previous, following = supersede(conn, row)
             now = dt.datetime.now(dt.UTC)
             reasons = [r for r in row.reasons if r["code"] != ROWS_REJECTED]
             if rejected_count:
@@ -596,36 +609,6 @@ def _copy_to_final(conn: Connection, extract_id: str) -> tuple[dict[str, int], i
         )
     )
     return counts, result.rowcount
-
-
-def _supersede(conn: Connection, row: ExtractRow) -> tuple[str | None, str | None]:
-    """Put this extract in its school's chain of loaded extracts for the census, in receipt order: the
-    one received just before it is superseded by it; one received after it (if loaded first)
-    supersedes it. The current view shows the end of the chain."""
-    loaded = conn.execute(
-        select(extracts.c.id, extracts.c.extract_id)
-        .where(
-            extracts.c.laestab == row.laestab,
-            extracts.c.term == row.term,
-            extracts.c.year == row.year,
-            extracts.c.status == LOADED,
-            extracts.c.part_of.is_(None),
-            extracts.c.extract_id != row.extract_id,
-        )
-        .order_by(extracts.c.id)
-        .with_for_update()
-    ).all()
-    previous = next((r.extract_id for r in reversed(loaded) if r.id < row.id), None)
-    following = next((r.extract_id for r in loaded if r.id > row.id), None)
-    if previous is not None:
-        conn.execute(
-            update(extracts).where(extracts.c.extract_id == previous).values(superseded_by=row.extract_id)
-        )
-    if following is not None:
-        conn.execute(
-            update(extracts).where(extracts.c.extract_id == following).values(supersedes=row.extract_id)
-        )
-    return previous, following
 
 
 def _rejection_summary(conn: Connection, row: ExtractRow, count: int) -> Reason:
@@ -881,8 +864,12 @@ def receive_and_register(path: Path, settings: Settings) -> Received:
     """Archive a landed file and register it; the landing copy goes only once both are durable, so a
     retry after a crash finds the file again (the archive keeps the bytes once, the registry resumes)."""
     receipt = receive(path, settings, remove_landing=False)
-    registration = register(receipt.archived, receipt.received_at, settings)
-    path.unlink(missing_ok=True)
+    try:
+        registration = register(receipt.archived, receipt.received_at, settings)
+    except BaseException:
+        receipt.give_back()  # e.g. the warehouse is down: the next run receives it again
+        raise
+    receipt.done()  # this receiver's claim only: a same-named upload that arrived meanwhile stays
     return Received(str(path), receipt, registration)
 
 
@@ -917,11 +904,11 @@ def ingest_file(path: Path, settings: Settings) -> IngestOutcome:
             counts, supersedes = published.rows, published.supersedes
             errors += published.errors
             errors += _listed_rejections(published)
-            # Rows that joined no pupil, and validation warnings (CT-DQ-...): kept in the registry.
+            # Rows that joined no pupil, unknown CSV columns and validation warnings: kept in the registry.
             errors += [
                 r
                 for r in _issues_of(settings, ready)
-                if r["code"] == ORPHAN or r["code"].startswith("CT-DQ-")
+                if r["code"] in (ORPHAN, UNKNOWN_COLUMN) or r["code"].startswith("CT-DQ-")
             ]
     engine = warehouse_engine(settings.warehouse_db_url)
     with engine.connect() as conn:

@@ -1,4 +1,5 @@
-"""Receiving one census file: archive its exact bytes first, record the receipt, clear the landing slot."""
+"""Receiving one census file: claim it (an atomic rename out of the landing folder), archive its exact
+bytes, check nobody wrote to it meanwhile, record the receipt, and only then remove the claim."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from openlineage.client.generated.output_statistics_output_dataset import (
 
 from censustrace.config import Settings
 from censustrace.intake.archive import ArchivedFile, archive_file
+from censustrace.intake.landing import CHANGED, Claim, LandingError, claim
 from censustrace.lineage.facets import CensusExtractDatasetFacet
 from censustrace.lineage.model import StepLineage
 from censustrace.lineage.naming import FILE_NAMESPACE, file_dataset_name
@@ -27,29 +29,54 @@ class Receipt:
     archived: ArchivedFile
     received_at: datetime
     lineage: StepLineage
+    claim: Claim | None = None  # the receiver's private copy, removed by ``done``
+
+    def give_back(self) -> None:
+        """Put the file back in the landing folder (when what follows the archive failed)."""
+        if self.claim is not None:
+            self.claim.give_back()
+
+    def done(self) -> None:
+        """Remove this receiver's claim of the landed file (only its own: never a name in landing)."""
+        if self.claim is not None:
+            self.claim.release()
 
     def as_dict(self) -> dict[str, object]:
         return {**self.archived.as_dict(), "received_at": self.received_at.isoformat()}
 
 
 def receive(path: Path, settings: Settings, *, remove_landing: bool = True) -> Receipt:
-    """Archive one landed file, append its receipt and (by default) remove it from the landing folder.
+    """Claim one landed file, archive it, append its receipt and (by default) remove the claim.
 
-    The landing copy is removed only after the archive copy is durable, so a crash in between leaves the
-    file in landing to be received again (the archive stores the same bytes once). Callers that record
-    more before the file may go (the registry) pass ``remove_landing=False`` and remove it themselves.
+    The file is first renamed into the landing folder's private claim folder, so a same-named upload
+    arriving meanwhile is never touched, and the claim is removed only after the archive copy is
+    durable: a crash in between leaves the claim to be received again (the archive stores the same bytes
+    once). If the file changed while it was copied (a writer still had it open), nothing is recorded,
+    the file goes back to the landing folder and CT-LANDING-CHANGED is raised. Callers that record more
+    before the file may go (the registry) pass ``remove_landing=False`` and call ``Receipt.done()``.
     """
-    landing_name = file_dataset_name(path)
-    archived = archive_file(path, settings.archive_dir)
+    taken = claim(path)
+    landing_name = file_dataset_name(taken.landing_path)
+    try:
+        archived = archive_file(taken.path, settings.archive_dir, name=taken.name)
+    except BaseException:
+        taken.give_back()  # to be received again by the next run, not an hour later
+        raise
+    if not taken.unchanged() or archived.size != taken.stat.st_size:
+        where = taken.give_back()
+        raise LandingError(
+            f"{taken.name}: changed while it was being received; left at {where.name} to be received again",
+            code=CHANGED,
+        )
     received_at = datetime.now(UTC)
-    receipt = Receipt(archived, received_at, _lineage(landing_name, archived, received_at))
+    receipt = Receipt(archived, received_at, _lineage(landing_name, archived, received_at), taken)
     receipts = settings.home / "receipts.jsonl"
     with receipts.open("a", encoding="utf-8") as fh:
         fh.write(json.dumps(receipt.as_dict(), sort_keys=True) + "\n")
         fh.flush()
         os.fsync(fh.fileno())
     if remove_landing:
-        path.unlink()
+        receipt.done()
     return receipt
 
 

@@ -93,6 +93,7 @@ class ExtractRow:
     superseded_by: str | None
     duplicate_of: str | None
     part_of: str | None
+    retry_of: str | None
     staged_at: dt.datetime | None
     loaded_at: dt.datetime | None
     quarantined_at: dt.datetime | None
@@ -202,6 +203,11 @@ class Inspection:
         return values
 
 
+def csv_rules(settings: Settings) -> la_csv.CsvRules:
+    """How strict the LA CSV reader is on this instance."""
+    return la_csv.CsvRules(settings.csv_unknown_columns, settings.csv_side_table_max_rows)
+
+
 def csv_table_of(path: Path) -> str | None:
     """Which LA export table a CSV file is, from its header row (as ``detect_format`` reads it)."""
     with path.open("rb") as fh:
@@ -253,7 +259,7 @@ def inspect_extract(settings: Settings, files: Sequence[ExtractRow]) -> ExtractH
         [(archive_path_for(settings.archive_dir, f.sha256), f.original_name) for f in files]
     ) as paths:
         try:
-            return parse_extract(paths).header
+            return parse_extract(paths, csv_rules=csv_rules(settings)).header
         except ParseError as exc:
             return reason_from_error(exc)
 

@@ -115,12 +115,37 @@ extracts = Table(
     _extract_ref("superseded_by"),
     _extract_ref("duplicate_of"),
     _extract_ref("part_of", index=True),
+    # A retry of a quarantined extract (``censustrace quarantine retry``): the extract it retries. Its
+    # received_at is that of the original receipt, so supersession orders it by when the bytes came.
+    _extract_ref("retry_of"),
     Column("staged_at", UtcDateTime),
     Column("loaded_at", UtcDateTime),
     Column("quarantined_at", UtcDateTime),
     CheckConstraint(in_check("status", STATUSES), name="status"),
     CheckConstraint(f"csv_table IS NULL OR {in_check('csv_table', CSV_TABLES)}", name="csv_table"),
     Index("ix_extracts_laestab_term_year", "laestab", "term", "year"),
+)
+
+#: Formats whose files are a school's census return; only a census supersedes a census. A CTF is an
+#: extract of its source school at one moment, never part of a census (docs/data-model.md).
+CENSUS_FORMATS: Final = ("school_census_xml", "la_csv")
+
+# --- what was done about a quarantined extract: retried or discarded, with the reason given ----------
+RETRY: Final = "retry"
+DISCARD: Final = "discard"
+quarantine_action = Table(
+    "quarantine_action",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("extract_id", String(EXTRACT_ID_LENGTH), ForeignKey("extracts.extract_id"), nullable=False),
+    Column("action", String(10), nullable=False),
+    Column("reason", String),  # the operator's words (discard: required); never pupil data
+    Column("acted_at", UtcDateTime, nullable=False),
+    Column("actor", String),  # the operating-system user who ran the command
+    # retry: the new extract that ran the archived bytes again
+    Column("result_extract_id", String(EXTRACT_ID_LENGTH), ForeignKey("extracts.extract_id")),
+    CheckConstraint(in_check("action", (RETRY, DISCARD)), name="action"),
+    Index("ix_quarantine_action_extract_id", "extract_id"),
 )
 
 # --- canonical pupil tables (and their staging twins) -------------------------------------------------

@@ -29,6 +29,7 @@ from censustrace.census.formats.common import (
     ExtractHints,
     ParseError,
 )
+from censustrace.census.formats.declared import NAME_MISMATCH
 from censustrace.census.generator.names import NON_ASCII_FORENAME
 from tests.census.formats import (
     Captured,
@@ -284,6 +285,26 @@ def test_reference_date_computed_when_absent_and_hints_checked(tmp_path: Path) -
     assert raised.value.item == "Message/Header/Source/Estab"
 
 
+@pytest.mark.parametrize(
+    ("name", "item"),
+    [
+        ("SC_331_2001_SPR_2027.xml", "Message/Header/Source/LEA"),
+        ("SC_330_2002_SPR_2027.xml", "Message/Header/Source/Estab"),
+        ("SC_330_2001_AUT_2027.xml", "Message/Header/CollectionDetails/Term"),
+        ("SC_330_2001_SPR_2026.xml", "Message/Header/CollectionDetails/Year"),
+    ],
+)
+def test_a_name_that_disagrees_with_the_header_is_refused(tmp_path: Path, name: str, item: str) -> None:
+    path = _write(tmp_path, _minimal(), name)
+    with pytest.raises(ParseError) as raised:
+        census_xml.read_header(path)
+    assert raised.value.code == NAME_MISMATCH
+    assert raised.value.item == item
+    assert name in str(raised.value)
+    # A name outside the convention says nothing: the header alone counts.
+    assert census_xml.read_header(_write(tmp_path, _minimal(), "upload.xml")).laestab == "3302001"
+
+
 def test_wrong_root_and_misplaced_pupils_are_layout_errors(tmp_path: Path) -> None:
     ctf = '<?xml version="1.0"?>\n<CTfile><Header/></CTfile>'
     with pytest.raises(ParseError) as raised:
@@ -448,7 +469,7 @@ def big_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
 
     out = tmp_path_factory.mktemp("xml-big")
     manifest = generate(GeneratorOptions(out=out, schools=10, pupils_per_school=5000, fmt="xml"))
-    big = out / "SC_330_9999_AUT_2026.xml"
+    big = out / "SC_ten_schools_merged.xml"  # not named for one school: the header alone counts
     with big.open("w", encoding="utf-8") as fh:
         for n, entry in enumerate(manifest["files"]):
             text = (out / entry["file"]).read_text(encoding="utf-8")

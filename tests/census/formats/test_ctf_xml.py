@@ -22,6 +22,7 @@ from censustrace.census.formats.common import (
     ExtractHints,
     ParseError,
 )
+from censustrace.census.formats.declared import NAME_MISMATCH
 from tests.census.formats import Captured, assert_same, census_entries, expected_record, generate_captured
 
 WHOLE_FILE_CODES = {"malformed_xml": MALFORMED, "truncated": TRUNCATED, "wrong_encoding": ENCODING}
@@ -90,13 +91,43 @@ def test_header_source_school_and_term_from_file_name(clean: Generated) -> None:
     assert header.software_release == "20.0"
 
 
+def test_a_ctf_is_dated_by_its_header_datetime(tmp_path: Path) -> None:
+    path = tmp_path / "transfer.xml"
+    path.write_text(_ctf().replace("2027-01-21T16:00:00", "2026-11-03T09:30:00"), encoding="utf-8")
+    header = ctf_xml.read_header(path)  # no term in the name: the term of DateTime
+    assert (header.term, header.year) == ("AUT", 2026)
+    assert header.reference_date == dt.date(2026, 11, 3)
+    undated = tmp_path / "undated.xml"
+    undated.write_text(_ctf().replace("<DateTime>2027-01-21T16:00:00</DateTime>", ""), encoding="utf-8")
+    with pytest.raises(ParseError) as raised:
+        ctf_xml.read_header(undated)
+    assert raised.value.code == HEADER
+    assert "TERM" in (raised.value.item or "")
+
+
+def test_a_name_that_disagrees_with_the_ctf_header_is_refused(tmp_path: Path) -> None:
+    other_school = tmp_path / "CTF_330_2002_SPR_2027.xml"
+    other_school.write_text(_ctf(), encoding="utf-8")
+    with pytest.raises(ParseError) as raised:
+        ctf_xml.read_header(other_school)
+    assert raised.value.code == NAME_MISMATCH
+    assert raised.value.item == "CTfile/Header/SourceSchool/Estab"
+    assert "CTF_330_2002_SPR_2027.xml" in str(raised.value)
+    year = "<LEA>330</LEA><Estab>2001</Estab><URN>123456</URN><AcademicYear>2025/2026</AcademicYear>"
+    wrong_year = tmp_path / "CTF_330_2001_SPR_2027.xml"
+    wrong_year.write_text(_ctf(source=year), encoding="utf-8")
+    with pytest.raises(ParseError) as raised:
+        ctf_xml.read_header(wrong_year)
+    assert raised.value.code == NAME_MISMATCH
+    assert raised.value.item == "CTfile/Header/SourceSchool/AcademicYear"
+    right_year = tmp_path / "CTF_330_2001_SPR_2026.xml"
+    right_year.write_text(_ctf(source=year), encoding="utf-8")
+    assert ctf_xml.read_header(right_year).year == 2026  # SPR 2026 is in 2025/2026
+
+
 def test_term_and_year_from_hints_when_the_name_has_none(tmp_path: Path) -> None:
     path = tmp_path / "transfer.xml"
     path.write_text(_ctf(), encoding="utf-8")
-    with pytest.raises(ParseError) as raised:
-        ctf_xml.read_header(path)
-    assert raised.value.code == HEADER
-    assert "TERM" in (raised.value.item or "")
     header = ctf_xml.read_header(path, ExtractHints(term="SPR", year=2027))
     assert (header.laestab, header.term, header.year) == ("3302001", "SPR", 2027)
     assert header.document_datetime == dt.datetime(2027, 1, 21, 16)

@@ -21,7 +21,9 @@ from censustrace.census.formats.common import (
     NO_HINTS,
     ORPHAN,
     SHAPE,
+    TOO_LARGE,
     TRUNCATED,
+    UNKNOWN_COLUMN,
     VALUE,
     ExtractHints,
     ParseError,
@@ -212,9 +214,60 @@ def test_bom_lf_iso_dates_boolean_styles_case_order_and_extra_columns(
     paths = rewrite(school_paths(out, entry["file"]), tmp_path / "v", change, bom=True, newline="\n")
     assert paths["pupilonroll"].read_bytes().startswith(b"\xef\xbb\xbf")
     got, orphans = parse_all(paths.values())
-    assert orphans == []
+    # The extra columns are read past, and each is named (file, line 1, column), never silently.
+    assert {(i.code, i.file, i.record, i.unit, i.item) for i in orphans} == {
+        (UNKNOWN_COLUMN, p.name, 1, "line", column) for p in paths.values() for column in ("notes", "laestab")
+    }
     assert all(issues == [] for _, _, issues in got)
     assert_same(got, expected_school(captured[entry["laestab"]]))
+
+
+def _renamed(column: str, to: str) -> Callable[[str, Table], Table]:
+    def change(table: str, t: Table) -> Table:
+        header, rows = t
+        return [to if c == column else c for c in header], rows
+
+    return change
+
+
+def test_a_renamed_optional_column_is_named_not_silently_emptied(clean: Generated, tmp_path: Path) -> None:
+    out, manifest, _ = clean
+    entry = census_entries(manifest)[0]
+    paths = rewrite(school_paths(out, entry["file"]), tmp_path / "r", _renamed("senneeds", "sen_needs"))
+    got, sink = parse_all(paths.values())
+    (issue,) = sink
+    assert (issue.code, issue.file, issue.item) == (UNKNOWN_COLUMN, paths["pupilonroll"].name, "sen_needs")
+    assert "perhaps senneeds renamed" in issue.problem
+    assert "sen_needs" in issue.message
+    assert paths["pupilonroll"].name in issue.message
+    assert all(r.sen_needs == () for _, r, _ in got)  # the item is empty: hence the warning
+    strict = la_csv.CsvRules(unknown_columns="quarantine")
+    with pytest.raises(ParseError) as raised:
+        la_csv.read_header(paths.values(), rules=strict)
+    assert raised.value.code == UNKNOWN_COLUMN
+    assert (raised.value.file, raised.value.line, raised.value.item) == (
+        paths["pupilonroll"].name,
+        1,
+        "sen_needs",
+    )
+    # Known columns only: nothing to report, strict or not.
+    plain = school_paths(out, entry["file"])
+    assert la_csv.read_header(plain.values(), rules=strict).laestab == entry["laestab"]
+
+
+def test_side_tables_over_the_cap_are_refused_naming_file_and_line(clean: Generated) -> None:
+    out, manifest, _ = clean
+    entry = census_entries(manifest)[0]
+    paths = school_paths(out, entry["file"])
+    rows = len(read_table(paths["addressesonroll"])[1])
+    capped = la_csv.CsvRules(side_table_max_rows=rows - 1)
+    with pytest.raises(ParseError) as raised:
+        list(la_csv.iter_rows(paths.values(), rules=capped))
+    assert raised.value.code == TOO_LARGE
+    assert raised.value.file == paths["addressesonroll"].name
+    assert (raised.value.line, raised.value.record) == (rows + 1, rows)
+    assert "CENSUSTRACE_CSV_SIDE_TABLE_MAX_ROWS" in raised.value.message
+    assert len(list(la_csv.iter_rows(paths.values(), rules=la_csv.CsvRules(side_table_max_rows=rows)))) > 0
 
 
 def test_optional_columns_may_be_absent_and_tabs_are_accepted(clean: Generated, tmp_path: Path) -> None:

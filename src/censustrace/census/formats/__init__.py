@@ -86,6 +86,7 @@ class ParsedExtract:
     paths: tuple[Path, ...]
     header: ExtractHeader
     hints: ExtractHints = NO_HINTS
+    csv_rules: la_csv.CsvRules = la_csv.DEFAULT_RULES
 
     def records(self, issues: list[ParseIssue] | None = None) -> Iterator[ParsedRecord]:
         """``(record number, PupilRecord, issues)`` in file order; each call reads the files again.
@@ -97,7 +98,7 @@ class ParsedExtract:
             return census_xml.iter_records(self.paths[0], self.hints)
         if self.format == "ctf_xml":
             return ctf_xml.iter_records(self.paths[0], self.hints)
-        return la_csv.iter_records(self.paths, self.hints, issues)
+        return la_csv.iter_records(self.paths, self.hints, issues, self.csv_rules)
 
     def rows(self, issues: list[ParseIssue] | None = None) -> Iterator[ParsedRow]:
         """:meth:`records` as field values in ``PUPIL_FIELDS`` order, without building a record: for
@@ -106,18 +107,22 @@ class ParsedExtract:
             return census_xml.iter_rows(self.paths[0], self.hints)
         if self.format == "ctf_xml":
             return ctf_xml.iter_rows(self.paths[0], self.hints)
-        return la_csv.iter_rows(self.paths, self.hints, issues)
+        return la_csv.iter_rows(self.paths, self.hints, issues, self.csv_rules)
 
     def __iter__(self) -> Iterator[ParsedRecord]:
         return self.records()
 
 
 def parse_extract(
-    paths_or_path: Path | str | Iterable[Path | str], hints: ExtractHints = NO_HINTS
+    paths_or_path: Path | str | Iterable[Path | str],
+    hints: ExtractHints = NO_HINTS,
+    *,
+    csv_rules: la_csv.CsvRules = la_csv.DEFAULT_RULES,
 ) -> ParsedExtract:
     """Detect the format, read the header (raising ParseError if the extract is unusable) and return
     the extract. One XML/CTF file, or the CSV tables of one school (all three, or the pupilonroll
-    table alone when its siblings are named like it). ``hints`` supply or check header values."""
+    table alone when its siblings are named like it). ``hints`` supply or check header values;
+    ``csv_rules`` say how strict the LA CSV reader is (unknown columns, side-table cap)."""
     if isinstance(paths_or_path, str | Path):
         paths: tuple[Path, ...] = (Path(paths_or_path),)
     else:
@@ -126,7 +131,8 @@ def parse_extract(
         raise UsageError("parse_extract needs at least one file")
     formats = {detect_format(p) for p in paths}
     if formats == {"la_csv"}:
-        return ParsedExtract("la_csv", paths, la_csv.read_header(paths, hints), hints)
+        header = la_csv.read_header(paths, hints, csv_rules)
+        return ParsedExtract("la_csv", paths, header, hints, csv_rules)
     if len(paths) != 1:
         raise UsageError("an XML or CTF extract is one file; several were given")
     fmt = formats.pop()

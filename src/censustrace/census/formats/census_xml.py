@@ -2,7 +2,8 @@
 
 The whole mapping from this layout to :class:`PupilRecord` is the tables below; see
 ``docs/data-model.md`` for what each field means. Everything in the header (LA, establishment, URN,
-term, year, reference date) comes from the file itself; the file name is not used.
+term, year, reference date) comes from the file itself; a conventionally named file
+(``SC_<LA>_<ESTAB>_<TERM>_<YEAR>.xml``) must agree with it (CT-PARSE-NAME-MISMATCH, see ``declared``).
 """
 
 from __future__ import annotations
@@ -29,12 +30,14 @@ from censustrace.census.formats.common import (
     XmlPlan,
     as_records,
     check_upn_value,
+    file_name_parts,
     header_texts,
     record_template,
     stream_xml,
     xml_address_paths,
     xml_fsm,
 )
+from censustrace.census.formats.declared import check_name
 from censustrace.census.model import PupilRecord
 
 LAYOUT: Final = XmlLayout(root="Message", header="Header", container="Pupils", record="PupilOnRoll")
@@ -88,10 +91,22 @@ def _header(elem: Any, path: Path, hints: ExtractHints) -> ExtractHeader:
     term = h.term(t.get(_CD + "Term"), where + _CD + "Term")
     year = h.year(t.get(_CD + "Year"), where + _CD + "Year")
     reference_date = h.date(t.get(_CD + "ReferenceDate"), where + _CD + "ReferenceDate")
+    la = h.la(t.get(_SRC + "LEA"), where + _SRC + "LEA")
+    estab = h.estab(t.get(_SRC + "Estab"), where + _SRC + "Estab")
+    check_name(
+        path,
+        file_name_parts(path),
+        {
+            "la": (la, where + _SRC + "LEA"),
+            "estab": (estab, where + _SRC + "Estab"),
+            "term": (term, where + _CD + "Term"),
+            "year": (year, where + _CD + "Year"),
+        },
+    )
     return ExtractHeader(
         format="school_census_xml",
-        la=h.la(t.get(_SRC + "LEA"), where + _SRC + "LEA"),
-        estab=h.estab(t.get(_SRC + "Estab"), where + _SRC + "Estab"),
+        la=la,
+        estab=estab,
         urn=h.urn(t.get(_SRC + "URN"), where + _SRC + "URN"),
         term=term,
         year=year,

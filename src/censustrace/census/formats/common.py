@@ -48,8 +48,11 @@ SHAPE: Final = "CT-PARSE-SHAPE"  # a CSV row with more or fewer cells than the h
 NO_UPN: Final = "CT-PARSE-NO-UPN"  # the record has no UPN; ``upn`` is ""
 LINE_TOO_LONG: Final = "CT-PARSE-LINE-TOO-LONG"  # a CSV line longer than MAX_LINE_BYTES (memory bound)
 ORPHAN: Final = "CT-PARSE-ORPHAN"  # an address/FSM row that joins no pupil row (reported to a sink)
+UNKNOWN_COLUMN: Final = "CT-PARSE-UNKNOWN-COLUMN"  # a CSV column the table does not have (a warning,
+# reported to the same sink; whole-file when the caller's CsvRules say so)
+TOO_LARGE: Final = "CT-PARSE-TOO-LARGE"  # a CSV side table over the row cap it is held in memory under
 
-Unit = Literal["pupil", "row"]
+Unit = Literal["pupil", "row", "line"]
 
 
 class ParseError(CensustraceError):

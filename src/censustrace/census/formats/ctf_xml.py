@@ -1,9 +1,12 @@
 """Common Transfer File XML: ``CTfile/Header`` then ``CTfile/CTFpupilData/Pupil``.
 
-The mapping to :class:`PupilRecord` is the tables below (see ``docs/data-model.md``). A CTF carries no
-census term or year, so they come from the file name ``CTF_<LA>_<ESTAB>_<TERM>_<YEAR>.xml`` or from
-:class:`ExtractHints`, and the reference date from ``codes.reference_date``. The school is the
-``SourceSchool``; ``boarder``, ``part_time``, ``yssa`` and ``top_up_funding`` are not in a CTF (None).
+The mapping to :class:`PupilRecord` is the tables below (see ``docs/data-model.md``). A CTF is not a
+census return: it is an extract of its ``SourceSchool`` dated by its header's ``DateTime`` (the
+reference date of its records). It carries no census term: term and year come from the file name
+``CTF_<LA>_<ESTAB>_<TERM>_<YEAR>.xml`` or :class:`ExtractHints`, else from the term of ``DateTime``
+(``declared.term_of``). A conventionally named file must agree with the header's ``SourceSchool/LEA``,
+``Estab`` and ``AcademicYear`` (CT-PARSE-NAME-MISMATCH). ``boarder``, ``part_time``, ``yssa`` and
+``top_up_funding`` are not in a CTF (None).
 
 Repeated histories are reduced to the census view (assumptions, as real CTFs can hold several):
 
@@ -49,6 +52,12 @@ from censustrace.census.formats.common import (
     stream_xml,
     xml_address_paths,
     xml_fsm,
+)
+from censustrace.census.formats.declared import (
+    academic_year,
+    check_academic_year,
+    check_name,
+    term_of,
 )
 from censustrace.census.model import PupilRecord
 
@@ -99,21 +108,37 @@ def _header(elem: Any, path: Path, hints: ExtractHints) -> ExtractHeader:
     h = HeaderBuilder(path, hints)
     where = "CTfile/Header/"
     named = file_name_parts(path)
-    # Term and year are not in a CTF: from the file name and/or the hints, which must agree.
-    term = h.term(named.term if named else None, "file name <TERM> (CTF_<LA>_<ESTAB>_<TERM>_<YEAR>.xml)")
-    year = h.year(str(named.year) if named else None, "file name <YEAR> (CTF_<LA>_<ESTAB>_<TERM>_<YEAR>.xml)")
+    la = h.la(t.get("SourceSchool/LEA"), where + "SourceSchool/LEA")
+    estab = h.estab(t.get("SourceSchool/Estab"), where + "SourceSchool/Estab")
+    check_name(
+        path,
+        named,
+        {"la": (la, where + "SourceSchool/LEA"), "estab": (estab, where + "SourceSchool/Estab")},
+    )
+    stamp = h.datetime(t.get("DateTime"), where + "DateTime")
+    # Term and year: the file name and/or the hints (which must agree), else the term of DateTime.
+    name_term = named.term if named else None
+    name_year = str(named.year) if named else None
+    if name_term is None and hints.term is None and stamp is not None:
+        name_term, derived_year = term_of(stamp.date())
+        name_year = name_year or str(derived_year)
+    term = h.term(name_term, "file name <TERM> (CTF_<LA>_<ESTAB>_<TERM>_<YEAR>.xml)")
+    year = h.year(name_year, "file name <YEAR> (CTF_<LA>_<ESTAB>_<TERM>_<YEAR>.xml)")
+    item = where + "SourceSchool/AcademicYear"
+    check_academic_year(path, term, year, academic_year(path, t.get("SourceSchool/AcademicYear"), item), item)
     dest_la, dest_estab = t.get("DestSchool/LEA"), t.get("DestSchool/Estab")
     return ExtractHeader(
         format="ctf_xml",
-        la=h.la(t.get("SourceSchool/LEA"), where + "SourceSchool/LEA"),
-        estab=h.estab(t.get("SourceSchool/Estab"), where + "SourceSchool/Estab"),
+        la=la,
+        estab=estab,
         urn=h.urn(t.get("SourceSchool/URN"), where + "SourceSchool/URN"),
         term=term,
         year=year,
-        reference_date=codes.reference_date(term, year),
+        # Dated by its DateTime: a transfer is a snapshot of the day it was written, not a census day.
+        reference_date=stamp.date() if stamp is not None else codes.reference_date(term, year),
         software=t.get("SupplierID"),
         software_release=t.get("CTFversion"),
-        document_datetime=h.datetime(t.get("DateTime"), where + "DateTime"),
+        document_datetime=stamp,
         dest_laestab=dest_la + dest_estab if dest_la and dest_estab else None,
         source_files=(path.name,),
     )

@@ -3,7 +3,14 @@
 ``pupilonroll`` is streamed row by row; ``addressesonroll`` and ``fsmperiod`` are read first into
 dicts keyed by UPN. Memory bound: one small tuple of strings per address row and per FSM row of one
 school (under 1 KB per pupil, so about 5 MB for a 5,000-pupil school), independent of the pupil table.
-LA-wide tables should be split per school before reading.
+Each side table is capped at ``CsvRules.side_table_max_rows`` rows (CT-PARSE-TOO-LARGE, naming the file
+and line): an LA-wide table must be split per school before it is sent.
+
+Columns: a column that is not one of the table's (``COLUMNS``) is never read. Because a renamed optional
+column (``senneeds`` sent as ``sen_needs``) would otherwise empty that item for every pupil without a
+word, each one is reported: a CT-PARSE-UNKNOWN-COLUMN issue naming the file, line 1 and the column (and
+the absent column it may be a renaming of), given to the caller's ``issues`` list; or, with
+``CsvRules(unknown_columns="quarantine")``, a whole-file ParseError.
 
 Which file is which table is decided by its header, not its name. The header of the extract (LA,
 establishment, term, year) is not in any table: it comes from the file name
@@ -11,8 +18,8 @@ establishment, term, year) is not in any table: it comes from the file name
 only from the hints; the reference date from ``codes.reference_date``.
 
 Accepted variants: UTF-8 with or without BOM; LF or CRLF; comma (or, if the header has none, tab or
-semicolon) separated; column names in any case; extra columns ignored; optional columns absent (None);
-dates ISO or ``2020-Apr-25 00:00:00``; booleans True/False/true/false/1/0/Y/N/Yes/No.
+semicolon) separated; column names in any case; extra columns reported and ignored; optional columns
+absent (None); dates ISO or ``2020-Apr-25 00:00:00``; booleans True/False/true/false/1/0/Y/N/Yes/No.
 
 Join rules (assumptions): the k-th ``pupilonroll`` row with a UPN takes the k-th address row with that
 UPN (exports write one address row per pupil row, in order); every FSM row with a UPN goes to every
@@ -24,11 +31,12 @@ given to the caller's ``issues`` list once the pupil table has been read.
 from __future__ import annotations
 
 import csv
+import difflib
 import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Final, NamedTuple
+from typing import IO, Final, Literal, NamedTuple
 
 from censustrace.census import codes
 from censustrace.census.formats.common import (
@@ -41,7 +49,9 @@ from censustrace.census.formats.common import (
     NO_HINTS,
     ORPHAN,
     SHAPE,
+    TOO_LARGE,
     TRUNCATED,
+    UNKNOWN_COLUMN,
     UPN_AT,
     ExtractHeader,
     ExtractHints,
@@ -113,6 +123,18 @@ REQUIRED: Final[dict[str, tuple[str, ...]]] = {
     ADDRESSESONROLL: ("upn", POSTCODE_COLUMN),
     FSMPERIOD: ("upn", *FSM_COLUMNS),
 }
+
+
+@dataclass(frozen=True, slots=True)
+class CsvRules:
+    """How strict the reader is (the instance's settings: ``CENSUSTRACE_CSV_UNKNOWN_COLUMNS`` and
+    ``CENSUSTRACE_CSV_SIDE_TABLE_MAX_ROWS``)."""
+
+    unknown_columns: Literal["warn", "quarantine"] = "warn"
+    side_table_max_rows: int = 200_000
+
+
+DEFAULT_RULES: Final = CsvRules()
 _UTF8_BOM: Final = b"\xef\xbb\xbf"
 #: Longest physical line read (a census row is under 2 KB): keeps memory flat whatever the file holds.
 MAX_LINE_BYTES: Final = 1 << 20
@@ -240,11 +262,45 @@ class _Table:
                 )
             yield number, row
 
+    @property
+    def line(self) -> int:
+        """The physical line last read (1 is the header)."""
+        return self._lines.line
+
     def close(self) -> None:
         self._fh.close()
 
 
-def _open_tables(paths: Path | Iterable[Path]) -> dict[str, _Table]:
+def unknown_columns(table: str, opened: _Table) -> list[ParseIssue]:
+    """One CT-PARSE-UNKNOWN-COLUMN issue per column the table does not have, in header order."""
+    known = COLUMNS[table]
+    absent = [c for c in known if c not in opened.index]
+    found = []
+    for name in opened.columns:
+        if name in known or not name:
+            continue
+        close = difflib.get_close_matches(name.replace("_", "").replace(" ", ""), absent, n=1, cutoff=0.75)
+        hint = f"; perhaps {close[0]} renamed, which is then empty for every pupil" if close else ""
+        problem = f"is not a column of the {table} table: its values are ignored{hint}"
+        found.append(ParseIssue(UNKNOWN_COLUMN, opened.path.name, 1, "line", WHOLE_ROW, name, problem))
+    return found
+
+
+def _check_columns(tables: dict[str, _Table], rules: CsvRules) -> list[ParseIssue]:
+    issues = [i for table, opened in tables.items() for i in unknown_columns(table, opened)]
+    if issues and rules.unknown_columns == "quarantine":
+        first = issues[0]
+        raise ParseError(
+            UNKNOWN_COLUMN,
+            first.file,
+            f"column {first.item} {first.problem.replace(': its values are ignored', '')}",
+            line=1,
+            item=first.item,
+        )
+    return issues
+
+
+def _open_tables(paths: Path | Iterable[Path], rules: CsvRules = DEFAULT_RULES) -> dict[str, _Table]:
     """Open the three tables of one school, found by their headers; a lone pupilonroll path brings
     its conventionally named siblings (``addressesonroll_<same suffix>``)."""
     given = [Path(paths)] if isinstance(paths, str | Path) else [Path(p) for p in paths]
@@ -267,6 +323,7 @@ def _open_tables(paths: Path | Iterable[Path]) -> dict[str, _Table]:
             raise ParseError(LAYOUT, where, f"the LA export needs the tables: {', '.join(missing)}")
         for table, opened in tables.items():
             opened.require(table)
+        _check_columns(tables, rules)
     except BaseException:
         for opened in tables.values():
             opened.close()
@@ -312,9 +369,11 @@ def _header(tables: dict[str, _Table], hints: ExtractHints) -> ExtractHeader:
     )
 
 
-def read_header(paths: Path | Iterable[Path], hints: ExtractHints = NO_HINTS) -> ExtractHeader:
+def read_header(
+    paths: Path | Iterable[Path], hints: ExtractHints = NO_HINTS, rules: CsvRules = DEFAULT_RULES
+) -> ExtractHeader:
     """The extract header; reads only the header line of each table (to know which is which)."""
-    tables = _open_tables(paths)
+    tables = _open_tables(paths, rules)
     try:
         return _header(tables, hints)
     finally:
@@ -354,13 +413,29 @@ class _Join:
     matched_fsm: set[str] = field(default_factory=set)
 
 
-def _index(tables: dict[str, _Table]) -> _Join:
+def _capped(opened: _Table, cap: int) -> Iterator[tuple[int, list[str]]]:
+    """The rows of a side table, refusing the file past ``cap`` rows (they are all held in memory)."""
+    for number, row in opened.rows():
+        if number > cap:
+            raise ParseError(
+                TOO_LARGE,
+                opened.path,
+                f"more than {cap:,} rows: a side table is held in memory to join its pupils; split an "
+                "LA-wide table per school (or raise CENSUSTRACE_CSV_SIDE_TABLE_MAX_ROWS)",
+                line=opened.line,
+                record=number,
+            )
+        yield number, row
+
+
+def _index(tables: dict[str, _Table], rules: CsvRules = DEFAULT_RULES) -> _Join:
     addr, fsm = tables[ADDRESSESONROLL], tables[FSMPERIOD]
+    cap = rules.side_table_max_rows
     join = _Join({}, {}, [], addr.path.name, fsm.path.name)
     upn_at, width = addr.index["upn"], len(addr.columns)
     line_at = [addr.index.get(c) for c in ADDRESS_COLUMNS]
     post_at, uprn_at = addr.index.get(POSTCODE_COLUMN), addr.index.get(UPRN_COLUMN)
-    for number, row in addr.rows():
+    for number, row in _capped(addr, cap):
         upn = _cell(row, upn_at)
         if not upn:
             join.orphans.append(_orphan(addr.path.name, number, "address_lines", _NO_UPN_PROBLEM))
@@ -371,7 +446,7 @@ def _index(tables: dict[str, _Table]) -> _Join:
         join.addresses.setdefault(upn, []).append(entry)
     upn_at, width = fsm.index["upn"], len(fsm.columns)
     start_at, end_at, country_at = (fsm.index.get(c) for c in FSM_COLUMNS)
-    for number, row in fsm.rows():
+    for number, row in _capped(fsm, cap):
         upn = _cell(row, upn_at)
         if not upn:
             join.orphans.append(_orphan(fsm.path.name, number, "fsm_periods", _NO_UPN_PROBLEM))
@@ -384,7 +459,10 @@ def _index(tables: dict[str, _Table]) -> _Join:
 
 
 def iter_rows(
-    paths: Path | Iterable[Path], hints: ExtractHints = NO_HINTS, issues: list[ParseIssue] | None = None
+    paths: Path | Iterable[Path],
+    hints: ExtractHints = NO_HINTS,
+    issues: list[ParseIssue] | None = None,
+    rules: CsvRules = DEFAULT_RULES,
 ) -> Iterator[ParsedRow]:
     """Every ``pupilonroll`` row, joined to its address and FSM rows, as ``(row, field values, issues)``.
 
@@ -393,23 +471,28 @@ def iter_rows(
     end. Raises :class:`ParseError` for a whole-file problem in any of the three tables, possibly after
     some records were yielded: the caller must then reject the extract.
     """
-    tables = _open_tables(paths)
+    tables = _open_tables(paths, rules)
     try:
         header = _header(tables, hints)
-        join = _index(tables)
+        columns = _check_columns(tables, rules)
+        join = _index(tables, rules)
         yield from _pupils(tables[PUPILONROLL], header, join)
     finally:
         for opened in tables.values():
             opened.close()
     if issues is not None:
+        issues.extend(columns)
         issues.extend(_orphans(join))
 
 
 def iter_records(
-    paths: Path | Iterable[Path], hints: ExtractHints = NO_HINTS, issues: list[ParseIssue] | None = None
+    paths: Path | Iterable[Path],
+    hints: ExtractHints = NO_HINTS,
+    issues: list[ParseIssue] | None = None,
+    rules: CsvRules = DEFAULT_RULES,
 ) -> Iterator[ParsedRecord]:
     """:func:`iter_rows` as ``(row, record, issues)``."""
-    return as_records(iter_rows(paths, hints, issues))
+    return as_records(iter_rows(paths, hints, issues, rules))
 
 
 def _orphans(join: _Join) -> list[ParseIssue]:

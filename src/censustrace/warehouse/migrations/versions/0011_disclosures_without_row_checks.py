@@ -4,7 +4,7 @@ bench/bench_share.py). The build checks the same facts once per share instead (s
 ``censustrace.shares.build``).
 
 Revision ID: 0011
-Revises: 0003
+Revises: 0009
 Create Date: 2026-12-03
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0011"
-down_revision: str | Sequence[str] | None = "0003"
+down_revision: str | Sequence[str] | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
