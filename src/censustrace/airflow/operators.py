@@ -221,8 +221,9 @@ class PublishExtractOperator(_ExtractStepOperator):
 
 
 class CheckShareOperator(CensustraceOperator):
-    """Check the agreement against the policy for this run's day and record the share (or the blocked
-    attempt). A refusal fails the task at once, without retries: retrying cannot change a policy."""
+    """Check the agreement against the policy for today (Europe/London; never the run's logical date)
+    and record the share (or the blocked attempt, once per run). A refusal fails the task at once,
+    without retries: retrying cannot change a policy."""
 
     template_fields = ("agreement_id",)
     ui_color = "#f3e5f5"
@@ -240,17 +241,17 @@ class CheckShareOperator(CensustraceOperator):
 
         lineage = StepLineage()
         self._lineage = lineage
-        as_of = context["dag_run"].run_after.date()
         try:
-            share = check_share(
-                self.agreement_id, get_settings(), as_of, run_key=context["run_id"], lineage=lineage
-            )
+            share = check_share(self.agreement_id, get_settings(), run_key=context["run_id"], lineage=lineage)
         except ShareBlocked as exc:
             for item in exc.share.get("reasons", []):
                 self.log.error("refused: %s %s", item.get("code"), item.get("message"))
             raise AirflowFailException(str(exc)) from exc
         self.log.info(
-            "share %s checked: agreement %s allowed for %s", share["share_id"], self.agreement_id, as_of
+            "share %s checked: agreement %s allowed for %s",
+            share["share_id"],
+            self.agreement_id,
+            share["as_of"],
         )
         return share
 

@@ -40,7 +40,7 @@ from typing import IO, Any, Final
 from sqlalchemy import Connection, Engine, and_, case, select, update
 
 from censustrace.config import Settings
-from censustrace.consent.objections import ConsentCheck, consent_check
+from censustrace.consent.objections import ConsentCheck, agreement_consent_check
 from censustrace.lineage.model import StepLineage
 from censustrace.lineage.naming import file_dataset_name
 from censustrace.shares.check import agreement_values
@@ -118,14 +118,17 @@ def build_share(share_id: str, settings: Settings, *, lineage: StepLineage | Non
 
     Returns the share's summary. If the policy changed since the check, the agreement is checked again:
     a deny now marks the share blocked and raises :class:`ShareBlocked`."""
+    from censustrace.shares.locks import share_lock
+
     engine = warehouse_engine(settings.warehouse_db_url)
-    share = find_share(settings, share_id)
-    if share.status == BLOCKED:
-        raise ShareError(f"share {share_id} is blocked: nothing to build", code=STATE)
-    if share.status == CHECKED:
-        agreement = _current_agreement(settings, engine, share)
-        _build(settings, engine, share, agreement)
+    with share_lock(settings, share_id):  # a concurrent run of the same share waits, then finds it built
         share = find_share(settings, share_id)
+        if share.status == BLOCKED:
+            raise ShareError(f"share {share_id} is blocked: nothing to build", code=STATE)
+        if share.status == CHECKED:
+            agreement = _current_agreement(settings, engine, share)
+            _build(settings, engine, share, agreement)
+            share = find_share(settings, share_id)
     if lineage is not None:
         lineage.extend(build_lineage(settings, share))
     return share.summary()
@@ -184,11 +187,11 @@ def _build(settings: Settings, engine: Engine, share: ShareRow, agreement: Any) 
     folder = staging_dir(settings, share.share_id)
     folder.mkdir(parents=True, exist_ok=True)
     name = file_name_for(share)
-    consent_required = agreement.lawful_basis == "consent"
     built = _Built()
     with tempfile.TemporaryFile("w+", encoding="utf-8", newline="", dir=folder) as spool:
         with engine.connect() as conn:
-            check = consent_check(conn, agreement.purpose, consent_required=consent_required)
+            check = agreement_consent_check(conn, agreement, settings.pupil_key())
+            consent_required = check.consent_required
             fsm = _fsm_periods(conn) if FSM_FIELD in fields else {}
             query, at = _population_query(fields)
             plan = _plan(settings, share, at, fsm, built)
@@ -461,6 +464,7 @@ def _record(
                     "covering": list(check.covering),
                     "consent_required": check.consent_required,
                     "decisions_applied": built.decisions_applied,
+                    "objections": check.objections,
                 },
                 file_name=name,
                 sha256=built.sha256,
