@@ -261,7 +261,7 @@ def child_ours(spec: Json) -> Json:
     base = _status_kib("VmRSS")
     times = {}
     start = time.perf_counter()
-    checked = check_share(AGREEMENT, settings, AS_OF)
+    checked = check_share(AGREEMENT, settings)
     times["check"] = time.perf_counter() - start
     mark = time.perf_counter()
     build_share(checked["share_id"], settings)

@@ -29,7 +29,6 @@ from censustrace.shares.tables import disclosures
 from censustrace.warehouse.db import warehouse_engine
 from tests.privacy import identifiers_in, leaks
 from tests.shares.fixtures import (
-    AS_OF,
     PUPIL_KEY_SECRET,
     Census,
     census,
@@ -189,7 +188,7 @@ def test_the_latest_decision_per_pupil_and_purpose_wins(
     assert reason_for(sh, "research.approved", d) == "withdrawn"
     assert reason_for(sh, "health.school_nursing", a) is None
     assert reason_for(sh, "education.admissions", d) is None  # a decision is about its purpose only
-    result = run_share("t-research", sh, AS_OF)
+    result = run_share("t-research", sh)
     assert result["excluded"] == {"objected": 2, "withdrawn": 1}
     with warehouse_engine(sh.warehouse_db_url).connect() as conn:
         sent = set(
@@ -218,8 +217,8 @@ def test_an_objection_covers_the_purpose_and_its_sub_purposes_only(
     assert reason_for(sh, "research.approved.attainment", child) == "objected"
     assert reason_for(sh, "research.approved", parent) == "objected"
     assert reason_for(sh, "research.approved", child) is None  # a sub-purpose does not cover its parent
-    sub = run_share("t-research-sub", sh, AS_OF)
-    whole = run_share("t-research", sh, AS_OF)
+    sub = run_share("t-research-sub", sh)
+    whole = run_share("t-research", sh)
     assert sub["excluded"] == {"objected": 2}
     assert whole["excluded"] == {"objected": 1}
 

@@ -25,7 +25,7 @@ from censustrace.shares.steps import run_share
 from censustrace.warehouse.db import dispose_engines, warehouse_engine
 from censustrace.warehouse.naming import warehouse_dataset_name, warehouse_namespace
 from censustrace.warehouse.tables import pupil
-from tests.shares.fixtures import AS_OF, PUPIL_KEY_SECRET, consent_files, ingest_census
+from tests.shares.fixtures import PUPIL_KEY_SECRET, consent_files, ingest_census
 
 
 def _pupil_rows(settings: Settings) -> int:
@@ -99,7 +99,7 @@ def test_rekey_keeps_disclosures_and_objections_findable(sh: Settings, census) -
     ingest_census(sh, made)
     for path in consent_files(made):
         ingest_consent_file(path, sh)
-    before = run_share("t-nursing", sh, AS_OF)
+    before = run_share("t-nursing", sh)
     assert before["status"] == "delivered"
     with warehouse_engine(sh.warehouse_db_url).connect() as conn:
         upns = list(conn.execute(select(pupil.c.upn).order_by(pupil.c.record_number)).scalars())
@@ -125,7 +125,7 @@ def test_rekey_keeps_disclosures_and_objections_findable(sh: Settings, census) -
             assert key == hmac.new(new_secret.encode(), upn.encode(), hashlib.sha256).hexdigest()
     assert subject_access(upns, rotated) == found_before
     # Objections recorded under the old key still exclude the same pupils from a new share.
-    after = run_share("t-nursing", rotated, AS_OF, run_key="after-rotation")
+    after = run_share("t-nursing", rotated, run_key="after-rotation")
     assert after["excluded"] == before["excluded"]
     assert after["pupils"] == before["pupils"]
     # The old secret no longer matches anything: a second rotation from it is refused, nothing changed.

@@ -96,9 +96,9 @@ def make_shares(settings: Settings) -> dict[str, str]:
     """Run the real share steps against the repository's demo agreements: one delivered, one blocked."""
     from censustrace.shares.steps import ShareBlocked, check_share, run_share
 
-    made = {ALLOWED: str(run_share(ALLOWED, settings, AS_OF)["share_id"])}
+    made = {ALLOWED: str(run_share(ALLOWED, settings)["share_id"])}
     try:
-        check_share(BLOCKED, settings, AS_OF)
+        check_share(BLOCKED, settings)
     except ShareBlocked as blocked:
         made[BLOCKED] = str(blocked.share["share_id"])
     return made
