@@ -381,7 +381,8 @@ def _gateways(policy: Policy, a: Agreement, j: _Judgement) -> None:
             )
         else:
             found.append(gateway)
-    if found and len(found) == len(cited) and not any(g.supports(a.purpose) for g in found):
+    supported = any(g.supports(a.purpose) for g in found)
+    if found and len(found) == len(cited) and a.purpose in policy.purposes and not supported:
         j.deny(
             "CT-POLICY-GATEWAY-PURPOSE",
             f"no cited legal gateway ({'; '.join(g.citation for g in found)}, {where}) supports purpose "
