@@ -331,3 +331,28 @@ class ApplyRetentionOperator(CensustraceOperator):
         result = apply_retention(get_settings(), context["dag_run"].run_after.date(), lineage=lineage)
         self.log.info("retention: %s", result)
         return result
+
+
+class TakeConsentFilesOperator(CensustraceOperator):
+    """Archive and apply every consent file waiting in ``landing/consent/`` (objections by pupil key;
+    pending ones kept for pupils not seen yet)."""
+
+    ui_color = "#fce4ec"
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from censustrace.config import get_settings
+        from censustrace.consent.landing import take_consent_files
+        from censustrace.lineage.model import StepLineage
+
+        lineage = StepLineage()
+        self._lineage = lineage
+        result = take_consent_files(get_settings(), lineage=lineage)
+        for item in result["files"]:  # file names, counts and codes only: never a UPN
+            self.log.info(
+                "consent file %s: %s rows %s %s",
+                item["file"],
+                item["status"],
+                item["rows"],
+                " ".join(e["code"] for e in item["errors"]),
+            )
+        return result
