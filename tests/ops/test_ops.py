@@ -131,3 +131,22 @@ def test_rekey_keeps_disclosures_and_objections_findable(sh: Settings, census) -
     # The old secret no longer matches anything: a second rotation from it is refused, nothing changed.
     with pytest.raises(RekeyError, match="not made with the current secret"):
         rekey(sh, secrets.token_hex(32).encode())
+
+
+def test_rekey_rekeys_objections_of_pupils_not_seen_yet(sh: Settings, census, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """An objection sent before its pupil's census is re-keyed from its archived file, so it still
+    applies when the pupil appears after the rotation."""
+    from censustrace.consent.tables import consent_decisions
+
+    upn = "A330400026001"
+    path = tmp_path / "early.csv"
+    path.write_text(
+        f"upn,purpose,decision,recorded_on,source\r\n{upn},research.approved,objected,2026-01-05,x\r\n"
+    )
+    assert ingest_consent_file(path, sh).rows_pending == 1
+    new_secret = secrets.token_hex(32)
+    result = rekey(sh, new_secret.encode())
+    assert result["pending_keys"] == 1
+    with warehouse_engine(sh.warehouse_db_url).connect() as conn:
+        (key,) = conn.execute(select(consent_decisions.c.pupil_key)).scalars()
+    assert key == hmac.new(new_secret.encode(), upn.encode(), hashlib.sha256).hexdigest()

@@ -593,6 +593,42 @@ def latest_decisions(conn: Connection, key: str) -> list[dict[str, Any]]:
     ]
 
 
+def decision_upns(
+    conn: Connection, archive_dir: Path, rows: Iterable[tuple[str, int]]
+) -> dict[tuple[str, int], str]:
+    """The UPN of each ``(consent_file_id, row_number)``, read again from the archived bytes of its file
+    (the only place a UPN of a decision is kept): how ``rekey`` re-keys objections of pupils not seen."""
+    from censustrace.intake.archive import archive_path_for
+
+    wanted: dict[str, set[int]] = defaultdict(set)
+    for file_id, number in rows:
+        wanted[file_id].add(number)
+    if not wanted:
+        return {}
+    shas = dict(
+        conn.execute(
+            select(consent_files.c.consent_file_id, consent_files.c.sha256).where(
+                consent_files.c.consent_file_id.in_(sorted(wanted))
+            )
+        ).all()
+    )
+    out: dict[tuple[str, int], str] = {}
+    for file_id, numbers in wanted.items():
+        try:
+            text = archive_path_for(archive_dir, shas[file_id]).read_bytes().decode("utf-8-sig")
+        except (KeyError, OSError, UnicodeDecodeError):
+            continue
+        reader = csv.reader(io.StringIO(text, newline=""))
+        header = [cell.strip().lower() for cell in next(reader, [])]
+        if "upn" not in header:
+            continue
+        at = header.index("upn")
+        for number, cells in enumerate(reader, start=1):  # numbered exactly as when it was applied
+            if number in numbers and len(cells) > at:
+                out[(file_id, number)] = cells[at].strip().upper()
+    return out
+
+
 def file_counts(conn: Connection) -> Counter[str]:
     """Consent files by status."""
     return Counter(
