@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +89,6 @@ def fill_home(
 #: A share the demo policy allows (names and addresses to LA admissions) and one it blocks (the Home Office).
 ALLOWED = "la330-admissions-2026"
 BLOCKED = "home-office-immigration-2026"
-AS_OF = date(2026, 10, 15)
 
 
 def make_shares(settings: Settings) -> dict[str, str]:
