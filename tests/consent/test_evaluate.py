@@ -440,7 +440,11 @@ def test_a_new_law_enforcement_purpose_is_high_risk_without_saying_so(tmp_path: 
         fh.write("    compatible_with_collection: true\n")
     path = policies / "agreements/police-missing-education-2026.yaml"
     edit(path, "purpose: law_enforcement.crime_prevention", "purpose: law_enforcement.missing_children")
-    edit(path, 'legal_gateway: "s115 Crime and Disorder Act 1998; DPA 2018 Sch 2 para 2"', "legal_gateway: null")
+    edit(
+        path,
+        'legal_gateway: "s115 Crime and Disorder Act 1998; DPA 2018 Sch 2 para 2"',
+        "legal_gateway: null",
+    )
     verdict = check_agreement("police-missing-education-2026", CENSUS_DAY, policies)
     assert verdict.verdict == "deny"
     assert "high_risk" in verdict.flags
