@@ -69,14 +69,14 @@ def test_share_commands_end_to_end(home: tuple[Settings, Census]) -> None:
     outcomes = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [o["status"] for o in outcomes] == ["applied"] * len(consents)
 
-    delivered = run(settings, "share", "t-nursing", "--as-of", "2026-10-15", "--json")
+    delivered = run(settings, "share", "t-nursing", "--json")
     assert delivered.returncode == 0, delivered.stderr
     sent = share_json(delivered)
     assert sent["status"] == "delivered"
     assert sent["excluded"]["objected"] > 0
     assert Path(sent["file"]).is_file()
 
-    blocked = run(settings, "share", "t-marketing", "--as-of", "2026-10-15", "--json")
+    blocked = run(settings, "share", "t-marketing", "--json")
     assert blocked.returncode == 1
     refused = share_json(blocked)
     assert refused["status"] == "blocked"
@@ -108,7 +108,7 @@ def test_share_commands_end_to_end(home: tuple[Settings, Census]) -> None:
 
 def test_verify_reports_a_changed_file_and_a_stray_one(home: tuple[Settings, Census]) -> None:
     settings, _ = home
-    sent = share_json(run(settings, "share", "t-research", "--as-of", "2026-10-15", "--json"))
+    sent = share_json(run(settings, "share", "t-research", "--json"))
     path = Path(sent["file"])
     path.write_bytes(path.read_bytes() + b"0,0,0\r\n")
     (path.parent / "stray.csv").write_text("upn\r\nX\r\n")
@@ -121,7 +121,7 @@ def test_verify_reports_a_changed_file_and_a_stray_one(home: tuple[Settings, Cen
 def test_disclosures_reads_upns_from_stdin_and_never_echoes_them(home: tuple[Settings, Census]) -> None:
     settings, generated = home
     run(settings, "consent", "ingest", *[str(p) for p in consent_files(generated)])
-    sent = share_json(run(settings, "share", "t-nursing", "--as-of", "2026-10-15", "--json"))
+    sent = share_json(run(settings, "share", "t-nursing", "--json"))
     with open(sent["file"], encoding="utf-8", newline="") as fh:
         shared = next(iter(fh.read().splitlines()[1:])).split(",")[0]
     stranger = "A999999999999"

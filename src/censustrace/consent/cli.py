@@ -89,7 +89,7 @@ def lint(
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Check policy files before they land: YAML, schema, names. Exit 0 clean, 1 with problems."""
+    """Check policy files before they land: YAML and schema, file and line. Exit 0 clean, 1 with problems."""
     from censustrace.cli import _emit
     from censustrace.config import get_settings
     from censustrace.consent.policies import lint_file, lint_policy
