@@ -291,3 +291,31 @@ def test_a_retried_refused_check_records_one_blocked_attempt(sh: Settings) -> No
     with pytest.raises(ShareBlocked):
         check_share("t-marketing", sh, run_key="scheduled__next")
     assert len(list_shares(sh)) == 2
+
+
+def test_two_concurrent_runs_with_their_own_run_ids_are_two_whole_shares(
+    sh: Settings, census: Callable[..., Census]
+) -> None:
+    ingest_census(sh, census(), emit=False)
+    results: dict[str, dict[str, Any]] = {}
+    errors: list[BaseException] = []
+
+    def run(key: str) -> None:
+        try:
+            results[key] = run_share("t-research", sh, run_key=key)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(key,)) for key in ("manual__a", "manual__b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    a, b = results["manual__a"], results["manual__b"]
+    assert a["share_id"] != b["share_id"]
+    assert a["pupils"] == b["pupils"] > 0
+    for result in (a, b):
+        assert result["status"] == "delivered"
+        assert len(disclosed(sh, str(result["share_id"]))) == result["pupils"]
+    assert len(outbox(sh)) == 2
