@@ -319,3 +319,41 @@ def test_two_concurrent_runs_with_their_own_run_ids_are_two_whole_shares(
         assert result["status"] == "delivered"
         assert len(disclosed(sh, str(result["share_id"]))) == result["pupils"]
     assert len(outbox(sh)) == 2
+
+
+# --- Art 21: the right to object by lawful basis ---------------------------------------------------------
+
+ART21: dict[str, tuple[str, str, bool]] = {
+    # case: (text replaced in t-research, replacement, objecting pupil sent?)
+    "public task: honoured": ("lawful_basis: public_task", "lawful_basis: public_task", False),
+    "legal obligation: recorded and sent": (
+        "lawful_basis: public_task",
+        "lawful_basis: legal_obligation",
+        True,
+    ),
+    "approved Art 21(6) override: sent": (
+        "lawful_basis: public_task",
+        "lawful_basis: public_task\nobjection_override: {ground: research_public_interest, reference: DS7,"
+        ' approved_by: "Data Sharing Approvals Panel", approved_on: 2000-01-01}',
+        True,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(ART21))
+def test_the_right_to_object_follows_the_lawful_basis(
+    case: str, sh: Settings, census: Callable[..., Census], policies: Path, tmp_path: Path
+) -> None:
+    old, new, sent = ART21[case]
+    ingest_census(sh, census(), emit=False)
+    folder = copy_policies(policies, tmp_path)
+    edit_agreement(folder, "t-research", old, new)
+    settings = sh.model_copy(update={"policies_dir": folder})
+    upn, _ = pupils(settings)[0]
+    ingest_consent_file(objections(tmp_path / "objection.csv", [upn]), settings)
+    result = run_share("t-research", settings)
+    assert result["status"] == "delivered"
+    assert (key_of(upn) in disclosed(settings, str(result["share_id"]))) is sent
+    (row,) = list_shares(settings)
+    expected = {False: "honoured", True: "recorded" if "legal_obligation" in new else "overridden"}[sent]
+    assert (row.consent_check or {}).get("objections") == expected
