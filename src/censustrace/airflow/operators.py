@@ -295,14 +295,21 @@ class ReleaseShareOperator(_ShareStepOperator):
     trace_url = ""
 
     def execute(self, context: Any) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowFailException
+
         from censustrace.config import get_settings
         from censustrace.lineage.model import StepLineage
-        from censustrace.shares.steps import release_share
+        from censustrace.shares.steps import ShareBlocked, release_share
 
         settings = get_settings()
         lineage = StepLineage()
         self._lineage = lineage
-        share = release_share(str(self.previous["share_id"]), settings, lineage=lineage)
+        try:
+            share = release_share(str(self.previous["share_id"]), settings, lineage=lineage)
+        except ShareBlocked as exc:  # refused for the day it leaves: retrying cannot change a policy
+            for item in exc.share.get("reasons", []):
+                self.log.error("refused at release: %s %s", item.get("code"), item.get("message"))
+            raise AirflowFailException(str(exc)) from exc
         self.trace_url = f"{settings.viewer_base_url}/shares/{share['share_id']}"
         self.log.info(
             "share %s %s: %s pupils to %s, sha256=%s",
