@@ -36,8 +36,12 @@ pipeline-postgres: install
 	CENSUSTRACE_AIRFLOW_PARALLELISM=2 \
 	$(BIN)/censustrace pipeline --create-databases --use-executor
 
+# `censustrace pipeline` writes the demo agreements, dated onto the academic year containing today, into
+# the home's policies/ folder: serve them when they are there (docs/policies.md, "Shipped agreements").
+DEMO_POLICIES ?= $(CURDIR)/.censustrace/policies
 serve: install
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/censustrace serve
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(if $(wildcard $(DEMO_POLICIES)),CENSUSTRACE_POLICIES_DIR="$(DEMO_POLICIES)") \
+	$(BIN)/censustrace serve
 
 ## Lint, type-check and run the whole test suite.
 test: install lint

@@ -48,6 +48,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from censustrace.census.codes import academic_year_bounds, term_containing
+from censustrace.consent.clock import release_day
+
 Json = dict[str, Any]
 PER_SCHOOL = 1000
 SECRET = "bench-pupil-key-secret"
@@ -55,16 +58,19 @@ AS_OF = dt.date(2026, 10, 15)
 AGREEMENT = "bench-research"
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_POSTGRES_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+# A share is judged for today (Europe/London): the agreement spans the academic year containing today.
+_YEAR = academic_year_bounds(*term_containing(release_day()))
+_APPROVED = _YEAR[0] - dt.timedelta(days=31)
 _AGREEMENT_YAML = f"""\
 id: {AGREEMENT}
 recipient: {{name: "Bench University", type: researcher}}
 purpose: research.approved
 lawful_basis: public_task
-special_category_condition: "Art 9(2)(j) research"
-legal_gateway: "Bench prescribed persons regulations"
-approval: {{reference: DS00001, approved_by: "Data Sharing Approvals Panel", approved_on: 2026-08-01}}
-valid_from: 2026-09-01
-valid_to: 2027-08-31
+special_category_condition: "Art 9(2)(j) research; DPA 2018 Sch 1 para 4"
+legal_gateway: "Education (Individual Pupil Information) (Prescribed Persons) (England) Regulations 2009"
+approval: {{reference: DS00001, approved_by: "Data Sharing Approvals Panel", approved_on: {_APPROVED}}}
+valid_from: {_YEAR[0]}
+valid_to: {_YEAR[1]}
 fields: [upn, dob, postcode, sex, ethnicity, language, sen_provision, nc_year, laestab]
 scope: {{la: ["330"]}}
 transforms: {{upn: pseudonymise, dob: year_month, postcode: district}}
@@ -261,7 +267,7 @@ def child_ours(spec: Json) -> Json:
     base = _status_kib("VmRSS")
     times = {}
     start = time.perf_counter()
-    checked = check_share(AGREEMENT, settings, AS_OF)
+    checked = check_share(AGREEMENT, settings)
     times["check"] = time.perf_counter() - start
     mark = time.perf_counter()
     build_share(checked["share_id"], settings)

@@ -5,7 +5,7 @@ Wiring only; the work lives in ``censustrace.shares`` (see docs/shares.md).
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pendulum
 from airflow.sdk import DAG
@@ -13,8 +13,9 @@ from airflow.sdk import DAG
 from censustrace.airflow.operators import BuildShareOperator, CheckShareOperator, ReleaseShareOperator
 from censustrace.airflow.share_dags import share_dag_specs
 from censustrace.config import get_settings
+from censustrace.consent.clock import release_day
 
-for spec in share_dag_specs(get_settings().policies_dir, date.today()):
+for spec in share_dag_specs(get_settings().policies_dir, release_day()):
     with DAG(
         dag_id=spec.dag_id,
         schedule=spec.schedule,

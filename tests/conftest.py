@@ -26,7 +26,15 @@ for _var in [v for v in os.environ if v.startswith("AIRFLOW__") or v == "AIRFLOW
     del os.environ[_var]
 
 from censustrace.config import Settings, get_settings  # noqa: E402
+from censustrace.consent.clock import release_day  # noqa: E402
+from censustrace.consent.demo import render_demo_policies  # noqa: E402
 
+# The demo agreements dated onto the academic year containing today, as `censustrace pipeline` writes
+# them: tests that run the demo's shares (share DAGs, viewer) get the same outcomes on any date.
+_DEMO_POLICIES = render_demo_policies(
+    Path(__file__).resolve().parents[1] / "policies", _HOME / "policies", release_day()
+)
+os.environ["CENSUSTRACE_POLICIES_DIR"] = str(_DEMO_POLICIES)
 get_settings.cache_clear()
 os.environ.update(get_settings().airflow_env())
 

@@ -7,7 +7,6 @@ configuration error. Commands that report results take ``--json``.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import json
 import os
 import shlex
@@ -357,6 +356,10 @@ def pipeline(
     """Set up, generate the sample census if missing, deliver it and run the pipeline DAGs once:
     census_ingest, then the sample's consent files, then one run of every share DAG."""
     from censustrace.airflow.share_dags import share_dag_specs
+    from censustrace.census.codes import term_containing
+    from censustrace.config import _default_policies_dir
+    from censustrace.consent.clock import release_day
+    from censustrace.consent.demo import render_demo_policies
     from censustrace.consent.objections import ingest_consent_file
     from censustrace.lineage.emit import emit_step
 
@@ -364,9 +367,25 @@ def pipeline(
     if create_databases:
         _create_databases(settings)
     _migrate(settings)
+    today = release_day()
+    term, year = term_containing(today)
+    if settings.policies_dir.resolve() == _default_policies_dir().resolve():
+        # The shipped demo agreements, dated onto the academic year containing today (docs/policies.md).
+        demo = render_demo_policies(settings.policies_dir, settings.home / "policies", today)
+        settings = settings.model_copy(update={"policies_dir": demo})
+        os.environ["CENSUSTRACE_POLICIES_DIR"] = str(demo)  # for the Airflow runs below
     sample = sample or settings.home / "sample"
     if not (sample / "manifest.json").is_file():
-        generate(out=sample, schools=12, pupils_per_school=340, faults=0.01, consents=True, as_json=as_json)
+        generate(
+            out=sample,
+            schools=12,
+            pupils_per_school=340,
+            term=Term(term),
+            year=year,
+            faults=0.01,
+            consents=True,
+            as_json=as_json,
+        )
     # Files of the same names still waiting from an earlier run are refused: this run ingests those.
     with contextlib.suppress(typer.Exit):
         deliver(sample, as_json=as_json)
@@ -395,7 +414,7 @@ def pipeline(
         consents.update({f"files_{outcome.status}": 1, "decisions_applied": outcome.rows_applied})
         consents["rows_rejected"] += outcome.rows_rejected
     lines.append("consents: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(consents.items())))
-    share_dags = [spec.dag_id for spec in share_dag_specs(settings.policies_dir, dt.date.today())]
+    share_dags = [spec.dag_id for spec in share_dag_specs(settings.policies_dir, today)]
     runs |= _run_dags(settings, share_dags, log, use_executor=use_executor)
     shares = {dag: str(runs.get(dag, {}).get("state", "failed")) for dag in share_dags}
     lines.append(

@@ -143,7 +143,7 @@ TABLE: dict[str, Case] = {
         "home-office-immigration-2026",
         "allow",
         flags=frozenset({"high_risk"}),
-        changes={"legal_gateway": "Immigration Act 2016 s55", "approval": APPROVAL},
+        changes={"legal_gateway": "s20 Immigration and Asylum Act 1999", "approval": APPROVAL},
     ),
     "police recipient for safeguarding is flagged high_risk": Case(
         "la330-admissions-2026",
@@ -152,6 +152,7 @@ TABLE: dict[str, Case] = {
         changes={
             "purpose": "local_authority.safeguarding",
             "recipient": {"name": "Police", "type": "police"},
+            "legal_gateway": "s11 Children Act 2004",
         },
     ),
     "research with names": Case(
@@ -216,11 +217,104 @@ TABLE: dict[str, Case] = {
     "commercial marketing even with gateway and Art 9 condition": Case(
         "tutoring-marketing-2026",
         "deny",
-        ("CT-RULE-NO-COMMERCIAL-USE", "CT-RULE-NO-SPECIAL-CATEGORY-TO-OTHER-RECIPIENTS"),
+        (
+            "CT-POLICY-APPROVER-IS-RECIPIENT",
+            "CT-POLICY-GATEWAY-UNKNOWN",
+            "CT-RULE-NO-COMMERCIAL-USE",
+            "CT-RULE-NO-SPECIAL-CATEGORY-TO-OTHER-RECIPIENTS",
+        ),
         frozenset({"sen_provision"}),
         changes={
             "legal_gateway": "none really",
             "special_category_condition": "Art 9(2)(a) explicit consent",
+        },
+    ),
+    "gateway not in gateways.yaml": Case(
+        "la330-sen-transport-2026",
+        "deny",
+        ("CT-POLICY-GATEWAY-UNKNOWN",),
+        changes={"legal_gateway": "s508B Education Act 1996; s999 Invented Act 2031"},
+    ),
+    "gateway written another way (alias, case, 'section')": Case(
+        "research-attainment-gaps-2026",
+        "allow",
+        flags=frozenset({"special_category"}),
+        changes={"legal_gateway": "prescribed persons regulations 2009; Section 83 children act 1989"},
+    ),
+    "gateway for another purpose": Case(
+        "nhs-school-nursing-2026",
+        "deny",
+        ("CT-POLICY-GATEWAY-PURPOSE",),
+        changes={"legal_gateway": "s115 Crime and Disorder Act 1998"},
+    ),
+    "police request citing DPA 2018 Sch 2 para 2": Case(
+        "police-missing-education-2026",
+        "allow",
+        flags=frozenset({"high_risk"}),
+        changes={"legal_gateway": "DPA 2018 Schedule 2 Part 1 paragraph 2"},
+    ),
+    "approved by the recipient's own board": Case(
+        "la330-admissions-2026",
+        "deny",
+        ("CT-POLICY-APPROVER-IS-RECIPIENT",),
+        changes={"approval": {**APPROVAL, "approved_by": "The Example Council School Admissions Board"}},
+    ),
+    "Art 9 by name with its Part 2 paragraph": Case(
+        "la330-sen-transport-2026",
+        "allow",
+        flags=frozenset({"special_category"}),
+        changes={"special_category_condition": "substantial_public_interest; DPA 2018 Sch 1 para 6"},
+    ),
+    "Art 9(2)(g) citation without a Schedule 1 paragraph": Case(
+        "la330-sen-transport-2026",
+        "deny",
+        ("CT-POLICY-ART9-SCHEDULE1",),
+        changes={"special_category_condition": "Art 9(2)(g) substantial public interest"},
+    ),
+    "Art 9(2)(g) with a Part 1 paragraph only": Case(
+        "la330-sen-transport-2026",
+        "deny",
+        ("CT-POLICY-ART9-SCHEDULE1",),
+        changes={"special_category_condition": "substantial_public_interest; DPA 2018 Sch 1 para 2"},
+    ),
+    "Art 9 research by name without paragraph 4": Case(
+        "research-attainment-gaps-2026",
+        "deny",
+        ("CT-POLICY-ART9-SCHEDULE1",),
+        changes={"special_category_condition": "archiving_research_statistics"},
+    ),
+    "objection override for direct marketing": Case(
+        "tutoring-marketing-2026",
+        "deny",
+        (
+            "CT-POLICY-APPROVER-IS-RECIPIENT",
+            "CT-POLICY-ART9-MISSING",
+            "CT-POLICY-GATEWAY-REQUIRED",
+            "CT-POLICY-ART21-MARKETING",
+            "CT-RULE-NO-COMMERCIAL-USE",
+            "CT-RULE-NO-SPECIAL-CATEGORY-TO-OTHER-RECIPIENTS",
+        ),
+        frozenset({"sen_provision"}),
+        changes={
+            "objection_override": {
+                "ground": "compelling_legitimate_grounds",
+                "reference": "X1",
+                "approved_by": "Data Sharing Approvals Panel",
+                "approved_on": date(2026, 8, 1),
+            }
+        },
+    ),
+    "research override outside research": Case(
+        "la330-admissions-2026",
+        "deny",
+        ("CT-POLICY-ART21-OVERRIDE",),
+        changes={
+            "objection_override": {
+                "ground": "research_public_interest",
+                "reference": "X2",
+                "approved_by": "Data Sharing Approvals Panel",
+                "approved_on": date(2026, 8, 1),
+            }
         },
     ),
     "typo'd key": Case(
@@ -346,7 +440,11 @@ def test_a_new_law_enforcement_purpose_is_high_risk_without_saying_so(tmp_path: 
         fh.write("    compatible_with_collection: true\n")
     path = policies / "agreements/police-missing-education-2026.yaml"
     edit(path, "purpose: law_enforcement.crime_prevention", "purpose: law_enforcement.missing_children")
-    edit(path, 'legal_gateway: "s115 Crime and Disorder Act 1998"', "legal_gateway: null")
+    edit(
+        path,
+        'legal_gateway: "s115 Crime and Disorder Act 1998; DPA 2018 Sch 2 para 2"',
+        "legal_gateway: null",
+    )
     verdict = check_agreement("police-missing-education-2026", CENSUS_DAY, policies)
     assert verdict.verdict == "deny"
     assert "high_risk" in verdict.flags

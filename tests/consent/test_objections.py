@@ -29,7 +29,6 @@ from censustrace.shares.tables import disclosures
 from censustrace.warehouse.db import warehouse_engine
 from tests.privacy import identifiers_in, leaks
 from tests.shares.fixtures import (
-    AS_OF,
     PUPIL_KEY_SECRET,
     Census,
     census,
@@ -118,7 +117,7 @@ def test_bad_rows_are_reported_by_row_number_and_the_rest_applied(
         tmp_path / "consents_330_4000_AUT_2026.csv",
         [
             [known[0], "research.approved", "objected", "2026-05-01", "parent_form"],  # 1 good
-            [stranger, "research.approved", "objected", "2026-05-01", "parent_form"],  # 2 unknown UPN
+            [stranger, "research.approved", "objected", "2026-05-01", "parent_form"],  # 2 pending
             [known[1], "research.approved", "objected", "2026-13-01", "parent_form"],  # 3 bad date
             [known[2], "research.approved", "maybe", "2026-05-01", "parent_form"],  # 4 bad decision
             [known[3], "marketing.spam", "objected", "2026-05-01", "parent_form"],  # 5 unknown purpose
@@ -130,10 +129,11 @@ def test_bad_rows_are_reported_by_row_number_and_the_rest_applied(
     )
     outcome = ingest_consent_file(path, sh)
     assert outcome.status == "applied"
-    assert (outcome.rows_read, outcome.rows_applied, outcome.rows_rejected) == (9, 2, 7)
+    # A pupil not seen yet is kept (pending), not rejected: the objection applies when they appear.
+    assert (outcome.rows_read, outcome.rows_applied, outcome.rows_rejected) == (9, 3, 6)
+    assert outcome.rows_pending == 1
     by_code = {e["code"]: e for e in outcome.errors}
     assert set(by_code) == {
-        "CT-CONSENT-UPN-UNKNOWN",
         "CT-CONSENT-DATE",
         "CT-CONSENT-DECISION",
         "CT-CONSENT-PURPOSE",
@@ -142,7 +142,6 @@ def test_bad_rows_are_reported_by_row_number_and_the_rest_applied(
     }
     assert by_code["CT-CONSENT-DATE"]["location"] == f"{path.name}, rows 3, 9"
     assert "2 rows" in by_code["CT-CONSENT-DATE"]["message"]
-    assert by_code["CT-CONSENT-UPN-UNKNOWN"]["location"] == f"{path.name}, row 2"
     assert by_code["CT-CONSENT-SHAPE"]["location"].endswith("row 7")
     text = json.dumps(outcome.as_dict())
     for value in (stranger, *known[:7], "maybe", "marketing.spam", "2026-13-01", "01/05/2026"):
@@ -150,6 +149,7 @@ def test_bad_rows_are_reported_by_row_number_and_the_rest_applied(
     applied = all_rows(sh, consent_decisions)
     assert sorted((d["row_number"], d["pupil_key"]) for d in applied) == [
         (1, key_of(known[0])),
+        (2, key_of(stranger)),
         (8, key_of(known[5])),
     ]
     stored = all_rows(sh, consent_files)[0]
@@ -189,7 +189,7 @@ def test_the_latest_decision_per_pupil_and_purpose_wins(
     assert reason_for(sh, "research.approved", d) == "withdrawn"
     assert reason_for(sh, "health.school_nursing", a) is None
     assert reason_for(sh, "education.admissions", d) is None  # a decision is about its purpose only
-    result = run_share("t-research", sh, AS_OF)
+    result = run_share("t-research", sh)
     assert result["excluded"] == {"objected": 2, "withdrawn": 1}
     with warehouse_engine(sh.warehouse_db_url).connect() as conn:
         sent = set(
@@ -218,8 +218,8 @@ def test_an_objection_covers_the_purpose_and_its_sub_purposes_only(
     assert reason_for(sh, "research.approved.attainment", child) == "objected"
     assert reason_for(sh, "research.approved", parent) == "objected"
     assert reason_for(sh, "research.approved", child) is None  # a sub-purpose does not cover its parent
-    sub = run_share("t-research-sub", sh, AS_OF)
-    whole = run_share("t-research", sh, AS_OF)
+    sub = run_share("t-research-sub", sh)
+    whole = run_share("t-research", sh)
     assert sub["excluded"] == {"objected": 2}
     assert whole["excluded"] == {"objected": 1}
 
@@ -235,6 +235,8 @@ def test_the_same_bytes_twice_apply_once(sh: Settings, census: Callable[..., Cen
         first.consent_file_id,
         0,
     )
+    assert again.rows_in_force == first.rows_applied
+    assert "re-applied" in again.note
     assert len(all_rows(sh, consent_decisions)) == first.rows_applied
     statuses = sorted(r["status"] for r in all_rows(sh, consent_files))
     assert statuses == ["applied", "duplicate"]

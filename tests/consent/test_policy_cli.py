@@ -112,3 +112,43 @@ def test_output_is_identical_across_runs_and_hash_seeds() -> None:
     ]
     assert runs[0] == runs[1]
     assert json.loads(runs[0])["agreements"]
+
+
+def test_a_broken_draft_beside_valid_agreements_is_denied_alone(tmp_path: Path) -> None:
+    policies = copy_policies(tmp_path)
+    broken = policies / "agreements" / "draft-2026.yaml"
+    broken.write_text("id: draft-2026\nrecipient: {name: x, type: other\npurpose: research.approved\n")
+    proc = policy("check", str(broken), "--as-of", "2026-10-01", "--json", policies=policies)
+    assert proc.returncode == 1, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["verdict"] == "deny"
+    assert result["reasons"][0]["code"] == "CT-POLICY-YAML"
+    assert "policies/agreements/draft-2026.yaml:" in result["reasons"][0]["message"]
+    assert "Traceback" not in proc.stderr
+    # The valid agreements beside it are judged normally.
+    ok = policy("check", "la330-sen-transport-2026", "--as-of", "2026-10-01", "--json", policies=policies)
+    assert ok.returncode == 0, ok.stdout
+    listed = json.loads(policy("list", "--as-of", "2026-10-01", "--json", policies=policies).stdout)
+    verdicts = {a["agreement"]: a["verdict"] for a in listed["agreements"]}
+    assert verdicts["draft-2026"] == "deny"
+    assert verdicts["la330-statutory-return-2026"] == "allow"
+
+
+def test_lint_checks_drafts_and_the_whole_folder(tmp_path: Path) -> None:
+    clean = policy("lint", "--json")
+    assert clean.returncode == 0, clean.stdout
+    assert json.loads(clean.stdout)["ok"] is True
+    draft = tmp_path / "new.yaml"
+    draft.write_text(
+        (SHIPPED / "agreements/la330-admissions-2026.yaml").read_text().replace("\nformat:", "\nfromat:")
+    )
+    proc = policy("lint", str(draft), "--json")
+    assert proc.returncode == 1
+    (problem,) = json.loads(proc.stdout)["problems"]
+    assert problem["line"] == line_of(draft, "fromat:")
+    assert "did you mean 'format'" in problem["message"]
+    policies = copy_policies(tmp_path / "copy")
+    (policies / "agreements" / "broken.yaml").write_text("id: [\n")
+    folder = policy("lint", "--json", policies=policies)
+    assert folder.returncode == 1
+    assert {p["file"] for p in json.loads(folder.stdout)["problems"]} == {"policies/agreements/broken.yaml"}

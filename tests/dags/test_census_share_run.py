@@ -57,9 +57,13 @@ def test_allowed_share_is_released_with_lineage_and_refused_one_is_blocked(
     from censustrace.shares.register import list_shares
 
     settings = clean_state
+    from censustrace.census.codes import term_containing
+    from censustrace.consent.clock import release_day
+
+    term, year = term_containing(release_day())  # the sample of the term containing today, as the demo
     manifest = generate(
         GeneratorOptions(
-            schools=2, pupils_per_school=40, term="AUT", year=2026, la="330", seed=11,
+            schools=2, pupils_per_school=40, term=term, year=year, la="330", seed=11,
             fmt="xml", faults=0.0, consents=True, out=tmp_path / "gen",
         )
     )  # fmt: skip

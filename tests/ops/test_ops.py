@@ -25,7 +25,7 @@ from censustrace.shares.steps import run_share
 from censustrace.warehouse.db import dispose_engines, warehouse_engine
 from censustrace.warehouse.naming import warehouse_dataset_name, warehouse_namespace
 from censustrace.warehouse.tables import pupil
-from tests.shares.fixtures import AS_OF, PUPIL_KEY_SECRET, consent_files, ingest_census
+from tests.shares.fixtures import PUPIL_KEY_SECRET, consent_files, ingest_census
 
 
 def _pupil_rows(settings: Settings) -> int:
@@ -99,7 +99,7 @@ def test_rekey_keeps_disclosures_and_objections_findable(sh: Settings, census) -
     ingest_census(sh, made)
     for path in consent_files(made):
         ingest_consent_file(path, sh)
-    before = run_share("t-nursing", sh, AS_OF)
+    before = run_share("t-nursing", sh)
     assert before["status"] == "delivered"
     with warehouse_engine(sh.warehouse_db_url).connect() as conn:
         upns = list(conn.execute(select(pupil.c.upn).order_by(pupil.c.record_number)).scalars())
@@ -125,9 +125,28 @@ def test_rekey_keeps_disclosures_and_objections_findable(sh: Settings, census) -
             assert key == hmac.new(new_secret.encode(), upn.encode(), hashlib.sha256).hexdigest()
     assert subject_access(upns, rotated) == found_before
     # Objections recorded under the old key still exclude the same pupils from a new share.
-    after = run_share("t-nursing", rotated, AS_OF, run_key="after-rotation")
+    after = run_share("t-nursing", rotated, run_key="after-rotation")
     assert after["excluded"] == before["excluded"]
     assert after["pupils"] == before["pupils"]
     # The old secret no longer matches anything: a second rotation from it is refused, nothing changed.
     with pytest.raises(RekeyError, match="not made with the current secret"):
         rekey(sh, secrets.token_hex(32).encode())
+
+
+def test_rekey_rekeys_objections_of_pupils_not_seen_yet(sh: Settings, census, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """An objection sent before its pupil's census is re-keyed from its archived file, so it still
+    applies when the pupil appears after the rotation."""
+    from censustrace.consent.tables import consent_decisions
+
+    upn = "A330400026001"
+    path = tmp_path / "early.csv"
+    path.write_text(
+        f"upn,purpose,decision,recorded_on,source\r\n{upn},research.approved,objected,2026-01-05,x\r\n"
+    )
+    assert ingest_consent_file(path, sh).rows_pending == 1
+    new_secret = secrets.token_hex(32)
+    result = rekey(sh, new_secret.encode())
+    assert result["pending_keys"] == 1
+    with warehouse_engine(sh.warehouse_db_url).connect() as conn:
+        (key,) = conn.execute(select(consent_decisions.c.pupil_key)).scalars()
+    assert key == hmac.new(new_secret.encode(), upn.encode(), hashlib.sha256).hexdigest()

@@ -18,7 +18,9 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import Engine
 
+from censustrace.census.codes import academic_year_bounds, term_containing
 from censustrace.config import Settings
+from censustrace.consent.clock import release_day
 from censustrace.intake.ingest import IngestOutcome, ingest_file
 from censustrace.lineage.emit import run_event
 from censustrace.lineage.store.db import make_engine, upgrade
@@ -29,17 +31,21 @@ from tests.warehouse.fixtures import PUPIL_KEY_SECRET, generated, land, warehous
 __all__ = ["generated", "land", "lineage_url", "policies", "sh", "warehouse_url"]
 
 REPO = Path(__file__).resolve().parents[2]
-AS_OF = dt.date(2026, 10, 15)  # census AUT 2026 (census day 2026-10-01), agreements valid from 2026-09-01
+# Shares are judged for today (Europe/London) and nothing else, so these agreements are written relative
+# to the academic year that contains today: their outcomes are the same on any date.
+AS_OF = release_day()
+YEAR_START, YEAR_END = academic_year_bounds(*term_containing(AS_OF))
 
-_TERMS = """\
-valid_from: 2026-09-01
-valid_to: 2027-08-31
+_TERMS = f"""\
+valid_from: {YEAR_START.isoformat()}
+valid_to: {YEAR_END.isoformat()}
 frequency: termly
 format: csv
 retention_days: 365
 """
 _APPROVAL = (
-    'approval: {reference: DS09999, approved_by: "Data Sharing Approvals Panel", approved_on: 2026-08-01}'
+    'approval: {reference: DS09999, approved_by: "Data Sharing Approvals Panel", '
+    f"approved_on: {(YEAR_START - dt.timedelta(days=31)).isoformat()}}}"
 )
 
 AGREEMENTS: dict[str, str] = {
@@ -49,8 +55,8 @@ id: t-nursing
 recipient: {{name: "Test NHS Trust", type: health}}
 purpose: health.school_nursing
 lawful_basis: public_task
-special_category_condition: "Art 9(2)(h) health care"
-legal_gateway: "Test gateway regulations 2013"
+special_category_condition: "Art 9(2)(h) health care; DPA 2018 Sch 1 para 2"
+legal_gateway: "SI 2013/351 reg 3"
 {_APPROVAL}
 fields: [upn, forename, surname, dob, sex, postcode, ethnicity, language, nc_year, laestab]
 scope: {{la: ["330"]}}
@@ -62,8 +68,8 @@ id: t-research
 recipient: {{name: "Test University", type: researcher}}
 purpose: research.approved
 lawful_basis: public_task
-special_category_condition: "Art 9(2)(j) research"
-legal_gateway: "Test prescribed persons regulations 2009"
+special_category_condition: "Art 9(2)(j) research; DPA 2018 Sch 1 para 4"
+legal_gateway: "Education (Individual Pupil Information) (Prescribed Persons) (England) Regulations 2009"
 {_APPROVAL}
 fields: [upn, dob, postcode, ethnicity, language, sen_provision, nc_year, laestab]
 scope: {{la: ["330"]}}
@@ -76,7 +82,7 @@ recipient: {{name: "Test Research Service", type: researcher}}
 purpose: research.approved.attainment
 lawful_basis: public_task
 special_category_condition: null
-legal_gateway: "Test prescribed persons regulations 2009"
+legal_gateway: "Education (Individual Pupil Information) (Prescribed Persons) (England) Regulations 2009"
 {_APPROVAL}
 fields: [upn, nc_year]
 scope: {{la: ["330"]}}

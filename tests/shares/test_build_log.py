@@ -16,7 +16,7 @@ from censustrace.shares.steps import build_share, check_share, release_share
 from censustrace.shares.tables import disclosures, shares
 from censustrace.warehouse.db import warehouse_engine, write_transaction
 from censustrace.warehouse.load import CopyStream
-from tests.shares.fixtures import AS_OF, Census, ingest_census
+from tests.shares.fixtures import Census, ingest_census
 
 
 def _logged(settings: Settings, share_id: str) -> tuple[int, str]:
@@ -32,7 +32,7 @@ def test_two_concurrent_builds_of_one_share_record_it_once(
     sh: Settings, census: Callable[..., Census]
 ) -> None:
     ingest_census(sh, census())
-    share_id = check_share("t-research", sh, AS_OF)["share_id"]
+    share_id = check_share("t-research", sh)["share_id"]
     results: list[dict[str, Any]] = []
     errors: list[BaseException] = []
 
@@ -59,7 +59,7 @@ def test_a_build_that_fails_after_writing_rows_records_nothing_and_can_be_retrie
     sh: Settings, census: Callable[..., Census], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ingest_census(sh, census())
-    share_id = check_share("t-research", sh, AS_OF)["share_id"]
+    share_id = check_share("t-research", sh)["share_id"]
 
     def disk_full(*args: Any, **kwargs: Any) -> Any:
         raise OSError(28, "No space left on device")

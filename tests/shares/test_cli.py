@@ -69,14 +69,14 @@ def test_share_commands_end_to_end(home: tuple[Settings, Census]) -> None:
     outcomes = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [o["status"] for o in outcomes] == ["applied"] * len(consents)
 
-    delivered = run(settings, "share", "t-nursing", "--as-of", "2026-10-15", "--json")
+    delivered = run(settings, "share", "t-nursing", "--json")
     assert delivered.returncode == 0, delivered.stderr
     sent = share_json(delivered)
     assert sent["status"] == "delivered"
     assert sent["excluded"]["objected"] > 0
     assert Path(sent["file"]).is_file()
 
-    blocked = run(settings, "share", "t-marketing", "--as-of", "2026-10-15", "--json")
+    blocked = run(settings, "share", "t-marketing", "--json")
     assert blocked.returncode == 1
     refused = share_json(blocked)
     assert refused["status"] == "blocked"
@@ -108,7 +108,7 @@ def test_share_commands_end_to_end(home: tuple[Settings, Census]) -> None:
 
 def test_verify_reports_a_changed_file_and_a_stray_one(home: tuple[Settings, Census]) -> None:
     settings, _ = home
-    sent = share_json(run(settings, "share", "t-research", "--as-of", "2026-10-15", "--json"))
+    sent = share_json(run(settings, "share", "t-research", "--json"))
     path = Path(sent["file"])
     path.write_bytes(path.read_bytes() + b"0,0,0\r\n")
     (path.parent / "stray.csv").write_text("upn\r\nX\r\n")
@@ -121,7 +121,7 @@ def test_verify_reports_a_changed_file_and_a_stray_one(home: tuple[Settings, Cen
 def test_disclosures_reads_upns_from_stdin_and_never_echoes_them(home: tuple[Settings, Census]) -> None:
     settings, generated = home
     run(settings, "consent", "ingest", *[str(p) for p in consent_files(generated)])
-    sent = share_json(run(settings, "share", "t-nursing", "--as-of", "2026-10-15", "--json"))
+    sent = share_json(run(settings, "share", "t-nursing", "--json"))
     with open(sent["file"], encoding="utf-8", newline="") as fh:
         shared = next(iter(fh.read().splitlines()[1:])).split(",")[0]
     stranger = "A999999999999"
@@ -137,7 +137,7 @@ def test_disclosures_reads_upns_from_stdin_and_never_echoes_them(home: tuple[Set
         "health.school_nursing",
         "public_task",
     )
-    assert disclosed["legal_gateway"] == "Test gateway regulations 2013"
+    assert disclosed["legal_gateway"] == "SI 2013/351 reg 3"
     assert set(disclosed["fields"]) <= set(sent["fields"])
     assert "upn" in disclosed["fields"]
     assert disclosed["source"]["sha256"] in {f["sha256"] for f in generated[1]["files"]}
@@ -151,12 +151,17 @@ def test_consent_ingest_reports_bad_rows_and_exits_1(home: tuple[Settings, Censu
     settings, _ = home
     bad = tmp_path / "consents_330_4000_AUT_2026.csv"
     bad.write_text(
-        "upn,purpose,decision,recorded_on,source\r\nA999999999999,research.approved,object,2025-01-01,x\r\n"
+        "upn,purpose,decision,recorded_on,source\r\n"
+        "A999999999999,research.approved,object,2025-01-01,x\r\n"
+        "A999999999998,research.approved,maybe,2025-01-01,x\r\n"
     )
     proc = run(settings, "consent", "ingest", str(bad), "--json")
     assert proc.returncode == 1
     (outcome,) = [json.loads(line) for line in proc.stdout.splitlines()]
-    assert [e["code"] for e in outcome["errors"]] == ["CT-CONSENT-UPN-UNKNOWN"]
+    assert [e["code"] for e in outcome["errors"]] == ["CT-CONSENT-DECISION"]
+    # A pupil not seen yet is no bad row: the objection is kept and applies when they appear.
+    assert outcome["rows"]["pending"] == 1
+    assert outcome["rows"]["applied"] == 1
     assert "A999999999999" not in proc.stdout
 
 

@@ -28,7 +28,7 @@ from censustrace.shares.tables import disclosures, shares
 from censustrace.shares.transforms import pseudonym_key
 from censustrace.warehouse.db import warehouse_engine
 from censustrace.warehouse.tables import pupil
-from tests.shares.fixtures import AS_OF, PUPIL_KEY_SECRET, Census, consent_files, ingest_census
+from tests.shares.fixtures import AS_OF, PUPIL_KEY_SECRET, YEAR_END, Census, consent_files, ingest_census
 
 SECRET = PUPIL_KEY_SECRET.encode()
 
@@ -83,7 +83,7 @@ def with_consents(settings: Settings, census: Census) -> None:
 def test_share_sends_the_current_pupils_minus_objections(sh: Settings, census: Callable[..., Census]) -> None:
     generated = census(consents=True)
     with_consents(sh, generated)
-    result = run_share("t-nursing", sh, AS_OF)
+    result = run_share("t-nursing", sh)
 
     expected = pupils_in(generated)
     decisions = latest_decisions(generated)
@@ -112,8 +112,8 @@ def test_pseudonyms_are_per_agreement_and_not_the_pupil_key(
 ) -> None:
     generated = census()
     ingest_census(sh, generated)
-    research = run_share("t-research", sh, AS_OF)
-    other = run_share("t-research-sub", sh, AS_OF)
+    research = run_share("t-research", sh)
+    other = run_share("t-research-sub", sh)
     rows = read_csv(research["file"])
     key = pseudonym_key(SECRET, "t-research")
     by_pseudonym = {
@@ -142,7 +142,7 @@ def test_refused_and_not_obtained_codes_are_never_sent(sh: Settings, census: Cal
         refused = conn.execute(
             select(func.count()).select_from(pupil).where(pupil.c.ethnicity.in_(("REFU", "NOBT")))
         ).scalar_one()
-    result = run_share("t-nursing", sh, AS_OF)
+    result = run_share("t-nursing", sh)
     rows = read_csv(result["file"])
     assert not {"REFU", "NOBT"} & {r["ethnicity"] for r in rows}
     assert not {"REF", "NOT"} & {r["language"] for r in rows}
@@ -171,7 +171,7 @@ def test_spreadsheet_formulas_are_sent_as_text(sh: Settings, census: Callable[..
                 .where(pupil.c.extract_id == extract_id, pupil.c.record_number == number)
                 .values(surname=surname, forename=forename)
             )
-    rows = read_csv(run_share("t-admissions", sh, AS_OF)["file"])
+    rows = read_csv(run_share("t-admissions", sh)["file"])
     cells = [value for row in rows for value in row.values()]
     assert not [c for c in cells if c[:1] in ("=", "+", "-", "@")]
     assert {"'" + s for s in evil} <= {r["surname"] for r in rows}
@@ -183,7 +183,7 @@ def test_consent_as_lawful_basis_sends_only_consenting_pupils(
 ) -> None:
     generated = census(consents=True)
     with_consents(sh, generated)
-    result = run_share("t-youth", sh, AS_OF)
+    result = run_share("t-youth", sh)
     decisions = latest_decisions(generated)
     expected = pupils_in(generated)
     consenting = {u for u in expected if decisions.get((u, "youth_support.services")) == "consent"}
@@ -201,7 +201,7 @@ def test_consent_as_lawful_basis_sends_only_consenting_pupils(
 
 def test_a_refused_agreement_records_a_blocked_share_and_sends_nothing(sh: Settings) -> None:
     with pytest.raises(ShareBlocked) as caught:
-        run_share("t-marketing", sh, AS_OF)
+        run_share("t-marketing", sh)
     blocked = caught.value.share
     assert caught.value.code == "CT-SHARE-BLOCKED"
     assert blocked["status"] == "blocked"
@@ -220,9 +220,18 @@ def test_a_refused_agreement_records_a_blocked_share_and_sends_nothing(sh: Setti
     assert disclosed_keys(sh, row.share_id) == []
 
 
-def test_an_expired_agreement_is_blocked(sh: Settings) -> None:
+def test_an_expired_agreement_is_blocked(sh: Settings, policies: Path, tmp_path: Path) -> None:
+    import shutil
+
+    folder = tmp_path / "policies"
+    shutil.copytree(policies, folder)
+    agreement = folder / "agreements" / "t-nursing.yaml"
+    ended = (AS_OF - dt.timedelta(days=1)).isoformat()  # valid_to is inclusive: yesterday is over
+    text = agreement.read_text()
+    agreement.write_text(text.replace(f"valid_to: {YEAR_END.isoformat()}", f"valid_to: {ended}"))
+    settings = sh.model_copy(update={"policies_dir": folder})
     with pytest.raises(ShareBlocked) as caught:
-        run_share("t-nursing", sh, dt.date(2027, 9, 1))
+        run_share("t-nursing", settings)
     assert "CT-POLICY-EXPIRED" in {r["code"] for r in caught.value.share["reasons"]}
 
 
@@ -230,22 +239,22 @@ def test_an_unknown_agreement_is_a_usage_error_and_records_nothing(sh: Settings)
     from censustrace.consent.policies import UnknownAgreement
 
     with pytest.raises(UnknownAgreement, match="t-nursin") as caught:
-        run_share("t-nursin", sh, AS_OF)
+        run_share("t-nursin", sh)
     assert caught.value.exit_code == 2
     assert list_shares(sh) == []
 
 
 def test_steps_are_idempotent_with_a_run_key(sh: Settings, census: Callable[..., Census]) -> None:
     ingest_census(sh, census())
-    first = check_share("t-research", sh, AS_OF, run_key="scheduled__2026-10-15")
-    again = check_share("t-research", sh, AS_OF, run_key="scheduled__2026-10-15")
+    first = check_share("t-research", sh, run_key="scheduled__2026-10-15")
+    again = check_share("t-research", sh, run_key="scheduled__2026-10-15")
     assert first["share_id"] == again["share_id"]
     share_id = first["share_id"]
     built = build_share(share_id, sh)
     assert build_share(share_id, sh) == built
     released = release_share(share_id, sh)
     assert release_share(share_id, sh) == released
-    assert check_share("t-research", sh, AS_OF, run_key="scheduled__2026-10-15")["status"] == "delivered"
+    assert check_share("t-research", sh, run_key="scheduled__2026-10-15")["status"] == "delivered"
     assert len(list_shares(sh)) == 1
     assert [p.name for p in sh.share_outbox_dir.rglob("*.csv")] == [Path(released["file"]).name]
     with warehouse_engine(sh.warehouse_db_url).connect() as conn:
@@ -254,7 +263,7 @@ def test_steps_are_idempotent_with_a_run_key(sh: Settings, census: Callable[...,
     assert count == released["pupils"]
     assert status == "delivered"
     # A new run key is a new share.
-    other = run_share("t-research", sh, AS_OF, run_key="scheduled__2027-01-15")
+    other = run_share("t-research", sh, run_key="scheduled__2027-01-15")
     assert other["share_id"] != share_id
 
 
@@ -267,7 +276,7 @@ def test_a_policy_change_after_the_check_is_checked_again(
     changed = tmp_path / "policies"
     shutil.copytree(policies, changed)
     settings = sh.model_copy(update={"policies_dir": changed})
-    checked = check_share("t-research", settings, AS_OF)
+    checked = check_share("t-research", settings)
     agreement = changed / "agreements" / "t-research.yaml"
     agreement.write_text(
         agreement.read_text().replace("transforms: {upn: pseudonymise, dob: year,", "transforms: {dob: year,")
@@ -280,19 +289,39 @@ def test_a_policy_change_after_the_check_is_checked_again(
     assert row.file_name is None
 
 
-def test_an_invalid_policy_file_blocks_every_share_naming_the_file_and_line(
+def test_a_broken_agreement_is_blocked_alone_naming_the_file_and_line(
+    sh: Settings, census: Callable[..., Census], policies: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    ingest_census(sh, census())
+    broken = tmp_path / "policies"
+    shutil.copytree(policies, broken)
+    agreement = broken / "agreements" / "t-research.yaml"
+    agreement.write_text(agreement.read_text().replace("lawful_basis:", "lawfull_basis:"))
+    (broken / "agreements" / "draft.yaml").write_text("id: draft\nfields: [upn\n")  # not even YAML
+    settings = sh.model_copy(update={"policies_dir": broken})
+    with pytest.raises(ShareBlocked) as caught:
+        run_share("t-research", settings)
+    messages = " ".join(r["message"] for r in caught.value.share["reasons"])
+    assert "agreements/t-research.yaml:4" in messages
+    assert "lawfull_basis" in messages
+    # The valid agreement beside it is judged on its own and delivered.
+    assert run_share("t-nursing", settings)["status"] == "delivered"
+    assert [r.status for r in list_shares(settings)] == ["blocked", "delivered"]
+
+
+def test_a_broken_shared_policy_file_still_blocks_every_share(
     sh: Settings, policies: Path, tmp_path: Path
 ) -> None:
     import shutil
 
     broken = tmp_path / "policies"
     shutil.copytree(policies, broken)
-    agreement = broken / "agreements" / "t-research.yaml"
-    agreement.write_text(agreement.read_text().replace("lawful_basis:", "lawfull_basis:"))
+    (broken / "rules.yaml").write_text(
+        (broken / "rules.yaml").read_text().replace("effect: deny", "effect: [deny", 1)
+    )
     settings = sh.model_copy(update={"policies_dir": broken})
     with pytest.raises(ShareBlocked) as caught:
-        run_share("t-nursing", settings, AS_OF)
-    messages = " ".join(r["message"] for r in caught.value.share["reasons"])
-    assert "agreements/t-research.yaml:4" in messages
-    assert "lawfull_basis" in messages
-    assert list_shares(settings)[0].status == "blocked"
+        run_share("t-nursing", settings)
+    assert "policies/rules.yaml" in " ".join(r["message"] for r in caught.value.share["reasons"])

@@ -21,7 +21,7 @@ from censustrace.shares.build import staging_dir
 from censustrace.shares.register import find_share
 from censustrace.shares.steps import build_share, check_share, release_share, run_share
 from tests.privacy import identifiers_in, leaks
-from tests.shares.fixtures import AS_OF, Census, consent_files, ingest_census, lineage_engine
+from tests.shares.fixtures import Census, consent_files, ingest_census, lineage_engine
 
 
 def stored_events(settings: Settings) -> list[dict[str, Any]]:
@@ -47,7 +47,7 @@ def test_share_events_are_valid_and_carry_no_pupil_data(sh: Settings, census: Ca
     for path in consent_files(generated):
         ingest_consent_file(path, sh)
     steps = [StepLineage() for _ in range(3)]
-    checked = check_share("t-nursing", sh, AS_OF, lineage=steps[0])
+    checked = check_share("t-nursing", sh, lineage=steps[0])
     build_share(checked["share_id"], sh, lineage=steps[1])
     result = release_share(checked["share_id"], sh, lineage=steps[2])
     events = [
@@ -72,7 +72,7 @@ def test_column_lineage_and_share_facets(sh: Settings, census: Callable[..., Cen
     ingest_census(sh, generated)
     for path in consent_files(generated):
         ingest_consent_file(path, sh)
-    result = run_share("t-research", sh, AS_OF)
+    result = run_share("t-research", sh)
     (event,) = [e for e in stored_events(sh) if e["job"]["name"] == "census_share__t-research.release"]
     (output,) = event["outputs"]
     assert (output["namespace"], output["name"]) == ("file", result["file"])
@@ -125,9 +125,9 @@ def test_a_share_made_before_a_resubmission_traces_to_the_old_file(
     old_sha, new_sha = first[1]["files"][0]["sha256"], second[1]["files"][0]["sha256"]
     assert old_sha != new_sha
     ingest_census(sh, first)
-    before = run_share("t-research", sh, AS_OF)
+    before = run_share("t-research", sh)
     ingest_census(sh, second)
-    after = run_share("t-research", sh, AS_OF)
+    after = run_share("t-research", sh)
 
     old_trace, new_trace = trace(sh, before), trace(sh, after)
     assert [(s["sha256"], s["original_name"]) for s in old_trace["sources"]] == [
@@ -142,7 +142,7 @@ def test_staged_and_released_names_follow_the_naming_conventions(
 ) -> None:
     ingest_census(sh, census(), emit=False)
     step = StepLineage()
-    checked = check_share("t-research", sh, AS_OF)
+    checked = check_share("t-research", sh)
     build_share(checked["share_id"], sh, lineage=step)
     staged = [o for o in step.outputs if o.namespace == "file"]
     assert [o.name for o in staged] == [

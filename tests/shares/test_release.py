@@ -18,7 +18,7 @@ from censustrace.shares.release import recipient_dir
 from censustrace.shares.steps import build_share, check_share, release_share, run_share
 from censustrace.shares.tables import disclosures, shares
 from censustrace.warehouse.db import warehouse_engine
-from tests.shares.fixtures import AS_OF, Census, ingest_census, lineage_engine
+from tests.shares.fixtures import Census, ingest_census, lineage_engine
 
 
 def visible(settings: Settings) -> list[Path]:
@@ -44,7 +44,7 @@ def events_of(settings: Settings, share_id: str) -> int:
 
 def built_share(settings: Settings, census: Callable[..., Census]) -> str:
     ingest_census(settings, census(), emit=False)
-    share_id = str(check_share("t-research", settings, AS_OF)["share_id"])
+    share_id = str(check_share("t-research", settings)["share_id"])
     build_share(share_id, settings)
     return share_id
 
@@ -73,7 +73,7 @@ def test_lineage_store_down_releases_nothing_and_a_retry_releases_once(
     assert events_of(sh, share_id) == 0
 
     # The CLI's next run resumes the same share; the store is back.
-    result = run_share("t-research", sh, AS_OF)
+    result = run_share("t-research", sh)
     assert result["share_id"] == share_id
     assert result["status"] == "delivered"
     files = visible(sh)
@@ -139,7 +139,7 @@ def test_a_crash_after_the_file_appeared_is_completed_without_a_second_copy(
 
 def test_only_a_built_share_is_released(sh: Settings, census: Callable[..., Census]) -> None:
     ingest_census(sh, census(), emit=False)
-    share_id = str(check_share("t-research", sh, AS_OF)["share_id"])
+    share_id = str(check_share("t-research", sh)["share_id"])
     with pytest.raises(ShareError) as caught:
         release_share(share_id, sh)
     assert caught.value.code == "CT-SHARE-STATE"

@@ -58,7 +58,7 @@ def test_legacy_items_are_erased_with_lineage_and_earlier_shares_still_trace(
     nationality, country = legacy_values(sh)
     assert nationality
     assert country
-    share = run_share("t-research", sh, AS_OF)
+    share = run_share("t-research", sh)
     engine = lineage_engine(sh)
     target = f"dataset:file:{share['file']}@{share['sha256']}"
     before = trace_target(engine, target)["sources"]

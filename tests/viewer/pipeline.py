@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -89,16 +89,15 @@ def fill_home(
 #: A share the demo policy allows (names and addresses to LA admissions) and one it blocks (the Home Office).
 ALLOWED = "la330-admissions-2026"
 BLOCKED = "home-office-immigration-2026"
-AS_OF = date(2026, 10, 15)
 
 
 def make_shares(settings: Settings) -> dict[str, str]:
     """Run the real share steps against the repository's demo agreements: one delivered, one blocked."""
     from censustrace.shares.steps import ShareBlocked, check_share, run_share
 
-    made = {ALLOWED: str(run_share(ALLOWED, settings, AS_OF)["share_id"])}
+    made = {ALLOWED: str(run_share(ALLOWED, settings)["share_id"])}
     try:
-        check_share(BLOCKED, settings, AS_OF)
+        check_share(BLOCKED, settings)
     except ShareBlocked as blocked:
         made[BLOCKED] = str(blocked.share["share_id"])
     return made

@@ -221,8 +221,9 @@ class PublishExtractOperator(_ExtractStepOperator):
 
 
 class CheckShareOperator(CensustraceOperator):
-    """Check the agreement against the policy for this run's day and record the share (or the blocked
-    attempt). A refusal fails the task at once, without retries: retrying cannot change a policy."""
+    """Check the agreement against the policy for today (Europe/London; never the run's logical date)
+    and record the share (or the blocked attempt, once per run). A refusal fails the task at once,
+    without retries: retrying cannot change a policy."""
 
     template_fields = ("agreement_id",)
     ui_color = "#f3e5f5"
@@ -240,17 +241,17 @@ class CheckShareOperator(CensustraceOperator):
 
         lineage = StepLineage()
         self._lineage = lineage
-        as_of = context["dag_run"].run_after.date()
         try:
-            share = check_share(
-                self.agreement_id, get_settings(), as_of, run_key=context["run_id"], lineage=lineage
-            )
+            share = check_share(self.agreement_id, get_settings(), run_key=context["run_id"], lineage=lineage)
         except ShareBlocked as exc:
             for item in exc.share.get("reasons", []):
                 self.log.error("refused: %s %s", item.get("code"), item.get("message"))
             raise AirflowFailException(str(exc)) from exc
         self.log.info(
-            "share %s checked: agreement %s allowed for %s", share["share_id"], self.agreement_id, as_of
+            "share %s checked: agreement %s allowed for %s",
+            share["share_id"],
+            self.agreement_id,
+            share["as_of"],
         )
         return share
 
@@ -294,14 +295,21 @@ class ReleaseShareOperator(_ShareStepOperator):
     trace_url = ""
 
     def execute(self, context: Any) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowFailException
+
         from censustrace.config import get_settings
         from censustrace.lineage.model import StepLineage
-        from censustrace.shares.steps import release_share
+        from censustrace.shares.steps import ShareBlocked, release_share
 
         settings = get_settings()
         lineage = StepLineage()
         self._lineage = lineage
-        share = release_share(str(self.previous["share_id"]), settings, lineage=lineage)
+        try:
+            share = release_share(str(self.previous["share_id"]), settings, lineage=lineage)
+        except ShareBlocked as exc:  # refused for the day it leaves: retrying cannot change a policy
+            for item in exc.share.get("reasons", []):
+                self.log.error("refused at release: %s %s", item.get("code"), item.get("message"))
+            raise AirflowFailException(str(exc)) from exc
         self.trace_url = f"{settings.viewer_base_url}/shares/{share['share_id']}"
         self.log.info(
             "share %s %s: %s pupils to %s, sha256=%s",
@@ -329,4 +337,29 @@ class ApplyRetentionOperator(CensustraceOperator):
         self._lineage = lineage
         result = apply_retention(get_settings(), context["dag_run"].run_after.date(), lineage=lineage)
         self.log.info("retention: %s", result)
+        return result
+
+
+class TakeConsentFilesOperator(CensustraceOperator):
+    """Archive and apply every consent file waiting in ``landing/consent/`` (objections by pupil key;
+    pending ones kept for pupils not seen yet)."""
+
+    ui_color = "#fce4ec"
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from censustrace.config import get_settings
+        from censustrace.consent.landing import take_consent_files
+        from censustrace.lineage.model import StepLineage
+
+        lineage = StepLineage()
+        self._lineage = lineage
+        result = take_consent_files(get_settings(), lineage=lineage)
+        for item in result["files"]:  # file names, counts and codes only: never a UPN
+            self.log.info(
+                "consent file %s: %s rows %s %s",
+                item["file"],
+                item["status"],
+                item["rows"],
+                " ".join(e["code"] for e in item["errors"]),
+            )
         return result

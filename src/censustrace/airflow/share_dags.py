@@ -76,12 +76,14 @@ def _spec(path: Path, today: dt.date) -> ShareDagSpec:
         f"**Recipient:** {name}  \n**Purpose:** `{purpose}`  \n**Frequency:** {frequency or '?'} "
         f"({state})  \n**Agreement file:** `{path.name}`"
         + (f"  \n**Problem:** {problem}: the check step will refuse it, naming the file." if problem else "")
-        + "\n\n1. **check**: the agreement against `policies/` for the run's day; a refusal records a "
-        "*blocked share* with its reasons and fails the run (no retries);\n"
+        + "\n\n1. **check**: the agreement against `policies/` for today in Europe/London (never the "
+        "run's logical date); a refusal records one *blocked share* with its reasons and fails the run "
+        "(no retries);\n"
         "2. **build**: the current pupils in scope, minus objections, transformed, refused codes "
         "suppressed; the outbound file and its manifest, not yet visible;\n"
-        "3. **release**: share record, disclosure log and lineage event committed, then the file moves "
-        "into `outbox/<recipient>/` (no lineage, no share)."
+        "3. **release**: judged again for the day it leaves (refused: blocked; objections or agreement "
+        "changed: rebuilt), then share record, disclosure log and lineage event committed, and the file "
+        "moves into `outbox/<recipient>/` (no lineage, no share)."
     )
     return ShareDagSpec(
         agreement_id=agreement_id,

@@ -131,6 +131,21 @@ def reference_date(term: str, year: int) -> dt.date:
     return first_thursday + dt.timedelta(weeks=nth - 1)
 
 
+def term_containing(day: dt.date) -> tuple[str, int]:
+    """The census term (and its census year) whose school term contains ``day``: autumn September to
+    December, spring January to March, summer April to August (an assumption: school terms vary a
+    little by LA and by Easter). The demo and the tests generate their sample for this term."""
+    if day.month >= 9:
+        return "AUT", day.year
+    return ("SPR" if day.month <= 3 else "SUM"), day.year
+
+
+def academic_year_bounds(term: str, year: int) -> tuple[dt.date, dt.date]:
+    """First and last day (1 September, 31 August) of the academic year of census ``term``/``year``."""
+    start = academic_year_start(term, year)
+    return dt.date(start, 9, 1), dt.date(start + 1, 8, 31)
+
+
 def academic_year_start(term: str, year: int) -> int:
     """The calendar year in which the academic year of census ``term``/``year`` began (September)."""
     _check_term(term)

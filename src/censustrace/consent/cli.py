@@ -2,11 +2,13 @@
 
 Registered on the main command in ``censustrace.cli``, whose ``main`` maps errors to exit codes: 0 allow
 (or a valid policy), 1 deny (or an invalid policy), 2 usage error (bad ``--as-of``, unknown agreement).
+``--as-of`` is a dry run: a share is always judged for the day it leaves (``share`` has no such option).
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -26,7 +28,9 @@ AsOf = Annotated[
 
 
 def _day(as_of: datetime | None) -> date:
-    return as_of.date() if as_of is not None else date.today()
+    from censustrace.consent.clock import release_day
+
+    return as_of.date() if as_of is not None else release_day()
 
 
 @policy_app.command("check")
@@ -52,6 +56,7 @@ def check(
     if verdict.fields_denied:
         lines.append(f"  fields denied: {', '.join(verdict.fields_denied)}")
     lines += [f"  {r.code}: {r.message}" for r in verdict.reasons]
+    lines += [f"  note: {n}" for n in verdict.notes]
     _emit(verdict.as_dict(), as_json, lines)
     if not verdict.allowed:
         raise typer.Exit(1)
@@ -73,4 +78,37 @@ def list_agreements(as_of: AsOf = None, as_json: JsonFlag = False) -> None:
         lines.append(f"  {v.verdict:5} {v.agreement}{flags}{codes}")
     _emit(report.as_dict(), as_json, lines)
     if report.problems:
+        raise typer.Exit(1)
+
+
+@policy_app.command("lint")
+def lint(
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Policy files or agreement drafts to check (default: all of policies/)."),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Check policy files before they land: YAML and schema, file and line. Exit 0 clean, 1 with problems."""
+    from censustrace.cli import _emit
+    from censustrace.config import get_settings
+    from censustrace.consent.policies import lint_file, lint_policy
+
+    policies_dir = get_settings().policies_dir
+    if paths:
+        checked = [str(p) for p in paths]
+        problems = [problem for p in paths for problem in lint_file(p, policies_dir)]
+    else:
+        checked = [str(policies_dir)]
+        problems = lint_policy(policies_dir)
+    result = {
+        "ok": not problems,
+        "checked": checked,
+        "problems": [
+            {"code": p.code, "file": p.file, "line": p.line, "message": p.message} for p in problems
+        ],
+    }
+    lines = [f"{p.code} {p}" for p in problems] or [f"ok: {', '.join(checked)}"]
+    _emit(result, as_json, lines)
+    if problems:
         raise typer.Exit(1)

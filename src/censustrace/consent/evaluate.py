@@ -30,6 +30,7 @@ from censustrace.consent.policies import (
     AGREEMENTS_DIR,
     HIGH_RISK_PURPOSES,
     LAWFUL_BASES,
+    OVERRIDE_GROUNDS,
     TRANSFORMS,
     Agreement,
     FieldPolicy,
@@ -69,12 +70,44 @@ REASON_CODES: Final[Mapping[str, str]] = MappingProxyType(
         "CT-POLICY-NEVER-SHARE": "A never_share field (nationality, country of birth) is never shared.",
         "CT-POLICY-ART9-MISSING": "A special-category field needs an Art 9(2) condition.",
         "CT-POLICY-ART9-UNKNOWN": "The special_category_condition cites no Art 9(2)(a)-(j) condition.",
+        "CT-POLICY-ART9-SCHEDULE1": "The Art 9(2) condition needs a DPA 2018 Schedule 1 paragraph (s10).",
         "CT-POLICY-GATEWAY-REQUIRED": "An incompatible or high-risk purpose needs a named legal gateway.",
+        "CT-POLICY-GATEWAY-UNKNOWN": "A cited legal gateway is not in gateways.yaml.",
+        "CT-POLICY-GATEWAY-PURPOSE": "No cited legal gateway supports the agreement's purpose.",
+        "CT-POLICY-APPROVER-IS-RECIPIENT": "The approving body is the recipient itself.",
+        "CT-POLICY-ART21-MARKETING": "Objections to direct marketing are absolute (Art 21(3)).",
+        "CT-POLICY-ART21-OVERRIDE": "The objection override does not fit the lawful basis or purpose.",
     }
 )
 
+#: UK GDPR Art 9(2) conditions by name, and what DPA 2018 s10 adds: a Schedule 1 Part 1 paragraph for
+#: (b), (h), (i) and (j), a Part 2 paragraph (6 to 28) for (g).
+ART9_NAMES: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "explicit_consent": "a",
+        "employment_social_security": "b",
+        "vital_interests": "c",
+        "not_for_profit_body": "d",
+        "made_public": "e",
+        "legal_claims": "f",
+        "substantial_public_interest": "g",
+        "health_social_care": "h",
+        "public_health": "i",
+        "archiving_research_statistics": "j",
+    }
+)
+SCHEDULE1_PART1: Final[Mapping[str, int]] = MappingProxyType({"b": 1, "h": 2, "i": 3, "j": 4})
+SCHEDULE1_PART2: Final = range(6, 29)
+#: Lawful bases under which a pupil's objection (Art 21(1)) is honoured unless an override is recorded.
+OBJECTION_BASES: Final = frozenset({"public_task", "legitimate_interests"})
+
 _ART9: Final = re.compile(
-    r"^\s*(?:UK\s+GDPR\s+)?(?:Art(?:icle)?\.?\s*)?9\s*\(\s*2\s*\)\s*\(\s*[a-j]\s*\)", re.IGNORECASE
+    r"^\s*(?:UK\s+GDPR\s+)?(?:Art(?:icle)?\.?\s*)?9\s*\(\s*2\s*\)\s*\(\s*([a-j])\s*\)", re.IGNORECASE
+)
+_SCHEDULE1: Final = re.compile(
+    r"^\s*(?:DPA\s*2018|Data\s+Protection\s+Act\s+2018)?,?\s*Sch(?:edule|\.)?\s*1\b[^0-9]*?"
+    r"(?:Part\s*[12]\s*,?\s*)?para(?:graph|\.)?\s*([0-9]+)",
+    re.IGNORECASE,
 )
 
 
@@ -103,6 +136,10 @@ class Verdict:
     policy_version: str
     as_of: date | None = None
     source: str = ""
+    #: How pupils' objections apply (Art 21): ``honoured`` (excluded), ``overridden`` (an approved
+    #: override is recorded), ``recorded`` (legal obligation: kept in the register, the pupil is sent).
+    objections: str = "honoured"
+    notes: tuple[str, ...] = ()
 
     @property
     def allowed(self) -> bool:
@@ -119,6 +156,8 @@ class Verdict:
             "policy_version": self.policy_version,
             "as_of": self.as_of.isoformat() if self.as_of else None,
             "source": self.source,
+            "objections": self.objections,
+            "notes": list(self.notes),
         }
 
 
@@ -143,6 +182,7 @@ class _Judgement:
     def __init__(self) -> None:
         self.reasons: list[PolicyReason] = []
         self.flags: set[str] = set()
+        self.notes: list[str] = []
 
     def deny(self, code: str, message: str, field: str | None = None) -> None:
         self.reasons.append(PolicyReason(code, message, field))
@@ -256,12 +296,162 @@ def _builtin_fields(a: Agreement, known: list[FieldPolicy], j: _Judgement) -> No
                 f"special_category_condition ({a.where('special_category_condition')})",
                 f.name,
             )
-    if special and condition is not None and not _ART9.match(condition):
+    if special and condition is not None:
+        _art9(a, condition, j)
+
+
+def art9_conditions(text: str) -> tuple[set[str], set[int]]:
+    """The Art 9(2) letters and DPA 2018 Schedule 1 paragraphs a ``;``-separated condition cites."""
+    letters: set[str] = set()
+    paragraphs: set[int] = set()
+    for part in (p.strip() for p in text.split(";")):
+        cited = _ART9.match(part)
+        name = re.sub(r"[\s-]+", "_", part.casefold())
+        if cited:
+            letters.add(cited.group(1).lower())
+        elif name in ART9_NAMES:
+            letters.add(ART9_NAMES[name])
+        schedule = _SCHEDULE1.match(part)
+        if schedule:
+            paragraphs.add(int(schedule.group(1)))
+    return letters, paragraphs
+
+
+def _art9(a: Agreement, condition: str, j: _Judgement) -> None:
+    where = a.where("special_category_condition")
+    letters, paragraphs = art9_conditions(condition)
+    if not letters:
         j.deny(
             "CT-POLICY-ART9-UNKNOWN",
-            f"special_category_condition {condition!r} ({a.where('special_category_condition')}) cites no "
-            "Art 9(2)(a)-(j) condition, e.g. 'Art 9(2)(g) substantial public interest'",
+            f"special_category_condition {condition!r} ({where}) cites no Art 9(2)(a)-(j) condition, e.g. "
+            "'Art 9(2)(g) substantial public interest; DPA 2018 Sch 1 para 6' or "
+            "'substantial_public_interest; DPA 2018 Sch 1 para 6'",
         )
+    for letter in sorted(letters):
+        if letter in SCHEDULE1_PART1 and SCHEDULE1_PART1[letter] not in paragraphs:
+            para = SCHEDULE1_PART1[letter]
+            j.deny(
+                "CT-POLICY-ART9-SCHEDULE1",
+                f"Art 9(2)({letter}) is met only with DPA 2018 Schedule 1 Part 1 paragraph {para} (s10): "
+                f"add 'DPA 2018 Sch 1 para {para}' to special_category_condition ({where})",
+            )
+        elif letter == "g" and not paragraphs.intersection(SCHEDULE1_PART2):
+            j.deny(
+                "CT-POLICY-ART9-SCHEDULE1",
+                "Art 9(2)(g) is met only with a DPA 2018 Schedule 1 Part 2 paragraph (6 to 28, s10(3)), "
+                f"e.g. 'DPA 2018 Sch 1 para 6' (statutory purposes) or 'para 18' (safeguarding): none is "
+                f"cited in special_category_condition ({where})",
+            )
+
+
+def normalised_body(name: str) -> str:
+    """A body's name compared for identity: case, punctuation, "the", legal suffixes and words naming
+    a body's own committee ("board", "committee", ...) left out."""
+    drop = {"the", "ltd", "limited", "plc", "llp", "inc", "board", "committee", "panel", "of", "directors"}
+    words = re.sub(r"[^0-9a-z]+", " ", name.casefold().replace("&", " and ")).split()
+    return " ".join(w for w in words if w not in drop)
+
+
+def _approver(a: Agreement, j: _Judgement) -> None:
+    if a.approval is None:
+        return
+    approver, recipient = normalised_body(a.approval.approved_by), normalised_body(a.recipient.name)
+    if approver and (approver == recipient or approver.startswith(recipient + " ")):
+        j.deny(
+            "CT-POLICY-APPROVER-IS-RECIPIENT",
+            f"approval {a.approval.reference} was given by {a.approval.approved_by!r} "
+            f"({a.where('approval.approved_by')}), the recipient itself: an agreement is approved by a "
+            "body independent of the recipient",
+        )
+
+
+def _gateways(policy: Policy, a: Agreement, j: _Judgement) -> None:
+    if a.legal_gateway is None:
+        return
+    where = a.where("legal_gateway")
+    cited = [c.strip() for c in a.legal_gateway.split(";") if c.strip()]
+    found = []
+    for citation in cited:
+        gateway = policy.gateway(citation)
+        if gateway is None:
+            known = [g.citation for g in policy.gateways.values()]
+            j.deny(
+                "CT-POLICY-GATEWAY-UNKNOWN",
+                f"legal gateway {citation!r} ({where}) is not in gateways.yaml{_hint(citation, known)}",
+            )
+        else:
+            found.append(gateway)
+    supported = any(g.supports(a.purpose) for g in found)
+    if found and len(found) == len(cited) and a.purpose in policy.purposes and not supported:
+        j.deny(
+            "CT-POLICY-GATEWAY-PURPOSE",
+            f"no cited legal gateway ({'; '.join(g.citation for g in found)}, {where}) supports purpose "
+            f"{a.purpose} (gateways.yaml)",
+        )
+
+
+def is_direct_marketing(purpose: str) -> bool:
+    return "marketing" in purpose.split(".")
+
+
+def objection_mode(a: Agreement) -> str:
+    """How pupils' objections apply to shares under ``a``: ``recorded`` (legal obligation: Art 21 does
+    not apply), ``overridden`` (an approved override under public task or legitimate interests, never
+    for direct marketing) or ``honoured``. An override the law does not allow also denies the agreement
+    (see :func:`evaluate`); this function alone never sends an objecting pupil it should not."""
+    if a.lawful_basis == "legal_obligation":
+        return "recorded"
+    overridable = a.lawful_basis in OBJECTION_BASES and not is_direct_marketing(a.purpose)
+    return "overridden" if a.objection_override is not None and overridable else "honoured"
+
+
+def _objections(a: Agreement, as_of: date, j: _Judgement) -> str:
+    """How pupils' objections apply to this agreement (UK GDPR Art 21); deny an override that the law
+    does not allow."""
+    override = a.objection_override
+    where = a.where("objection_override")
+    if override is not None:
+        if is_direct_marketing(a.purpose):
+            j.deny(
+                "CT-POLICY-ART21-MARKETING",
+                f"objection_override ({where}) for direct marketing: an objection to direct marketing is "
+                "absolute (Art 21(3)), no override is possible",
+            )
+        elif a.lawful_basis not in OBJECTION_BASES:
+            j.deny(
+                "CT-POLICY-ART21-OVERRIDE",
+                f"objection_override ({where}) under lawful basis {a.lawful_basis}: Art 21(1) objections, "
+                "and so their override, concern public_task and legitimate_interests only",
+            )
+        elif override.ground == "research_public_interest" and not a.purpose.startswith("research."):
+            j.deny(
+                "CT-POLICY-ART21-OVERRIDE",
+                f"objection_override ground research_public_interest ({where}) for purpose {a.purpose}: "
+                "Art 21(6) covers research and statistics only",
+            )
+        elif override.approved_on > as_of:
+            j.deny(
+                "CT-POLICY-ART21-OVERRIDE",
+                f"objection_override {override.reference} is dated {override.approved_on}, after {as_of}",
+            )
+        elif normalised_body(override.approved_by) == normalised_body(a.recipient.name):
+            j.deny(
+                "CT-POLICY-ART21-OVERRIDE",
+                f"objection_override {override.reference} was approved by the recipient itself ({where})",
+            )
+    if a.lawful_basis == "legal_obligation":
+        j.notes.append(
+            "lawful basis legal_obligation: the right to object (Art 21) does not apply; pupils' "
+            "objections are recorded in the share register and the pupils are sent"
+        )
+        return "recorded"
+    if a.lawful_basis in OBJECTION_BASES and override is not None and not is_direct_marketing(a.purpose):
+        j.notes.append(
+            f"objections overridden on {OVERRIDE_GROUNDS.get(override.ground, override.ground)} "
+            f"(approval {override.reference}): objecting pupils are sent"
+        )
+        return "overridden"
+    return "honoured"
 
 
 def _builtin_purpose(policy: Policy, a: Agreement, high_risk: bool, j: _Judgement) -> None:
@@ -317,8 +507,11 @@ def evaluate(policy: Policy, agreement: Agreement, as_of: date) -> Verdict:
     high_risk = is_high_risk(policy, agreement.purpose)
     _names(policy, agreement, j)
     _dates(agreement, as_of, high_risk, j)
+    _approver(agreement, j)
     _builtin_fields(agreement, known, j)
     _builtin_purpose(policy, agreement, high_risk, j)
+    _gateways(policy, agreement, j)
+    objections = _objections(agreement, as_of, j)
     _rules(policy, agreement, known, j)
     allowed = not j.reasons
     return Verdict(
@@ -331,6 +524,8 @@ def evaluate(policy: Policy, agreement: Agreement, as_of: date) -> Verdict:
         policy_version=policy.version_hash,
         as_of=as_of,
         source=agreement.display,
+        objections=objections,
+        notes=tuple(j.notes),
     )
 
 
@@ -400,5 +595,11 @@ def check_all(as_of: date, policies_dir: Path) -> PolicyReport:
         )
         problems = exc.problems or (PolicyProblem(str(policies_dir), None, exc.message, exc.code),)
         return PolicyReport(version, as_of, verdicts, problems)
-    verdicts = tuple(evaluate(policy, a, as_of) for a in policy.agreements.values())
-    return PolicyReport(policy.version_hash, as_of, verdicts)
+    directory = policy.directory
+    judged = {a.id: evaluate(policy, a, as_of) for a in policy.agreements.values()}
+    for stem, problems in policy.broken.items():
+        source = f"{directory.name}/{AGREEMENTS_DIR}/{stem}.yaml"
+        judged[stem] = refused(stem, PolicyError.of(problems), policy.version_hash, as_of, source)
+    verdicts = tuple(judged[k] for k in sorted(judged))
+    broken = tuple(p for problems in policy.broken.values() for p in problems)
+    return PolicyReport(policy.version_hash, as_of, verdicts, broken)

@@ -3,11 +3,16 @@
 A school keeps one consent file (CSV ``upn, purpose, decision, recorded_on, source``). Ingesting it:
 
 * archives its exact bytes (``archive/<sha[:2]>/<sha256>``, like a census file) before reading them;
-* registers it in ``consent_files`` (``cns_`` + 20 hex digits of the sha256; the same bytes again are a
-  ``duplicate`` and apply nothing) and stores its valid rows in ``consent_decisions`` by **pupil key**:
-  the UPN itself is never stored;
-* reports bad rows with counts and row numbers, never values, and applies the rest: a UPN of no pupil in
-  the warehouse (CT-CONSENT-UPN-UNKNOWN), no UPN (CT-CONSENT-UPN-MISSING), a date that is not
+* registers it in ``consent_files`` (``cns_`` + 20 hex digits of the sha256) and stores its valid rows in
+  ``consent_decisions`` by **pupil key**: the UPN itself is never stored;
+* keeps a decision for a pupil not seen yet (no census loaded for them): it is *pending* and applies as
+  soon as the pupil appears, because shares match decisions by pupil key (an objection made under a
+  former or temporary UPN applies to the pupil who carries that UPN as FormerUPN);
+* the same bytes again are registered as a ``duplicate`` of the first receipt and **re-applied**
+  idempotently: rows already in force are left as they are, any missing row is added (the outcome says
+  so); nothing is ever applied twice;
+* reports bad rows with counts and row numbers, never values, and applies the rest: no UPN
+  (CT-CONSENT-UPN-MISSING), a date that is not
   ``YYYY-MM-DD`` (CT-CONSENT-DATE), an unknown decision (CT-CONSENT-DECISION), a purpose not in
   ``policies/purposes.yaml`` (CT-CONSENT-PURPOSE), a row with the wrong number of cells
   (CT-CONSENT-SHAPE). A file that is not UTF-8 or lacks a column is refused whole (CT-CONSENT-ENCODING,
@@ -16,13 +21,18 @@ A school keeps one consent file (CSV ``upn, purpose, decision, recorded_on, sour
 Decisions are ``objected``, ``withdrawn`` or ``consented``; the generator's and some MIS exports'
 ``object``/``withdraw``/``consent`` are read as the same.
 
-The check a share applies (:func:`consent_check`): per pupil and purpose the **latest** decision wins
-(by ``recorded_on``; on the same day the file received later, then the later row). Decisions about the
-share's purpose and about every purpose covering it (``evaluate.purpose_covers``: an objection to
-``research`` covers ``research.approved``) apply. A pupil whose latest decision for any of those is
-``objected`` or ``withdrawn`` is excluded: an objection wins over a consent for another covering purpose,
-the safe reading. When the lawful basis is consent, a pupil with no such ``consented`` decision is
-excluded too (``no_consent``).
+The check a share applies (:func:`agreement_consent_check`): per pupil and purpose the **latest**
+decision wins (by ``recorded_on``; on the same day the file received later, then the later row).
+Decisions about the share's purpose and about every purpose covering it (``evaluate.purpose_covers``:
+an objection to ``research`` covers ``research.approved``) apply. A pupil whose latest decision for
+any of those is ``objected`` or ``withdrawn`` is excluded: an objection wins over a consent for
+another covering purpose, the safe reading. When the lawful basis is consent, a pupil with no such
+``consented`` decision is excluded too (``no_consent``).
+
+The right to object (UK GDPR Art 21) depends on the agreement (``evaluate.objection_mode``): objections
+are ``honoured`` (the pupil is excluded) for public task and legitimate interests unless an approved
+override is recorded (``overridden``), and for legal obligation they are ``recorded`` (counted in the share
+register, the pupil is sent). Withdrawn consent always excludes when consent is the lawful basis.
 """
 
 from __future__ import annotations
@@ -96,7 +106,6 @@ ENCODING: Final = "CT-CONSENT-ENCODING"
 HEADER: Final = "CT-CONSENT-HEADER"
 SHAPE: Final = "CT-CONSENT-SHAPE"
 UPN_MISSING: Final = "CT-CONSENT-UPN-MISSING"
-UPN_UNKNOWN: Final = "CT-CONSENT-UPN-UNKNOWN"
 BAD_DATE: Final = "CT-CONSENT-DATE"
 BAD_DECISION: Final = "CT-CONSENT-DECISION"
 BAD_PURPOSE: Final = "CT-CONSENT-PURPOSE"
@@ -104,7 +113,6 @@ BAD_PURPOSE: Final = "CT-CONSENT-PURPOSE"
 _PROBLEMS: Final[Mapping[str, str]] = {
     SHAPE: "with the wrong number of cells",
     UPN_MISSING: "without a UPN",
-    UPN_UNKNOWN: "with a UPN of no pupil in the warehouse",
     BAD_DATE: "with a recorded_on that is not a YYYY-MM-DD date",
     BAD_DECISION: "with a decision other than objected, withdrawn or consented",
     BAD_PURPOSE: "with a purpose not in policies/purposes.yaml",
@@ -133,6 +141,9 @@ class ConsentOutcome:
     rows_rejected: int
     errors: tuple[Reason, ...]
     lineage: StepLineage = field(default_factory=StepLineage)
+    rows_pending: int = 0  # applied rows of pupils not seen yet: they apply when the pupil appears
+    rows_in_force: int = 0  # a resent file: rows already applied by its first receipt
+    note: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -140,8 +151,15 @@ class ConsentOutcome:
             "sha256": self.sha256,
             "consent_file_id": self.consent_file_id,
             "status": self.status,
-            "rows": {"read": self.rows_read, "applied": self.rows_applied, "rejected": self.rows_rejected},
+            "rows": {
+                "read": self.rows_read,
+                "applied": self.rows_applied,
+                "rejected": self.rows_rejected,
+                "pending": self.rows_pending,
+                "in_force": self.rows_in_force,
+            },
             "errors": [dict(e) for e in self.errors],
+            "note": self.note,
         }
 
 
@@ -172,9 +190,8 @@ def ingest_consent_file(path: Path, settings: Settings) -> ConsentOutcome:
     engine = warehouse_engine(settings.warehouse_db_url)
     secret = settings.pupil_key()
     parsed = _parse(archived.archive_path.read_bytes(), archived.original_name, secret, purposes)
-    with engine.connect() as conn:
-        _check_known_pupils(conn, parsed)
     names = file_name_parts(Path(archived.original_name))
+    columns = ("consent_file_id", "row_number", "pupil_key", "purpose", "decision", "recorded_on", "source")
     with write_transaction(engine) as conn:
         earlier = conn.execute(
             select(consent_files.c.consent_file_id, consent_files.c.status)
@@ -183,9 +200,28 @@ def ingest_consent_file(path: Path, settings: Settings) -> ConsentOutcome:
         ).all()
         file_id = _file_id(archived.sha256, len(earlier) + 1)
         first = next((row.consent_file_id for row in earlier if row.status != DUPLICATE), None)
+        first_status = next((row.status for row in earlier if row.status != DUPLICATE), None)
         errors: tuple[Reason, ...]
-        if first is not None:
+        in_force = added = 0
+        note = ""
+        if first is not None and first_status == APPLIED:
+            # Re-applied idempotently: every row stays under the first receipt; missing ones are added.
+            stored = set(
+                conn.execute(
+                    select(consent_decisions.c.row_number).where(consent_decisions.c.consent_file_id == first)
+                ).scalars()
+            )
+            missing = [row for row in parsed.rows if row[0] not in stored]
+            in_force, added = len(parsed.rows) - len(missing), len(missing)
+            bulk_insert(conn, consent_decisions, columns, [(first, *row) for row in missing])
+            status, applied, errors = DUPLICATE, added, ()
+            note = (
+                f"already received as {first}: re-applied, {in_force} decision(s) already in force, "
+                f"{added} added"
+            )
+        elif first is not None:
             status, applied, errors = DUPLICATE, 0, ()
+            note = f"already received as {first} ({first_status}): nothing applied"
         elif parsed.refused is not None:
             status, applied, errors = REFUSED, 0, (parsed.refused,)
         else:
@@ -204,37 +240,66 @@ def ingest_consent_file(path: Path, settings: Settings) -> ConsentOutcome:
                 duplicate_of=first,
                 rows_read=parsed.read,
                 rows_applied=applied,
-                rows_rejected=parsed.rejected if status == APPLIED else parsed.read,
+                rows_rejected=parsed.rejected if status == APPLIED else parsed.read - applied - in_force,
                 reasons=list(errors),
             )
         )
         if status == APPLIED:
-            bulk_insert(
-                conn,
-                consent_decisions,
-                (
-                    "consent_file_id",
-                    "row_number",
-                    "pupil_key",
-                    "purpose",
-                    "decision",
-                    "recorded_on",
-                    "source",
-                ),
-                [(file_id, *row) for row in parsed.rows],
-            )
+            bulk_insert(conn, consent_decisions, columns, [(file_id, *row) for row in parsed.rows])
+        pending = _pending(conn, secret, {row[1] for row in parsed.rows}) if applied or in_force else 0
     outcome_id = first if status == DUPLICATE and first else file_id
     return ConsentOutcome(
         file=str(path),
         sha256=archived.sha256,
         consent_file_id=outcome_id,
         status=status,
-        rows_read=parsed.read if status != DUPLICATE else 0,
+        rows_read=parsed.read if status != DUPLICATE or first_status == APPLIED else 0,
         rows_applied=applied,
-        rows_rejected=(parsed.rejected if status == APPLIED else parsed.read) if status != DUPLICATE else 0,
+        rows_rejected=(parsed.rejected if status != REFUSED else parsed.read)
+        if status != DUPLICATE or first_status == APPLIED
+        else 0,
         errors=errors,
         lineage=_lineage(settings, path, archived, received_at, names, file_id, status, applied),
+        rows_pending=pending,
+        rows_in_force=in_force,
+        note=note,
     )
+
+
+def _pending(conn: Connection, secret: bytes, keys: set[str]) -> int:
+    """How many of these pupil keys are of no pupil seen yet (neither a UPN nor a FormerUPN)."""
+    known = _known_keys(conn, secret, keys)
+    return len(keys - known)
+
+
+def _known_keys(conn: Connection, secret: bytes, keys: set[str]) -> set[str]:
+    ordered = sorted(keys)
+    known: set[str] = set()
+    for start in range(0, len(ordered), _KEYS_PER_QUERY):
+        batch = ordered[start : start + _KEYS_PER_QUERY]
+        known.update(
+            conn.execute(select(pupil.c.pupil_key).where(pupil.c.pupil_key.in_(batch)).distinct()).scalars()
+        )
+    if known != keys:
+        known.update(former_upn_keys(conn, secret).keys() & keys)
+    return known
+
+
+def former_upn_keys(conn: Connection, secret: bytes) -> dict[str, set[str]]:
+    """Pupil key of each FormerUPN (or temporary UPN) -> the pupil keys of the pupils who carry it."""
+    out: dict[str, set[str]] = defaultdict(set)
+    rows = conn.execute(
+        select(pupil.c.pupil_key, pupil.c.former_upn)
+        .where(pupil.c.former_upn.is_not(None), pupil.c.pupil_key.is_not(None))
+        .distinct()
+    )
+    for key, former in rows:
+        former = former.strip().upper()
+        if former:
+            alias = pupil_key(secret, former)
+            if alias != key:
+                out[alias].add(key)
+    return out
 
 
 def _file_id(sha256: str, receipt: int) -> str:
@@ -296,24 +361,6 @@ def _date(text: str) -> dt.date | None:
         return dt.date.fromisoformat(text)
     except ValueError:
         return None
-
-
-def _check_known_pupils(conn: Connection, parsed: _Parsed) -> None:
-    """Drop (and report) rows whose pupil key is of no pupil in the warehouse."""
-    keys = sorted({row[1] for row in parsed.rows})
-    known: set[str] = set()
-    for start in range(0, len(keys), _KEYS_PER_QUERY):
-        batch = keys[start : start + _KEYS_PER_QUERY]
-        known.update(
-            conn.execute(select(pupil.c.pupil_key).where(pupil.c.pupil_key.in_(batch)).distinct()).scalars()
-        )
-    kept = []
-    for row in parsed.rows:
-        if row[1] in known:
-            kept.append(row)
-        else:
-            parsed.problems[UPN_UNKNOWN].append(row[0])
-    parsed.rows = kept
 
 
 def _reasons(name: str, parsed: _Parsed) -> tuple[Reason, ...]:
@@ -430,14 +477,16 @@ class ConsentCheck:
     covering: tuple[str, ...]
     consent_required: bool
     decisions: Mapping[str, tuple[Decision, ...]]  # pupil key -> latest decision per covering purpose
+    #: ``honoured`` (objections exclude), ``overridden`` or ``recorded`` (objections do not exclude).
+    objections: str = "honoured"
 
     def reason(self, key: str) -> str | None:
         """Why this pupil is kept out of the share (``objected``, ``withdrawn``, ``no_consent``), or None."""
         found = self.decisions.get(key, ())
         kinds = {d.decision for d in found}
-        if OBJECTED in kinds:
+        if OBJECTED in kinds and self.objections == "honoured":
             return OBJECTED
-        if WITHDRAWN in kinds:
+        if WITHDRAWN in kinds and (self.objections == "honoured" or self.consent_required):
             return WITHDRAWN
         if self.consent_required and CONSENTED not in kinds:
             return "no_consent"
@@ -447,8 +496,18 @@ class ConsentCheck:
         return (d.consent_file_id for d in self.decisions.get(key, ()))
 
 
-def consent_check(conn: Connection, share_purpose: str, *, consent_required: bool = False) -> ConsentCheck:
-    """The latest decision per pupil for ``share_purpose`` and every purpose covering it."""
+def consent_check(
+    conn: Connection,
+    share_purpose: str,
+    *,
+    consent_required: bool = False,
+    objections: str = "honoured",
+    secret: bytes | None = None,
+) -> ConsentCheck:
+    """The latest decision per pupil for ``share_purpose`` and every purpose covering it.
+
+    With the pupil-key ``secret``, decisions made under a FormerUPN (or temporary UPN) also apply to
+    the pupil who carries it (an objection under either UPN then wins over a consent under the other)."""
     from censustrace.consent.evaluate import purpose_covers
 
     recorded = conn.execute(select(consent_decisions.c.purpose).distinct()).scalars().all()
@@ -457,8 +516,30 @@ def consent_check(conn: Connection, share_purpose: str, *, consent_required: boo
     if covering:
         for key, purpose, decision, file_id in conn.execute(latest_decisions_query(covering)):
             decisions[key].append(Decision(purpose, decision, file_id))
+        if secret is not None:
+            for alias, holders in former_upn_keys(conn, secret).items():
+                for key in holders:
+                    decisions[key].extend(d for d in decisions.get(alias, ()) if d not in decisions[key])
     return ConsentCheck(
-        share_purpose, covering, consent_required, {k: tuple(v) for k, v in decisions.items()}
+        share_purpose,
+        covering,
+        consent_required,
+        {k: tuple(v) for k, v in decisions.items() if v},
+        objections,
+    )
+
+
+def agreement_consent_check(conn: Connection, agreement: Any, secret: bytes) -> ConsentCheck:
+    """The check a share under ``agreement`` applies: its purpose, consent if that is the lawful basis,
+    objections as the right to object says (``evaluate.objection_mode``), FormerUPNs followed."""
+    from censustrace.consent.evaluate import objection_mode
+
+    return consent_check(
+        conn,
+        agreement.purpose,
+        consent_required=agreement.lawful_basis == "consent",
+        objections=objection_mode(agreement),
+        secret=secret,
     )
 
 
@@ -512,6 +593,42 @@ def latest_decisions(conn: Connection, key: str) -> list[dict[str, Any]]:
     ]
 
 
+def decision_upns(
+    conn: Connection, archive_dir: Path, rows: Iterable[tuple[str, int]]
+) -> dict[tuple[str, int], str]:
+    """The UPN of each ``(consent_file_id, row_number)``, read again from the archived bytes of its file
+    (the only place a UPN of a decision is kept): how ``rekey`` re-keys objections of pupils not seen."""
+    from censustrace.intake.archive import archive_path_for
+
+    wanted: dict[str, set[int]] = defaultdict(set)
+    for file_id, number in rows:
+        wanted[file_id].add(number)
+    if not wanted:
+        return {}
+    shas = dict(
+        conn.execute(
+            select(consent_files.c.consent_file_id, consent_files.c.sha256).where(
+                consent_files.c.consent_file_id.in_(sorted(wanted))
+            )
+        ).all()
+    )
+    out: dict[tuple[str, int], str] = {}
+    for file_id, numbers in wanted.items():
+        try:
+            text = archive_path_for(archive_dir, shas[file_id]).read_bytes().decode("utf-8-sig")
+        except (KeyError, OSError, UnicodeDecodeError):
+            continue
+        reader = csv.reader(io.StringIO(text, newline=""))
+        header = [cell.strip().lower() for cell in next(reader, [])]
+        if "upn" not in header:
+            continue
+        at = header.index("upn")
+        for number, cells in enumerate(reader, start=1):  # numbered exactly as when it was applied
+            if number in numbers and len(cells) > at:
+                out[(file_id, number)] = cells[at].strip().upper()
+    return out
+
+
 def file_counts(conn: Connection) -> Counter[str]:
     """Consent files by status."""
     return Counter(
@@ -528,7 +645,9 @@ __all__ = [
     "ConsentError",
     "ConsentOutcome",
     "Decision",
+    "agreement_consent_check",
     "consent_check",
+    "former_upn_keys",
     "ingest_consent_file",
     "latest_decisions",
     "latest_decisions_query",

@@ -6,8 +6,10 @@ refused) and then checked against the census model. YAML is *composed* rather th
 keeps its line: a problem is always reported as ``file:line``. Dates stay text until checked (PyYAML
 would turn them into ``date`` objects that JSON Schema cannot see).
 
-Any invalid file makes :func:`load_policy` raise :class:`PolicyError` listing every problem found; the
-evaluator turns that into a deny of every agreement, never a default allow. What an agreement *refers to*
+An invalid *shared* file (fields, purposes, rules, gateways, a schema) makes :func:`load_policy` raise
+:class:`PolicyError` listing every problem found; the evaluator turns that into a deny of every agreement,
+never a default allow. An invalid *agreement* file is kept in ``Policy.broken`` with its problems: that
+agreement alone is denied (file and line), the others are judged normally. What an agreement *refers to*
 (its purpose, fields, lawful basis, transforms, NC years) is judged by the evaluator, so an agreement
 naming an unknown field is a valid file whose verdict is deny with a reason.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -70,6 +73,7 @@ FIELD_CONDITIONS: Final = frozenset({"transformed", "pseudonymised"})
 FIELDS_FILE: Final = "fields.yaml"
 PURPOSES_FILE: Final = "purposes.yaml"
 RULES_FILE: Final = "rules.yaml"
+GATEWAYS_FILE: Final = "gateways.yaml"
 AGREEMENTS_DIR: Final = "agreements"
 SCHEMAS_DIR: Final = "schemas"
 AGREEMENT_SCHEMA: Final = "agreement.schema.json"
@@ -78,6 +82,15 @@ SCHEMA_OF: Final[Mapping[str, str]] = MappingProxyType(
         FIELDS_FILE: "fields.schema.json",
         PURPOSES_FILE: "purposes.schema.json",
         RULES_FILE: "rules.schema.json",
+        GATEWAYS_FILE: "gateways.schema.json",
+    }
+)
+#: Grounds on which an agreement may record an approved override of pupils' objections (UK GDPR Art 21).
+OVERRIDE_GROUNDS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "compelling_legitimate_grounds": "Art 21(1) compelling legitimate grounds",
+        "research_public_interest": "Art 21(6) research or statistics in the public interest",
+        "dpa2018_schedule2": "a DPA 2018 Schedule 2 restriction",
     }
 )
 #: Problems reported per file at most: enough to fix it.
@@ -226,6 +239,44 @@ class Approval:
 
 
 @dataclass(frozen=True)
+class ObjectionOverride:
+    """An approved decision to send despite pupils' objections (Art 21(1), Art 21(6) or DPA 2018 Sch 2)."""
+
+    ground: str
+    reference: str
+    approved_by: str
+    approved_on: date
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """A legal gateway of ``gateways.yaml``: what agreements cite, and the purposes it supports."""
+
+    id: str
+    citation: str
+    statute: str
+    section: str | None
+    aliases: tuple[str, ...]
+    purposes: tuple[str, ...]
+    description: str
+
+    def supports(self, purpose: str) -> bool:
+        return any(purpose_matches(p, purpose) for p in self.purposes)
+
+
+def citation_key(text: str) -> str:
+    """A citation compared case-, space- and punctuation-insensitively ("Section 537A" reads "s537A")."""
+    words = re.sub(r"[^0-9a-z]+", " ", text.casefold()).split()
+    out: list[str] = []
+    for word in words:
+        if out and out[-1] in ("section", "sec", "s") and re.fullmatch(r"[0-9]+[a-z]*", word):
+            out[-1] = "s" + word
+        else:
+            out.append(word)
+    return " ".join(out)
+
+
+@dataclass(frozen=True)
 class Scope:
     la: tuple[str, ...] = ()
     laestab: tuple[str, ...] = ()
@@ -256,6 +307,7 @@ class Agreement:
     format: str
     retention_days: int
     source: Path
+    objection_override: ObjectionOverride | None = None
     display: str = field(default="", compare=False)
     lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
 
@@ -278,13 +330,26 @@ class Policy:
     version_hash: str
     directory: Path = field(default=Path(), compare=False)
     agreement_schema: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    gateways: Mapping[str, Gateway] = field(default_factory=dict, compare=False)
+    #: Agreement files that could not be read or are invalid, by file stem: each is denied on its own.
+    broken: Mapping[str, tuple[PolicyProblem, ...]] = field(default_factory=dict, compare=False)
+
+    def gateway(self, citation: str) -> Gateway | None:
+        """The gateway cited by ``citation`` (its citation or an alias), or None."""
+        key = citation_key(citation)
+        for gateway in self.gateways.values():
+            if key in (citation_key(c) for c in (gateway.citation, *gateway.aliases)):
+                return gateway
+        return None
 
     def agreement(self, id_or_path: str) -> Agreement:
         """The agreement with this id, or the agreement file at this path (a draft outside
         ``agreements/`` is checked against the same schema). Raises :class:`UnknownAgreement`, or
-        :class:`PolicyError` for an invalid draft."""
+        :class:`PolicyError` for an invalid agreement file or draft."""
         if id_or_path in self.agreements:
             return self.agreements[id_or_path]
+        if id_or_path in self.broken:
+            raise PolicyError.of(self.broken[id_or_path])
         path = Path(id_or_path)
         if path.suffix in (".yaml", ".yml") or "/" in id_or_path or path.is_file():
             if not path.is_file():
@@ -293,12 +358,14 @@ class Policy:
             for agreement in self.agreements.values():
                 if agreement.source.resolve() == resolved:
                     return agreement
+            if resolved.parent == self.directory / AGREEMENTS_DIR and resolved.stem in self.broken:
+                raise PolicyError.of(self.broken[resolved.stem])
             problems: list[PolicyProblem] = []
             draft = _load_agreement(path, str(path), self.agreement_schema, problems, check_name=False)
             if draft is None:
                 raise PolicyError.of(problems)
             return draft
-        close = difflib.get_close_matches(id_or_path, list(self.agreements), n=1)
+        close = difflib.get_close_matches(id_or_path, [*self.agreements, *self.broken], n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise UnknownAgreement(
             f"no agreement {id_or_path!r} in {self.directory.name}/{AGREEMENTS_DIR}{hint}; "
@@ -696,10 +763,60 @@ def _load_agreement(
         format=data["format"],
         retention_days=data["retention_days"],
         source=path,
+        objection_override=_override(doc, data.get("objection_override"), problems),
         display=display,
         lines=MappingProxyType({_path_text(p): line for p, line in doc.lines.items() if p}),
     )
     return agreement if len(problems) == before else None
+
+
+def _override(
+    doc: _Document, data: Mapping[str, Any] | None, problems: list[PolicyProblem]
+) -> ObjectionOverride | None:
+    if data is None:
+        return None
+    return ObjectionOverride(
+        ground=data["ground"],
+        reference=data["reference"],
+        approved_by=data["approved_by"],
+        approved_on=_date(doc, ("objection_override", "approved_on"), problems),
+    )
+
+
+def _gateways(
+    doc: _Document, purposes: Mapping[str, Purpose], problems: list[PolicyProblem]
+) -> dict[str, Gateway]:
+    out: dict[str, Gateway] = {}
+    seen: dict[str, str] = {}
+    for gid, entry in doc.data["gateways"].items():
+        gateway = Gateway(
+            id=gid,
+            citation=entry["citation"],
+            statute=entry["statute"],
+            section=entry["section"],
+            aliases=tuple(entry.get("aliases", ())),
+            purposes=tuple(entry["purposes"]),
+            description=entry["description"],
+        )
+        for i, text in enumerate((gateway.citation, *gateway.aliases)):
+            key = citation_key(text)
+            where = ("gateways", gid, "citation") if i == 0 else ("gateways", gid, "aliases", i - 1)
+            if key in seen and seen[key] != gid:
+                problems.append(
+                    PolicyProblem(doc.display, doc.line(where), f"{text!r} is also cited by {seen[key]}")
+                )
+            seen[key] = gid
+        for i, pattern in enumerate(gateway.purposes):
+            if purposes and not any(purpose_matches(pattern, p) for p in purposes):
+                problems.append(
+                    PolicyProblem(
+                        doc.display,
+                        doc.line(("gateways", gid, "purposes", i)),
+                        f"gateways.{gid}.purposes: {pattern!r} matches no purpose in {PURPOSES_FILE}",
+                    )
+                )
+        out[gid] = gateway
+    return out
 
 
 def _display(directory: Path, path: Path) -> str:
@@ -766,25 +883,33 @@ def load_policy(policies_dir: Path) -> Policy:
         return _checked(path, _display(directory, path), schema(SCHEMA_OF[name]), problems)
 
     fields_doc, purposes_doc, rules_doc = document(FIELDS_FILE), document(PURPOSES_FILE), document(RULES_FILE)
+    gateways_doc = document(GATEWAYS_FILE)
     fields_ = _fields(fields_doc, problems) if fields_doc else {}
     purposes = _purposes(purposes_doc) if purposes_doc else {}
     rules = _rules(rules_doc, fields_, purposes, problems) if rules_doc else ()
+    gateways = _gateways(gateways_doc, purposes, problems) if gateways_doc else {}
 
     agreement_schema = schema(AGREEMENT_SCHEMA)
     agreements: dict[str, Agreement] = {}
+    broken: dict[str, tuple[PolicyProblem, ...]] = {}
     folder = directory / AGREEMENTS_DIR
     if folder.is_dir():
         for path in sorted(folder.iterdir()):
             if path.name.startswith("."):
                 continue
             display = _display(directory, path)
+            own: list[PolicyProblem] = []
             if not path.is_file() or path.suffix != ".yaml":
-                problems.append(
-                    PolicyProblem(display, None, "not an agreement file: agreements are <id>.yaml")
-                )
-                continue
-            agreement = _load_agreement(path, display, agreement_schema, problems)
-            if agreement is not None:
+                own.append(PolicyProblem(display, None, "not an agreement file: agreements are <id>.yaml"))
+                agreement = None
+            else:
+                agreement = _load_agreement(path, display, agreement_schema or None, own)
+            if agreement is not None and agreement.id in agreements:  # unreachable: ids are file names
+                own.append(PolicyProblem(display, agreement.lines.get("id"), "duplicate agreement id"))
+            if own or agreement is None:
+                # Judged on its own: this agreement is denied, the others are not affected.
+                broken[path.stem] = tuple(own) or (PolicyProblem(display, None, "unreadable"),)
+            else:
                 agreements[agreement.id] = agreement
     if problems:
         raise PolicyError.of(problems)
@@ -796,4 +921,46 @@ def load_policy(policies_dir: Path) -> Policy:
         version_hash=policy_version(directory),
         directory=directory,
         agreement_schema=agreement_schema or {},
+        gateways=MappingProxyType(gateways),
+        broken=MappingProxyType(dict(sorted(broken.items()))),
     )
+
+
+def lint_policy(policies_dir: Path) -> list[PolicyProblem]:
+    """Every problem of every file in the policies folder (shared files and each agreement), as
+    ``policy lint`` reports them; empty when all is well."""
+    try:
+        policy = load_policy(policies_dir)
+    except PolicyError as exc:
+        found = list(exc.problems) or [PolicyProblem(str(policies_dir), None, exc.message, exc.code)]
+        return found
+    return [p for problems in policy.broken.values() for p in problems]
+
+
+def lint_file(path: Path, policies_dir: Path) -> list[PolicyProblem]:
+    """The problems of one file: an agreement draft (anywhere), or one of the shared files by name.
+
+    A shared file is checked against its schema (and, for the gateway list, the purposes); an agreement
+    against the agreement schema. Problems of the rest of the policy are not reported here."""
+    display = str(path)
+    problems: list[PolicyProblem] = []
+    if not path.is_file():
+        return [PolicyProblem(display, None, "no such file", "CT-POLICY-FILE")]
+    directory = policies_dir.expanduser().resolve()
+    schema_name = SCHEMA_OF.get(path.name)
+    if schema_name is None and path.suffix not in (".yaml", ".yml"):
+        return [PolicyProblem(display, None, "not a policy file: agreements are <id>.yaml")]
+    schema_path = directory / SCHEMAS_DIR / (schema_name or AGREEMENT_SCHEMA)
+    schema = None
+    if schema_path.is_file():
+        schema = _load_schema(schema_path, _display(directory, schema_path), problems)
+    if schema is None:
+        return problems or [PolicyProblem(str(schema_path), None, "missing", "CT-POLICY-FILE")]
+    if schema_name is None:
+        in_folder = path.resolve().parent == directory / AGREEMENTS_DIR
+        if in_folder and path.suffix != ".yaml":
+            problems.append(PolicyProblem(display, None, "not an agreement file: agreements are <id>.yaml"))
+        _load_agreement(path, display, schema, problems, check_name=in_folder)
+    else:
+        _checked(path, display, schema, problems)
+    return problems

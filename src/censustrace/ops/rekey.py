@@ -3,9 +3,11 @@ warehouse transaction, so past disclosures and recorded objections stay findable
 
 Pupil keys live in ``pupil`` / ``staged_pupil`` (beside the UPN they were made from), in the consent
 decisions and in the disclosure log (without the UPN). The map old key -> new key comes from the pupil
-rows: each is checked against the current secret first (a wrong current secret changes nothing), and a
-key in the disclosure log or the consent decisions that no pupil row explains stops the rotation (it
-would become unfindable). See docs/operations.md for the procedure.
+rows: each is checked against the current secret first (a wrong current secret changes nothing). A
+decision whose key no pupil row explains (an objection for a pupil not seen yet, or one made under a
+former UPN) is re-keyed from the UPN in its archived consent file. A key in the disclosure log or the
+consent decisions that neither explains stops the rotation (it would become unfindable). See
+docs/operations.md for the procedure.
 
 What a new secret does NOT change: files already sent. Pseudonyms in research shares are keyed by the
 secret too, so shares after the rotation carry new pseudonyms (a recipient cannot link them to earlier
@@ -71,6 +73,7 @@ def rekey(settings: Settings, new_secret: bytes) -> dict[str, Any]:
     try:
         with write_transaction(engine) as conn:
             mapping = _mapping(conn, old_secret, new_secret)
+            rekeyed = _pending_decisions(conn, settings, old_secret, new_secret, mapping)
             counts = {table.name: _apply(conn, table, mapping) for table, _ in _keyed_tables()}
     except BaseException:
         pending.unlink(missing_ok=True)
@@ -78,7 +81,8 @@ def rekey(settings: Settings, new_secret: bytes) -> dict[str, Any]:
     if not from_env:
         os.replace(pending, secret_file)
     return {
-        "pupils": len(mapping),
+        "pupils": len(mapping) - rekeyed,
+        "pending_keys": rekeyed,  # decisions' keys of pupils not seen (or former UPNs), from the archive
         "rows": counts,
         "secret": "CENSUSTRACE_PUPIL_KEY_SECRET: set it to the new value now"
         if from_env
@@ -101,6 +105,29 @@ def _mapping(conn: Connection, old: bytes, new: bytes) -> dict[str, str]:
                     "CENSUSTRACE_PUPIL_KEY_SECRET / pupil-key.secret; nothing changed"
                 )
             mapping[key] = _key(new, upn)
+    return mapping
+
+
+def _pending_decisions(
+    conn: Connection, settings: Settings, old: bytes, new: bytes, mapping: dict[str, str]
+) -> int:
+    """Add the keys of decisions no pupil row explains, from their archived consent files; then refuse
+    if any stored key is still unexplained."""
+    from censustrace.consent.objections import decision_upns
+    from censustrace.consent.tables import consent_decisions as d
+
+    rows = [
+        (file_id, number, key)
+        for file_id, number, key in conn.execute(select(d.c.consent_file_id, d.c.row_number, d.c.pupil_key))
+        if key not in mapping
+    ]
+    upns = decision_upns(conn, settings.archive_dir, [(f, n) for f, n, _ in rows])
+    added = 0
+    for file_id, number, key in rows:
+        upn = upns.get((file_id, number))
+        if upn is not None and _key(old, upn) == key and key not in mapping:
+            mapping[key] = _key(new, upn)
+            added += 1
     for table, has_upn in _keyed_tables():
         if has_upn:
             continue
@@ -112,7 +139,7 @@ def _mapping(conn: Connection, old: bytes, new: bytes) -> dict[str, str]:
                 f"{unknown} pupil keys in {table.name} match no pupil row: they would become unfindable; "
                 "nothing changed"
             )
-    return mapping
+    return added
 
 
 def _apply(conn: Connection, table: Table, mapping: dict[str, str]) -> int:

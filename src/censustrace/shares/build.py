@@ -41,7 +41,7 @@ from typing import IO, Any, Final
 from sqlalchemy import Connection, Engine, and_, case, func, select, update
 
 from censustrace.config import Settings
-from censustrace.consent.objections import ConsentCheck, consent_check
+from censustrace.consent.objections import ConsentCheck, agreement_consent_check
 from censustrace.lineage.model import StepLineage
 from censustrace.lineage.naming import file_dataset_name
 from censustrace.shares.check import agreement_values
@@ -119,14 +119,17 @@ def build_share(share_id: str, settings: Settings, *, lineage: StepLineage | Non
 
     Returns the share's summary. If the policy changed since the check, the agreement is checked again:
     a deny now marks the share blocked and raises :class:`ShareBlocked`."""
+    from censustrace.shares.locks import share_lock
+
     engine = warehouse_engine(settings.warehouse_db_url)
-    share = find_share(settings, share_id)
-    if share.status == BLOCKED:
-        raise ShareError(f"share {share_id} is blocked: nothing to build", code=STATE)
-    if share.status == CHECKED:
-        agreement = _current_agreement(settings, engine, share)
-        _build(settings, engine, share, agreement)
+    with share_lock(settings, share_id):  # a concurrent run of the same share waits, then finds it built
         share = find_share(settings, share_id)
+        if share.status == BLOCKED:
+            raise ShareError(f"share {share_id} is blocked: nothing to build", code=STATE)
+        if share.status == CHECKED:
+            agreement = _current_agreement(settings, engine, share)
+            _build(settings, engine, share, agreement)
+            share = find_share(settings, share_id)
     if lineage is not None:
         lineage.extend(build_lineage(settings, share))
     return share.summary()
@@ -185,7 +188,6 @@ def _build(settings: Settings, engine: Engine, share: ShareRow, agreement: Any) 
     folder = staging_dir(settings, share.share_id)
     folder.mkdir(parents=True, exist_ok=True)
     name = file_name_for(share)
-    consent_required = agreement.lawful_basis == "consent"
     built = _Built()
     with _disclosure_log(engine, share, folder) as log:
         if log is None:
@@ -194,7 +196,8 @@ def _build(settings: Settings, engine: Engine, share: ShareRow, agreement: Any) 
             if conn.dialect.name == "postgresql":
                 # The population is sorted by pupil key on the server: in memory, not in temporary files.
                 conn.exec_driver_sql(f"SET LOCAL work_mem = '{_SORT_MEMORY}'")
-            check = consent_check(conn, agreement.purpose, consent_required=consent_required)
+            check = agreement_consent_check(conn, agreement, settings.pupil_key())
+            consent_required = check.consent_required
             fsm = _fsm_periods(conn) if FSM_FIELD in fields else {}
             query, at = _population_query(fields)
             plan = _plan(settings, share, at, fsm, built)
@@ -361,6 +364,7 @@ def _built_values(name: str, built: _Built, check: ConsentCheck, manifest_sha256
             "covering": list(check.covering),
             "consent_required": check.consent_required,
             "decisions_applied": built.decisions_applied,
+            "objections": check.objections,
         },
         "file_name": name,
         "sha256": built.sha256,

@@ -3,9 +3,13 @@
 Allow: a share row (``checked``) with what the agreement says, the policy version and the fields.
 Deny: a *blocked share* with the reasons, then :class:`ShareBlocked` (nothing is built or sent).
 
+The day is always :func:`censustrace.consent.clock.release_day` (today in Europe/London): no caller can
+back-date a check. The release step judges the share again for the day it leaves.
+
 Idempotent: with a ``run_key`` (the Airflow run id), the same key gives the same share (a retried task
-resumes it); without one (the CLI), an unfinished share of the agreement is resumed before a new one is
-started, so a release that failed is completed exactly once by the next run.
+resumes it, and a retried refused check finds its blocked attempt instead of recording a second one);
+without one (the CLI), an unfinished share of the agreement is resumed before a new one is started, so a
+release that failed is completed exactly once by the next run.
 """
 
 from __future__ import annotations
@@ -39,10 +43,10 @@ def share_id_for(agreement_id: str, run_key: str | None) -> str:
 
 
 def _resumable(conn: Connection, agreement_id: str, run_key: str | None) -> ShareRow | None:
-    query = select(shares).where(shares.c.agreement_id == agreement_id, shares.c.status != BLOCKED)
+    query = select(shares).where(shares.c.agreement_id == agreement_id)
     if run_key is None:
         query = query.where(shares.c.run_key.is_(None), shares.c.status.in_(UNFINISHED))
-    else:
+    else:  # this run's share or its blocked attempt, whatever its state
         query = query.where(shares.c.run_key == run_key)
     row = conn.execute(query.order_by(shares.c.id.desc())).first()
     return None if row is None else ShareRow.of(row)
@@ -91,21 +95,28 @@ def _agreement(settings: Settings, agreement_id: str) -> Any | None:
 def check_share(
     agreement_id: str,
     settings: Settings,
-    as_of: dt.date,
     *,
     run_key: str | None = None,
     lineage: StepLineage | None = None,
 ) -> dict[str, Any]:
-    """Check ``agreement_id`` for ``as_of`` and record the outcome; the share's summary (its
+    """Check ``agreement_id`` for today (Europe/London) and record the outcome; the share's summary (its
     ``share_id`` included). A deny records a blocked share and raises :class:`ShareBlocked`."""
+    from censustrace.consent.clock import release_day
     from censustrace.consent.evaluate import check_agreement
     from censustrace.consent.policies import UnknownAgreement
 
+    as_of = release_day()
     engine = warehouse_engine(settings.warehouse_db_url)
     with engine.connect() as conn:
         resumed = _resumable(conn, agreement_id, run_key)
     if resumed is not None:
         _check_lineage(settings, resumed, lineage)
+        if resumed.status == BLOCKED:
+            raise ShareBlocked(
+                f"agreement {agreement_id} was refused for this run ({run_key}): blocked share "
+                f"{resumed.share_id} already recorded, nothing sent",
+                resumed.summary(),
+            )
         return resumed.summary()
     verdict = check_agreement(agreement_id, as_of, settings.policies_dir)
     unknown = [r for r in verdict.reasons if r.code == UnknownAgreement.code]
@@ -127,7 +138,8 @@ def check_share(
         "created_at": dt.datetime.now(dt.UTC),
     }
     if verdict.verdict != "allow":
-        share = _insert(engine, {**row, "share_id": share_id_for(agreement_id, None), "status": BLOCKED})
+        # With a run key the blocked attempt has that run's id: a retried check finds it, not a second.
+        share = _insert(engine, {**row, "share_id": share_id_for(agreement_id, run_key), "status": BLOCKED})
         _check_lineage(settings, share, lineage)
         codes = ", ".join(sorted({str(r["code"]) for r in reasons})) or "no reason given"
         raise ShareBlocked(
@@ -136,6 +148,8 @@ def check_share(
             share.summary(),
         )
     share = _insert(engine, {**row, "share_id": share_id_for(agreement_id, run_key), "status": CHECKED})
+    if share.status == BLOCKED:  # a concurrent attempt of the same run was refused first
+        raise ShareBlocked(f"agreement {agreement_id} refused for this run; nothing sent", share.summary())
     _check_lineage(settings, share, lineage)
     return share.summary()
 

@@ -1,7 +1,8 @@
 """Commands for shares, disclosures, retention and consent files, registered on the main command in
 ``censustrace.cli`` (whose ``main`` maps errors to exit codes: 0 ok, 1 the work found problems, 2 usage).
 
-* ``censustrace share AGREEMENT_ID [--as-of] [--json]``: check, build and release one share;
+* ``censustrace share AGREEMENT_ID [--json]``: check, build and release one share, judged for today in
+  Europe/London (``--as-of`` is refused: CT-SHARE-AS-OF, exit 2, nothing recorded);
 * ``censustrace shares list|verify [--json]``;
 * ``censustrace disclosures [--json] < upns.txt``: subject access, UPNs from standard input only;
 * ``censustrace retention [--as-of] [--json]``;
@@ -36,7 +37,9 @@ AsOf = Annotated[
 
 
 def _day(as_of: datetime | None) -> date:
-    return as_of.date() if as_of is not None else date.today()
+    from censustrace.consent.clock import release_day
+
+    return as_of.date() if as_of is not None else release_day()
 
 
 def _share_lines(share: dict[str, Any]) -> list[str]:
@@ -51,21 +54,39 @@ def _share_lines(share: dict[str, Any]) -> list[str]:
     return lines
 
 
+AS_OF_REFUSED = "CT-SHARE-AS-OF"
+
+
 def share(
     agreement_id: Annotated[str, typer.Argument(help="The id of an agreement in policies/agreements/.")],
-    as_of: AsOf = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            hidden=True,
+            help="Refused: a share is judged for the day it leaves (use `policy check --as-of`).",
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Check, build and release one share under an agreement.
+    """Check, build and release one share under an agreement, judged for today (Europe/London).
 
     An unfinished share of the agreement (a release that failed) is completed first. Exit 1 if the
     agreement is refused: a blocked share is recorded with the reasons, nothing is sent."""
     from censustrace.cli import _emit, _settings
+    from censustrace.errors import UsageError
     from censustrace.shares.steps import ShareBlocked, run_share
 
+    if as_of is not None:  # refused before anything is read or recorded
+        raise UsageError(
+            f"--as-of {as_of}: a share is judged for the day it leaves (today in Europe/London), never "
+            "for another day; nothing was recorded. For a dry run: censustrace policy check "
+            f"{agreement_id} --as-of DATE",
+            code=AS_OF_REFUSED,
+        )
     settings = _settings()
     try:
-        result = run_share(agreement_id, settings, _day(as_of))
+        result = run_share(agreement_id, settings)
     except ShareBlocked as exc:
         _emit(exc.share, as_json, _share_lines(exc.share))
         raise typer.Exit(1) from None

@@ -1,7 +1,11 @@
 """Step 3 of a share: release it. **No lineage, no share.**
 
-In this order, each step safe to repeat:
+In this order, each step safe to repeat, one process at a time per share (a lock file beside the
+staging folder: two runs or a retried task racing on one share release it once):
 
+0. the share is judged again for the day it leaves (``shares.recheck``): refused today -> blocked, nothing
+   sent (CT-SHARE-BLOCKED); policy, agreement or recorded objections changed -> rebuilt first, so a stale
+   file is never released;
 1. the staged file is checked against the sha256 recorded when it was built (CT-SHARE-TAMPERED);
 2. it is copied into the recipient's outbox folder under a hidden name (``.<name>.part``): an outbox
    that cannot be written fails here (CT-SHARE-OUTBOX) with nothing visible;
@@ -43,6 +47,8 @@ from censustrace.shares.lineage import (
     share_inputs,
     share_output,
 )
+from censustrace.shares.locks import share_lock
+from censustrace.shares.recheck import recheck_for_release
 from censustrace.shares.register import (
     STATE,
     TAMPERED,
@@ -74,16 +80,20 @@ def release_lineage(settings: Settings, share: ShareRow) -> StepLineage:
 
 def release_share(share_id: str, settings: Settings, *, lineage: StepLineage | None = None) -> dict[str, Any]:
     """Release a built share (see the module docstring); returns ``censustrace share ID --json``."""
-    share = find_share(settings, share_id)
-    if share.status not in (BUILT, RECORDED, DELIVERED):
-        raise ShareError(
-            f"share {share_id} is {share.status}: only a built share can be released", code=STATE
-        )
-    target = outbox_path(settings, share)
-    if share.status != DELIVERED:
-        _release(settings, share, target)
+    with share_lock(settings, share_id):
         share = find_share(settings, share_id)
-    elif not target.is_file():
+        if share.status not in (BUILT, RECORDED, DELIVERED):
+            raise ShareError(
+                f"share {share_id} is {share.status}: only a built share can be released", code=STATE
+            )
+        target = outbox_path(settings, share)
+        if share.status != DELIVERED:
+            if not target.is_file():  # not out yet: judged again for today, rebuilt if stale
+                share = recheck_for_release(settings, share)
+                target = outbox_path(settings, share)
+            _release(settings, share, target)
+            share = find_share(settings, share_id)
+    if share.status == DELIVERED and not target.is_file():
         raise ShareError(
             f"share {share_id} is delivered but {target.name} is not in the outbox (see shares verify)",
             code=TAMPERED,
