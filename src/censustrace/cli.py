@@ -603,7 +603,10 @@ def _settings_error(exc: ValidationError) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: maps every failure to a one-line message and the documented exit code."""
+    from censustrace.lineage.spec import require_schemas
+
     try:
+        require_schemas()
         rv = app(args=argv, standalone_mode=False)
     except typer.Exit as exc:
         return int(exc.exit_code)

@@ -16,14 +16,14 @@ embedded Airflow home).
 | ``CENSUSTRACE_AIRFLOW_DB_URL`` | ``sqlite:///$HOME/airflow/airflow.db`` | Airflow metadata DB |
 | ``CENSUSTRACE_AIRFLOW_PARALLELISM`` | ``2`` | LocalExecutor parallelism |
 | ``CENSUSTRACE_AIRFLOW_PORT`` | ``8080`` | port of the Airflow UI/API server |
-| ``CENSUSTRACE_OPENLINEAGE_SPEC_DIR`` | ``<checkout>/../shared/openlineage-spec`` | OpenLineage schemas |
 | ``CENSUSTRACE_API_PORT`` | ``8000`` | port of the lineage API (``censustrace serve``) |
 | ``CENSUSTRACE_PUBLIC_URL`` | ``http://127.0.0.1:$API_PORT`` | where browsers reach the viewer |
 | ``CENSUSTRACE_VIEWER_SESSION_MINUTES`` | ``30`` | viewer sessions end after this long idle (12 h at most) |
 | ``CENSUSTRACE_LA`` | ``330`` | the local authority this instance serves |
-| ``CENSUSTRACE_POLICIES_DIR`` | ``<checkout>/policies`` | fields, purposes, rules, agreements, schemas |
+| ``CENSUSTRACE_INSTANCE`` | ``censustrace-la$LA`` | this instance's name in SQLite and file dataset names |
+| ``CENSUSTRACE_POLICIES_DIR`` | ``<checkout>/policies`` (or ``$HOME/policies``) | agreements and rules |
 | ``CENSUSTRACE_SHARE_OUTBOX`` | ``$HOME/shares/outbox`` | released shares, one folder per recipient |
-| ``CENSUSTRACE_EXPECTATIONS_DIR`` | ``<checkout>/expectations`` | data quality suites (GX file context) |
+| ``CENSUSTRACE_EXPECTATIONS_DIR`` | ``<checkout>/expectations`` (or ``$HOME/…``) | GX suites |
 | ``CENSUSTRACE_PUPIL_KEY_SECRET`` | generated: ``$HOME/pupil-key.secret`` | secret of pupil keys |
 """
 
@@ -33,6 +33,7 @@ import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -51,16 +52,20 @@ def _default_home() -> Path:
     return checkout / ".censustrace" if checkout else Path.home() / ".censustrace"
 
 
-def _default_policies_dir() -> Path:
-    """The checkout's ``policies/`` (data sharing agreements and rules, see docs/policies.md)."""
+def _default_policies_dir(data: dict[str, Any]) -> Path:
+    """The checkout's ``policies/`` (data sharing agreements and rules, see docs/policies.md); an
+    installed package (no checkout) reads ``$CENSUSTRACE_HOME/policies`` (see docs/operations.md)."""
     checkout = _checkout_dir()
-    return checkout / "policies" if checkout else PACKAGE_DIR / "policies"
+    home = Path(data.get("home") or _default_home())
+    return checkout / "policies" if checkout else home / "policies"
 
 
-def _default_expectations_dir() -> Path:
-    """The checkout's ``expectations/`` (GX suites, see docs/data-quality.md)."""
+def _default_expectations_dir(data: dict[str, Any]) -> Path:
+    """The checkout's ``expectations/`` (GX suites, see docs/data-quality.md); an installed package
+    reads ``$CENSUSTRACE_HOME/expectations``."""
     checkout = _checkout_dir()
-    return checkout / "expectations" if checkout else PACKAGE_DIR / "expectations"
+    home = Path(data.get("home") or _default_home())
+    return checkout / "expectations" if checkout else home / "expectations"
 
 
 class ConfigError(Exception):
@@ -83,8 +88,11 @@ class Settings(BaseSettings):
     airflow_port: int = Field(default=8080, ge=1, le=65535, description="CENSUSTRACE_AIRFLOW_PORT")
     api_port: int = Field(default=8000, ge=1, le=65535, description="CENSUSTRACE_API_PORT")
     public_url: str | None = Field(default=None, description="CENSUSTRACE_PUBLIC_URL")
-    openlineage_spec_dir: Path | None = Field(default=None, description="CENSUSTRACE_OPENLINEAGE_SPEC_DIR")
     la: str = Field(default="330", pattern=r"^\d{3}$", description="CENSUSTRACE_LA")
+    # No dots or slashes: dataset names split at their last dot (docs/lineage.md).
+    instance: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$", description="CENSUSTRACE_INSTANCE"
+    )
     viewer_session_minutes: int = Field(
         default=30, ge=1, le=24 * 60, description="CENSUSTRACE_VIEWER_SESSION_MINUTES"
     )
@@ -99,6 +107,12 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute_home(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @property
+    def instance_name(self) -> str:
+        """This instance's name in lineage (SQLite and home-file dataset names): the same wherever the
+        home is mounted, so a moved or restored home keeps its lineage."""
+        return self.instance or f"censustrace-la{self.la}"
 
     # Folders -----------------------------------------------------------------------------------------
     @property

@@ -26,7 +26,7 @@ from starlette.requests import ClientDisconnect
 
 from censustrace.config import Settings, get_settings
 from censustrace.errors import CensustraceError
-from censustrace.lineage.spec import EventValidator
+from censustrace.lineage.spec import EventValidator, require_schemas
 from censustrace.lineage.store.db import make_engine, upgrade
 from censustrace.lineage.store.ingest import (
     LineageConflict,
@@ -299,6 +299,7 @@ def create_app(
 
     ``max_body_bytes`` caps one POSTed event (413 beyond it); ``validator`` defaults to the lenient spec
     validator; ``migrate`` upgrades the store's schema at startup."""
+    require_schemas()  # a broken install stops here, not at the first event
     settings = settings or get_settings()
     store = engine or make_engine(settings.lineage_db_url)
 

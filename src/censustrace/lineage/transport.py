@@ -45,11 +45,17 @@ class StoreDestination:
     name = "store"
 
     def __init__(self, url: str) -> None:
+        from censustrace.lineage.spec import require_schemas
+
+        # A broken install (no OpenLineage schemas) stops here rather than storing events unchecked
+        # or filing every event as refused.
+        require_schemas()
         self.url = url
         self._engine: Engine | None = None
 
     def deliver(self, payload: str) -> None:
         from censustrace.errors import CensustraceError
+        from censustrace.lineage.spec import OpenLineageSpecNotFound
         from censustrace.lineage.store.db import make_engine, upgrade
         from censustrace.lineage.store.ingest import store_event
 
@@ -59,6 +65,8 @@ class StoreDestination:
             self._engine = make_engine(self.url)
         try:
             store_event(self._engine, payload)
+        except OpenLineageSpecNotFound:
+            raise  # the install is broken, not the event: keep it pending
         except CensustraceError as exc:
             raise DeliveryRejected(str(exc)) from exc
 
