@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from censustrace.config import ConfigError, Settings, get_settings
 from censustrace.consent.cli import policy_app
@@ -622,16 +622,21 @@ def main(argv: list[str] | None = None) -> int:
             show()
         return 2
     except ValidationError as exc:
-        typer.echo(f"configuration error: {_settings_error(exc)}", err=True)
+        typer.echo(f"error CT-CONFIG: {_settings_error(exc)}", err=True)
         return 2
     except ConfigError as exc:
-        typer.echo(f"configuration error: {exc}", err=True)
+        typer.echo(f"error CT-CONFIG: {exc}", err=True)
         return 2
     except CensustraceError as exc:
         typer.echo(f"error {exc}", err=True)
         return exc.exit_code
     except OperationalError:
         typer.echo(f"error CT-DB-UNREACHABLE: {_unreachable_databases()}", err=True)
+        return 1
+    except DBAPIError as exc:
+        # Reached, but it refused the statement (e.g. a database that is not censustrace's): one line.
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        typer.echo(f"error CT-DB-ERROR: {type(exc.orig).__name__}: {reason[:300]}", err=True)
         return 1
     return rv if isinstance(rv, int) else 0
 

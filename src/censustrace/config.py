@@ -35,7 +35,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -107,6 +107,36 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute_home(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @field_validator("warehouse_url", "lineage_url", "airflow_db_url")
+    @classmethod
+    def _usable_database_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # Raised as is (not a ValueError): one line with its code and the variable, exit code 2.
+        from censustrace.dburl import check_database_url
+        from censustrace.errors import CensustraceError
+
+        if value is None:
+            return None
+        try:
+            return check_database_url(value)
+        except CensustraceError as exc:
+            exc.message = f"CENSUSTRACE_{str(info.field_name).upper()}: {exc.message}"
+            raise
+
+    @field_validator("lineage_http_url", "public_url")
+    @classmethod
+    def _usable_http_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        from censustrace.dburl import check_http_url
+        from censustrace.errors import CensustraceError
+
+        if value is None:
+            return None
+        try:
+            return check_http_url(value)
+        except CensustraceError as exc:
+            exc.message = f"CENSUSTRACE_{str(info.field_name).upper()}: {exc.message}"
+            exc.exit_code = 2
+            raise
 
     @property
     def instance_name(self) -> str:
