@@ -12,6 +12,7 @@ embedded Airflow home).
 | ``CENSUSTRACE_LINEAGE_URL`` | ``sqlite:///$HOME/lineage.db`` | SQLAlchemy URL of the lineage store |
 | ``CENSUSTRACE_LINEAGE_HTTP_URL`` | unset | also send lineage to this OpenLineage HTTP endpoint |
 | ``CENSUSTRACE_LINEAGE_HTTP_API_KEY`` | unset | bearer token for that endpoint |
+| ``CENSUSTRACE_LINEAGE_RETRY_SECONDS`` | ``60`` | workers and the viewer retry the outbox this often |
 | ``CENSUSTRACE_LINEAGE_NAMESPACE`` | ``censustrace`` | OpenLineage namespace of our jobs |
 | ``CENSUSTRACE_AIRFLOW_DB_URL`` | ``sqlite:///$HOME/airflow/airflow.db`` | Airflow metadata DB |
 | ``CENSUSTRACE_AIRFLOW_PARALLELISM`` | ``2`` | LocalExecutor parallelism |
@@ -83,6 +84,9 @@ class Settings(BaseSettings):
         default=None, description="CENSUSTRACE_LINEAGE_HTTP_API_KEY"
     )
     lineage_namespace: str = Field(default="censustrace", description="CENSUSTRACE_LINEAGE_NAMESPACE")
+    lineage_retry_seconds: float = Field(
+        default=60, ge=0, le=24 * 3600, description="CENSUSTRACE_LINEAGE_RETRY_SECONDS"
+    )
     airflow_db_url: str | None = Field(default=None, description="CENSUSTRACE_AIRFLOW_DB_URL")
     airflow_parallelism: int = Field(default=2, ge=1, le=64, description="CENSUSTRACE_AIRFLOW_PARALLELISM")
     airflow_port: int = Field(default=8080, ge=1, le=65535, description="CENSUSTRACE_AIRFLOW_PORT")
@@ -283,6 +287,8 @@ class Settings(BaseSettings):
             "store_url": self.lineage_db_url,
             "http_url": self.lineage_http_url,
             "outbox_dir": str(self.outbox_dir),
+            # Airflow workers drain the outbox at start and then this often (0: off).
+            "drain_interval": self.lineage_retry_seconds,
         }
 
     def openlineage_transport_json(self) -> str:
