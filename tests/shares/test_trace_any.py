@@ -139,7 +139,8 @@ def test_a_moved_home_verifies_clean_and_traces_the_same(
     after_move = settings.model_copy(update={"home": moved})
     report = verify_shares(after_move)
     assert report["problems"] == []
-    assert report["ok"] is True and report["shares"] == 1
+    assert report["ok"] is True
+    assert report["shares"] == 1
     for target, expected in before.items():
         traced = _trace(after_move, target)
         assert (traced["sources"], traced["consumers"], traced["target"]) == (
