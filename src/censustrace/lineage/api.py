@@ -49,6 +49,7 @@ from censustrace.lineage.store.queries import (
     splits,
 )
 from censustrace.lineage.store.trace import trace_upstream
+from censustrace.lineage.traceback import LineageAmbiguous
 
 DEFAULT_MAX_BODY_BYTES: Final = 8 * 1024 * 1024
 Json = dict[str, Any]
@@ -276,6 +277,10 @@ def add_lineage_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LineageNotFound)
     async def _not_found(_request: Request, exc: LineageNotFound) -> JSONResponse:
         return _error(404, exc)
+
+    @app.exception_handler(LineageAmbiguous)
+    async def _ambiguous(_request: Request, exc: LineageAmbiguous) -> JSONResponse:
+        return _error(409, exc)
 
     @app.exception_handler(LineageQueryInvalid)
     async def _bad_query(_request: Request, exc: LineageQueryInvalid) -> JSONResponse:

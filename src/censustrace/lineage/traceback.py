@@ -43,7 +43,7 @@ from censustrace.lineage.store.tables import (
     run_dataset_versions,
     runs,
 )
-from censustrace.lineage.store.trace import TraceSource, trace_upstream
+from censustrace.lineage.store.trace import TraceResult, TraceSource, trace_upstream
 
 Json = dict[str, Any]
 
@@ -162,6 +162,13 @@ def _share_start(conn: Connection, share: Any, kind: str, text: str) -> Start:
     if not found:
         raise LineageNotFound(f"share {share.share_id}: its release is not in the lineage store")
     return Start(kind, found[0], {"input": text, "share_id": share.share_id})
+
+
+def trace_share(conn: Connection, share: Any) -> TraceResult:
+    """The upstream trace of a delivered share's file, found by its release run (never by path)."""
+    start = _share_start(conn, share, "share", share.share_id)
+    ref = version_refs(conn, [start.version_id])[start.version_id]
+    return trace_upstream(conn, ref["namespace"], ref["name"], ref["version"])
 
 
 def _find_shares(settings: Settings, text: str) -> list[Any]:
@@ -340,4 +347,12 @@ def trace_any(settings: Settings, engine: Engine, target: str, version: str | No
     }
 
 
-__all__ = ["LineageAmbiguous", "LineageNotFound", "consumers", "find_start", "trace_any", "trace_target"]
+__all__ = [
+    "LineageAmbiguous",
+    "LineageNotFound",
+    "consumers",
+    "find_start",
+    "trace_any",
+    "trace_share",
+    "trace_target",
+]
