@@ -128,3 +128,12 @@ def test_pyproject_lists_every_package_the_code_imports() -> None:
     assert not missing, f"imported but not in pyproject.toml dependencies: {missing}"
     for dist in ("argon2-cffi", "fpdf2", "pyyaml", "python-stdnum"):
         assert dist in declared, dist
+
+
+def test_empty_url_settings_mean_the_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """.env.example leaves optional URLs empty: that is "not set", not a wrong URL."""
+    for variable in ("CENSUSTRACE_LINEAGE_HTTP_URL", "CENSUSTRACE_PUBLIC_URL", "CENSUSTRACE_WAREHOUSE_URL"):
+        monkeypatch.setenv(variable, "")
+    s = Settings(home=tmp_path)
+    assert s.lineage_http_url is None
+    assert s.warehouse_db_url == f"sqlite:///{tmp_path / 'warehouse.db'}"

@@ -119,7 +119,7 @@ class Settings(BaseSettings):
         from censustrace.dburl import check_database_url
         from censustrace.errors import CensustraceError
 
-        if value is None:
+        if not value or not value.strip():  # unset, or empty in .env: the default
             return None
         try:
             return check_database_url(value)
@@ -133,7 +133,7 @@ class Settings(BaseSettings):
         from censustrace.dburl import check_http_url
         from censustrace.errors import CensustraceError
 
-        if value is None:
+        if not value or not value.strip():  # unset, or empty in .env: the default
             return None
         try:
             return check_http_url(value)
