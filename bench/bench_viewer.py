@@ -275,7 +275,7 @@ def share_values(
     from censustrace.shares.check import agreement_values
     from censustrace.shares.lineage import release_job_name, release_run_id
     from censustrace.shares.register import ShareRow
-    from censustrace.shares.release import outbox_path, release_lineage
+    from censustrace.shares.release import outbox_path, relative_file_path, release_lineage
 
     created = datetime(as_of.year, as_of.month, as_of.day, 6, 0, tzinfo=UTC)
     excluded = {"objection": rng.randint(0, max(1, pupils // 50)), "out_of_scope": rng.randint(0, 40)}
@@ -320,7 +320,7 @@ def share_values(
             at=created + timedelta(minutes=4),
         )
         row["lineage_run_id"] = run_id
-        row["file_path"] = str(target)
+        row["file_path"] = relative_file_path(settings, target)
         row["recorded_at"] = created + timedelta(minutes=4)
         row["delivered_at"] = created + timedelta(minutes=5)
     del row["id"]

@@ -159,3 +159,50 @@ def test_wrong_database_credentials_name_the_setting_not_the_password(tmp_path: 
     assert "no_such_role" in proc.stderr
     assert "Hunter2-Pw" not in proc.stderr + proc.stdout
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "code", "exit_code"),
+    [
+        ("postgresql+psycopg://someone:Hunter2-Pw@127.0.0.1:5432/x", "CT-DB-DRIVER", 2),
+        ("postgresql+asyncpg://someone:Hunter2-Pw@127.0.0.1:5432/x", "CT-DB-DRIVER", 2),
+        ("mysql://someone:Hunter2-Pw@127.0.0.1/x", "CT-DB-URL", 2),
+        ("not a url at all", "CT-DB-URL", 2),
+        ("postgresql://someone:Hunter2-Pw@127.0.0.1:5432", "CT-DB-URL", 2),
+        ("postgresql://someone:Hunter2-Pw@127.0.0.1:1/x", "CT-DB-UNREACHABLE", 1),
+        ("postgresql://someone:Hunter2-Pw@no-such-host.invalid:5432/x", "CT-DB-UNREACHABLE", 1),
+    ],
+)
+def test_every_wrong_database_url_is_one_line_with_a_code(
+    tmp_path: Path, url: str, code: str, exit_code: int
+) -> None:
+    """Wrong URL, missing or asyncio driver, unreachable server: one line, a stable code, the setting
+    named, the password hidden, no traceback (``postgresql://`` alone means psycopg2, which is installed)."""
+    env = {**os.environ, "CENSUSTRACE_HOME": str(tmp_path / "home"), "CENSUSTRACE_LINEAGE_URL": url}
+    proc = subprocess.run([CLI, "lineage", "export"], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == exit_code, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"error {code}: "), lines[0]
+    assert "CENSUSTRACE_LINEAGE_URL" in lines[0]
+    assert "Hunter2-Pw" not in proc.stderr + proc.stdout
+
+
+def test_a_wrong_http_url_is_one_line_with_a_code(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "CENSUSTRACE_HOME": str(tmp_path / "home"),
+        "CENSUSTRACE_LINEAGE_HTTP_URL": "ftp://x",
+    }
+    proc = subprocess.run([CLI, "status"], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "error CT-URL: CENSUSTRACE_LINEAGE_HTTP_URL: 'ftp://x' is not an http(s) URL with a host"
+    )
+
+
+def test_postgresql_url_without_a_driver_means_psycopg2() -> None:
+    from censustrace.config import Settings
+
+    s = Settings(lineage_url="postgresql://u:p%40w@db.example:5433/lineage")
+    assert s.lineage_db_url == "postgresql+psycopg2://u:p%40w@db.example:5433/lineage"

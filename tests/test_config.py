@@ -65,3 +65,75 @@ def test_every_setting_is_documented_for_operators() -> None:
         variable = f"CENSUSTRACE_{name.upper()}"
         assert f"`{variable}`" in operations, variable
         assert f"``{variable}``" in (config.__doc__ or ""), variable
+
+
+def test_an_installed_package_reads_policies_and_suites_from_the_home(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """No checkout around the package (pip install, container): the reviewed folders live in the home
+    unless their settings point elsewhere (docs/operations.md)."""
+    import censustrace.config as config
+
+    monkeypatch.setattr(config, "_checkout_dir", lambda: None)
+    s = Settings(home=tmp_path / "h")
+    assert s.policies_dir == tmp_path / "h" / "policies"
+    assert s.expectations_dir == tmp_path / "h" / "expectations"
+    monkeypatch.setenv("CENSUSTRACE_POLICIES_DIR", str(tmp_path / "p"))
+    monkeypatch.setenv("CENSUSTRACE_EXPECTATIONS_DIR", str(tmp_path / "e"))
+    s = Settings(home=tmp_path / "h")
+    assert (s.policies_dir, s.expectations_dir) == (tmp_path / "p", tmp_path / "e")
+
+
+def test_instance_name_defaults_from_the_la_and_rejects_dots(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings(la="341").instance_name == "censustrace-la341"
+    assert Settings(instance="county-1").instance_name == "county-1"
+    with pytest.raises(ValidationError, match="instance"):
+        Settings(instance="a.b")
+
+
+def test_pyproject_lists_every_package_the_code_imports() -> None:
+    """An installed package works without the checkout's requirements.txt: each third-party module the
+    package imports belongs to a distribution named in pyproject.toml's dependencies."""
+    import ast
+    import importlib.metadata
+    import re
+    import sys
+    import tomllib
+
+    repo = Path(__file__).resolve().parents[1]
+    project = tomllib.loads((repo / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+
+    def norm(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    declared = {norm(re.split(r"[<>=!~\[; ]", dep, maxsplit=1)[0]) for dep in project["dependencies"]}
+    owners = importlib.metadata.packages_distributions()
+    missing: dict[str, str] = {}
+    for path in (repo / "src" / "censustrace").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                modules = [node.module]
+            else:
+                continue
+            for module in modules:
+                top = module.split(".")[0]
+                if top in sys.stdlib_module_names or top == "censustrace":
+                    continue
+                dists = {norm(d) for d in owners.get(top, [])}
+                assert dists, f"{path.name}: {top} is not installed"
+                if not dists & declared:
+                    missing[top] = ", ".join(sorted(dists))
+    assert not missing, f"imported but not in pyproject.toml dependencies: {missing}"
+    for dist in ("argon2-cffi", "fpdf2", "pyyaml", "python-stdnum"):
+        assert dist in declared, dist
+
+
+def test_empty_url_settings_mean_the_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """.env.example leaves optional URLs empty: that is "not set", not a wrong URL."""
+    for variable in ("CENSUSTRACE_LINEAGE_HTTP_URL", "CENSUSTRACE_PUBLIC_URL", "CENSUSTRACE_WAREHOUSE_URL"):
+        monkeypatch.setenv(variable, "")
+    s = Settings(home=tmp_path)
+    assert s.lineage_http_url is None
+    assert s.warehouse_db_url == f"sqlite:///{tmp_path / 'warehouse.db'}"

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from censustrace.config import ConfigError, Settings, get_settings
 from censustrace.consent.cli import policy_app
@@ -97,9 +97,18 @@ def _airflow(settings: Settings, *args: str, log: Path | None = None) -> int:
 def init(as_json: JsonFlag = False) -> None:
     """Create the state folders under CENSUSTRACE_HOME and initialise Airflow's metadata DB."""
     settings = _settings()
-    _migrate(settings)
-    result = {"home": str(settings.home), "airflow_home": str(settings.airflow_home), "status": "ready"}
-    _emit(result, as_json, [f"censustrace home ready: {settings.home}"])
+    upgraded = _migrate(settings)
+    result = {
+        "home": str(settings.home),
+        "airflow_home": str(settings.airflow_home),
+        "status": "ready",
+        "instance": settings.instance_name,
+        "renamed_datasets": upgraded["renamed"],
+    }
+    lines = [f"censustrace home ready: {settings.home}"]
+    if upgraded["renamed"]:
+        lines.append(f"renamed {len(upgraded['renamed'])} datasets to {settings.instance_name}.<table>")
+    _emit(result, as_json, lines)
 
 
 @app.command()
@@ -547,9 +556,11 @@ def rekey(
     _emit(result, as_json, [f"re-keyed {result['pupils']} pupils; secret: {result['secret']}"])
 
 
-def _migrate(settings: Settings) -> None:
-    """Bring Airflow's metadata DB, the lineage store and the warehouse to the current schema."""
-    from censustrace.lineage.store.db import upgrade
+def _migrate(settings: Settings) -> dict[str, Any]:
+    """Bring Airflow's metadata DB, the lineage store and the warehouse to the current schema, then
+    upgrade the data a previous release left (dataset names): see docs/operations.md, Upgrading."""
+    from censustrace.lineage.store.db import make_engine, upgrade
+    from censustrace.lineage.store.upgrades import rename_legacy_datasets
     from censustrace.warehouse.db import upgrade as upgrade_warehouse
 
     log = settings.home / "logs" / "init.log"
@@ -558,6 +569,11 @@ def _migrate(settings: Settings) -> None:
         raise CensustraceError(f"airflow db migrate failed (exit {rc}); see {log}", code="CT-INIT")
     upgrade(settings.lineage_db_url)
     upgrade_warehouse(settings.warehouse_db_url)
+    engine = make_engine(settings.lineage_db_url)
+    try:
+        return rename_legacy_datasets(engine, settings.instance_name)
+    finally:
+        engine.dispose()
 
 
 @app.command()
@@ -678,20 +694,36 @@ def lineage_export(
 @app.command()
 def trace(
     target: Annotated[
-        str, typer.Argument(help="dataset:<namespace>:<name>, or a dataset name; @VERSION optional.")
+        str,
+        typer.Argument(
+            help="Anything you hold: a share id, an outbound file path, an extract id, a received file's "
+            "sha256 (or a copy of the file), dataset:<namespace>:<name> or a dataset name; @VERSION optional."
+        ),
     ],
     version: Annotated[str | None, typer.Option(help="Exact dataset version (default: latest).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Trace an output back to the exact census files it came from."""
+    """Trace it back to the exact census files it came from, and forward to the shares made from it."""
     from censustrace.lineage.store.db import make_engine
-    from censustrace.lineage.traceback import trace_target
+    from censustrace.lineage.traceback import trace_any
 
-    result = trace_target(make_engine(_settings().lineage_db_url), target, version)
-    lines = [f"{result['target']['id']} comes from {len(result['sources'])} received file(s):"]
+    settings = _settings()
+    engine = make_engine(settings.lineage_db_url)
+    try:
+        result = trace_any(settings, engine, target, version)
+    finally:
+        engine.dispose()
+    resolved = result["resolved"]
+    lines = [f"{resolved['kind']} {target}: {result['target']['id']}"]
+    lines.append(f"comes from {len(result['sources'])} received file(s):")
     lines += [
         f"  {s['original_name'] or s['path']} sha256={s['sha256'] or s['version']} at {s['received_at']}"
         for s in result["sources"]
+    ]
+    lines.append(f"went into {len(result['consumers'])} share(s):")
+    lines += [
+        f"  {c['share_id']} to {c['recipient']} ({c['agreement']}) sha256={c['sha256']}"
+        for c in result["consumers"]
     ]
     _emit(result, as_json, lines)
 
@@ -721,7 +753,10 @@ def _settings_error(exc: ValidationError) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: maps every failure to a one-line message and the documented exit code."""
+    from censustrace.lineage.spec import require_schemas
+
     try:
+        require_schemas()
         rv = app(args=argv, standalone_mode=False)
     except typer.Exit as exc:
         return int(exc.exit_code)
@@ -737,16 +772,21 @@ def main(argv: list[str] | None = None) -> int:
             show()
         return 2
     except ValidationError as exc:
-        typer.echo(f"configuration error: {_settings_error(exc)}", err=True)
+        typer.echo(f"error CT-CONFIG: {_settings_error(exc)}", err=True)
         return 2
     except ConfigError as exc:
-        typer.echo(f"configuration error: {exc}", err=True)
+        typer.echo(f"error CT-CONFIG: {exc}", err=True)
         return 2
     except CensustraceError as exc:
         typer.echo(f"error {exc}", err=True)
         return exc.exit_code
     except OperationalError:
         typer.echo(f"error CT-DB-UNREACHABLE: {_unreachable_databases()}", err=True)
+        return 1
+    except DBAPIError as exc:
+        # Reached, but it refused the statement (e.g. a database that is not censustrace's): one line.
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        typer.echo(f"error CT-DB-ERROR: {type(exc.orig).__name__}: {reason[:300]}", err=True)
         return 1
     return rv if isinstance(rv, int) else 0
 

@@ -12,18 +12,19 @@ embedded Airflow home).
 | ``CENSUSTRACE_LINEAGE_URL`` | ``sqlite:///$HOME/lineage.db`` | SQLAlchemy URL of the lineage store |
 | ``CENSUSTRACE_LINEAGE_HTTP_URL`` | unset | also send lineage to this OpenLineage HTTP endpoint |
 | ``CENSUSTRACE_LINEAGE_HTTP_API_KEY`` | unset | bearer token for that endpoint |
+| ``CENSUSTRACE_LINEAGE_RETRY_SECONDS`` | ``60`` | workers and the viewer retry the outbox this often |
 | ``CENSUSTRACE_LINEAGE_NAMESPACE`` | ``censustrace`` | OpenLineage namespace of our jobs |
 | ``CENSUSTRACE_AIRFLOW_DB_URL`` | ``sqlite:///$HOME/airflow/airflow.db`` | Airflow metadata DB |
 | ``CENSUSTRACE_AIRFLOW_PARALLELISM`` | ``2`` | LocalExecutor parallelism |
 | ``CENSUSTRACE_AIRFLOW_PORT`` | ``8080`` | port of the Airflow UI/API server |
-| ``CENSUSTRACE_OPENLINEAGE_SPEC_DIR`` | ``<checkout>/../shared/openlineage-spec`` | OpenLineage schemas |
 | ``CENSUSTRACE_API_PORT`` | ``8000`` | port of the lineage API (``censustrace serve``) |
 | ``CENSUSTRACE_PUBLIC_URL`` | ``http://127.0.0.1:$API_PORT`` | where browsers reach the viewer |
 | ``CENSUSTRACE_VIEWER_SESSION_MINUTES`` | ``30`` | viewer sessions end after this long idle (12 h at most) |
 | ``CENSUSTRACE_LA`` | ``330`` | the local authority this instance serves |
-| ``CENSUSTRACE_POLICIES_DIR`` | ``<checkout>/policies`` | fields, purposes, rules, agreements, schemas |
+| ``CENSUSTRACE_INSTANCE`` | ``censustrace-la$LA`` | this instance's name in SQLite and file dataset names |
+| ``CENSUSTRACE_POLICIES_DIR`` | ``<checkout>/policies`` (or ``$HOME/policies``) | agreements and rules |
 | ``CENSUSTRACE_SHARE_OUTBOX`` | ``$HOME/shares/outbox`` | released shares, one folder per recipient |
-| ``CENSUSTRACE_EXPECTATIONS_DIR`` | ``<checkout>/expectations`` | data quality suites (GX file context) |
+| ``CENSUSTRACE_EXPECTATIONS_DIR`` | ``<checkout>/expectations`` (or ``$HOME/…``) | GX suites |
 | ``CENSUSTRACE_PUPIL_KEY_SECRET`` | generated: ``$HOME/pupil-key.secret`` | secret of pupil keys |
 | ``CENSUSTRACE_CSV_UNKNOWN_COLUMNS`` | ``warn`` | LA CSV column a table does not have: warn or quarantine |
 | ``CENSUSTRACE_CSV_SIDE_TABLE_MAX_ROWS`` | ``200000`` | most rows of an address/FSM table |
@@ -35,9 +36,9 @@ import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -54,16 +55,20 @@ def _default_home() -> Path:
     return checkout / ".censustrace" if checkout else Path.home() / ".censustrace"
 
 
-def _default_policies_dir() -> Path:
-    """The checkout's ``policies/`` (data sharing agreements and rules, see docs/policies.md)."""
+def _default_policies_dir(data: dict[str, Any]) -> Path:
+    """The checkout's ``policies/`` (data sharing agreements and rules, see docs/policies.md); an
+    installed package (no checkout) reads ``$CENSUSTRACE_HOME/policies`` (see docs/operations.md)."""
     checkout = _checkout_dir()
-    return checkout / "policies" if checkout else PACKAGE_DIR / "policies"
+    home = Path(data.get("home") or _default_home())
+    return checkout / "policies" if checkout else home / "policies"
 
 
-def _default_expectations_dir() -> Path:
-    """The checkout's ``expectations/`` (GX suites, see docs/data-quality.md)."""
+def _default_expectations_dir(data: dict[str, Any]) -> Path:
+    """The checkout's ``expectations/`` (GX suites, see docs/data-quality.md); an installed package
+    reads ``$CENSUSTRACE_HOME/expectations``."""
     checkout = _checkout_dir()
-    return checkout / "expectations" if checkout else PACKAGE_DIR / "expectations"
+    home = Path(data.get("home") or _default_home())
+    return checkout / "expectations" if checkout else home / "expectations"
 
 
 class ConfigError(Exception):
@@ -81,13 +86,19 @@ class Settings(BaseSettings):
         default=None, description="CENSUSTRACE_LINEAGE_HTTP_API_KEY"
     )
     lineage_namespace: str = Field(default="censustrace", description="CENSUSTRACE_LINEAGE_NAMESPACE")
+    lineage_retry_seconds: float = Field(
+        default=60, ge=0, le=24 * 3600, description="CENSUSTRACE_LINEAGE_RETRY_SECONDS"
+    )
     airflow_db_url: str | None = Field(default=None, description="CENSUSTRACE_AIRFLOW_DB_URL")
     airflow_parallelism: int = Field(default=2, ge=1, le=64, description="CENSUSTRACE_AIRFLOW_PARALLELISM")
     airflow_port: int = Field(default=8080, ge=1, le=65535, description="CENSUSTRACE_AIRFLOW_PORT")
     api_port: int = Field(default=8000, ge=1, le=65535, description="CENSUSTRACE_API_PORT")
     public_url: str | None = Field(default=None, description="CENSUSTRACE_PUBLIC_URL")
-    openlineage_spec_dir: Path | None = Field(default=None, description="CENSUSTRACE_OPENLINEAGE_SPEC_DIR")
     la: str = Field(default="330", pattern=r"^\d{3}$", description="CENSUSTRACE_LA")
+    # No dots or slashes: dataset names split at their last dot (docs/lineage.md).
+    instance: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$", description="CENSUSTRACE_INSTANCE"
+    )
     viewer_session_minutes: int = Field(
         default=30, ge=1, le=24 * 60, description="CENSUSTRACE_VIEWER_SESSION_MINUTES"
     )
@@ -108,6 +119,42 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute_home(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @field_validator("warehouse_url", "lineage_url", "airflow_db_url")
+    @classmethod
+    def _usable_database_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # Raised as is (not a ValueError): one line with its code and the variable, exit code 2.
+        from censustrace.dburl import check_database_url
+        from censustrace.errors import CensustraceError
+
+        if not value or not value.strip():  # unset, or empty in .env: the default
+            return None
+        try:
+            return check_database_url(value)
+        except CensustraceError as exc:
+            exc.message = f"CENSUSTRACE_{str(info.field_name).upper()}: {exc.message}"
+            raise
+
+    @field_validator("lineage_http_url", "public_url")
+    @classmethod
+    def _usable_http_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        from censustrace.dburl import check_http_url
+        from censustrace.errors import CensustraceError
+
+        if not value or not value.strip():  # unset, or empty in .env: the default
+            return None
+        try:
+            return check_http_url(value)
+        except CensustraceError as exc:
+            exc.message = f"CENSUSTRACE_{str(info.field_name).upper()}: {exc.message}"
+            exc.exit_code = 2
+            raise
+
+    @property
+    def instance_name(self) -> str:
+        """This instance's name in lineage (SQLite and home-file dataset names): the same wherever the
+        home is mounted, so a moved or restored home keeps its lineage."""
+        return self.instance or f"censustrace-la{self.la}"
 
     # Folders -----------------------------------------------------------------------------------------
     @property
@@ -248,6 +295,8 @@ class Settings(BaseSettings):
             "store_url": self.lineage_db_url,
             "http_url": self.lineage_http_url,
             "outbox_dir": str(self.outbox_dir),
+            # Airflow workers drain the outbox at start and then this often (0: off).
+            "drain_interval": self.lineage_retry_seconds,
         }
 
     def openlineage_transport_json(self) -> str:

@@ -229,14 +229,78 @@ def test_a_non_object_is_not_an_event() -> None:
     assert validate_event([1, 2]) == ["$: expected an OpenLineage event object, got array"]  # type: ignore[arg-type]
 
 
-def test_spec_dir_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    real = spec.spec_dir()
-    monkeypatch.setenv(spec.SPEC_DIR_ENV, str(tmp_path))
-    with pytest.raises(OpenLineageSpecNotFound, match=r"holds no OpenLineage\.json"):
-        spec.spec_dir()
-    monkeypatch.setenv(spec.SPEC_DIR_ENV, str(real))
-    assert spec.spec_dir() == real
-    assert EventValidator(spec.spec_dir()).validate(full_event()) == []
+def test_the_schemas_ship_inside_the_package_with_licence_and_origin() -> None:
+    folder = spec.spec_dir()
+    package = Path(spec.__file__).resolve().parent / "schemas" / "openlineage"
+    assert Path(str(folder)).resolve() == package
+    core = json.loads(folder.joinpath("OpenLineage.json").read_text(encoding="utf-8"))
+    assert core["$id"] == f"https://openlineage.io/spec/{spec.SPEC_VERSION}/OpenLineage.json"
+    notice = folder.joinpath("NOTICE.txt").read_text(encoding="utf-8")
+    assert spec.SPEC_VERSION in notice
+    assert "github.com/OpenLineage/OpenLineage" in notice
+    assert "Apache License" in folder.joinpath("LICENSE.txt").read_text(encoding="utf-8")
+    facet_ids = {
+        json.loads(p.read_text(encoding="utf-8"))["$id"]
+        for p in folder.joinpath("facets").iterdir()
+        if p.name.endswith(".json")
+    }
+    assert "https://openlineage.io/spec/facets/1-2-0/ColumnLineageDatasetFacet.json" in facet_ids
+    assert EventValidator(folder).validate(full_event()) == []
+
+
+def _copied_spec(tmp_path: Path) -> Path:
+    import shutil
+
+    target = tmp_path / "openlineage"
+    shutil.copytree(str(spec.spec_dir()), target)
+    return target
+
+
+def test_missing_or_unreadable_schemas_raise_not_validate_nothing(tmp_path: Path) -> None:
+    folder = _copied_spec(tmp_path)
+    (folder / "facets" / "SchemaDatasetFacet.json").write_text("{ not json", encoding="utf-8")
+    with pytest.raises(OpenLineageSpecNotFound, match=r"SchemaDatasetFacet\.json: unreadable schema"):
+        EventValidator(folder)
+    for path in (folder / "facets").iterdir():
+        path.unlink()
+    with pytest.raises(OpenLineageSpecNotFound, match="no facet schemas"):
+        EventValidator(folder)
+    (folder / "OpenLineage.json").unlink()
+    with pytest.raises(OpenLineageSpecNotFound):
+        EventValidator(folder)
+
+
+def test_an_install_without_schemas_stops_at_start_up(tmp_path: Path) -> None:
+    """A copy of the package whose schemas were lost: every face stops with one line, CT-LINEAGE-SPEC."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    src = Path(spec.__file__).resolve().parents[2]
+    copy = tmp_path / "src"
+    shutil.copytree(src, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.rmtree(copy / "censustrace" / "lineage" / "schemas" / "openlineage")
+    env = {**os.environ, "PYTHONPATH": str(copy), "CENSUSTRACE_HOME": str(tmp_path / "home")}
+    cli = subprocess.run(
+        [sys.executable, "-m", "censustrace.cli", "status"], env=env, capture_output=True, text=True
+    )
+    assert cli.returncode == 2
+    assert cli.stderr.startswith("error CT-LINEAGE-SPEC: ")
+    assert "Traceback" not in cli.stderr
+    assert len(cli.stderr.strip().splitlines()) == 1
+    code = (
+        "from censustrace.lineage.store.ingest import parse_event\n"
+        "from censustrace.lineage.spec import OpenLineageSpecNotFound\n"
+        "from censustrace.lineage.api import create_app\n"
+        "for attempt in (lambda: parse_event('{}'), create_app):\n"
+        "    try:\n"
+        "        attempt()\n"
+        "    except OpenLineageSpecNotFound as exc:\n"
+        "        print(exc.code)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert proc.stdout.split() == ["CT-LINEAGE-SPEC", "CT-LINEAGE-SPEC"], proc.stderr
 
 
 @pytest.mark.parametrize(

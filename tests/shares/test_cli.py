@@ -104,6 +104,18 @@ def test_share_commands_end_to_end(home: tuple[Settings, Census]) -> None:
     assert trace.returncode == 0, trace.stderr
     sources = json.loads(trace.stdout)["sources"]
     assert {s["sha256"] for s in sources} >= {f["sha256"] for f in generated[1]["files"]}
+    # By what a user holds: the share id or the file's name, today's keys kept, consumers added.
+    for held in (sent["share_id"], Path(sent["file"]).name):
+        by_share = run(settings, "trace", held, "--json")
+        assert by_share.returncode == 0, by_share.stderr
+        answer = json.loads(by_share.stdout)
+        assert set(answer) >= {"target", "sources", "graph", "consumers", "resolved"}
+        assert {s["sha256"] for s in answer["sources"]} == {s["sha256"] for s in sources}
+        assert [c["share_id"] for c in answer["consumers"]] == [sent["share_id"]]
+    nothing = run(settings, "trace", "shr_000000000000000000000000")
+    assert nothing.returncode == 1
+    assert nothing.stderr.startswith("error CT-LINEAGE-NOT-FOUND: ")
+    assert len(nothing.stderr.strip().splitlines()) == 1
 
 
 def test_verify_reports_a_changed_file_and_a_stray_one(home: tuple[Settings, Census]) -> None:

@@ -207,3 +207,36 @@ def test_article_30_record(home: Home, as_user: UserClient) -> None:
     assert next(r for r in rows if r["Agreement"] == BLOCKED)["Blocked attempts"] == "1"
     assert clara.get("/article-30.pdf").content.startswith(b"%PDF")
     assert [r["what"] for r in access_log(home)[:2]] == ["article30.pdf", "article30.csv"]
+
+
+def test_trace_anything_held_from_the_api_and_the_search(
+    home: Home, as_user: UserClient, client: TestClient
+) -> None:
+    """A share id, the outbound file's name, an extract id or a sha256: the API traces it both ways and the
+    search page links its trace; an unknown one is a 404 with the stable code."""
+    token = auth.add_token(home.app.state.viewer.engine(), "clara", "api")
+    headers = {"Authorization": f"Bearer {token}"}
+    share = find_share(home.settings, home.filled.shares[ALLOWED])
+    loaded = {o.sha256 for o in home.filled.loaded}
+    for held in (share.share_id, str(share.file_path).rsplit("/", 1)[-1]):
+        found = client.get("/api/v1/trace/find", params={"q": held}, headers=headers)
+        assert found.status_code == 200, found.text
+        body = found.json()
+        assert {s["sha256"] for s in body["sources"]} <= loaded
+        assert [c["share_id"] for c in body["consumers"]] == [share.share_id]
+    used = set(share.source_extracts or ())
+    extract = next(o for o in home.filled.loaded if o.extract_id in used)
+    by_extract = client.get("/api/v1/trace/find", params={"q": extract.extract_id}, headers=headers).json()
+    assert {s["sha256"] for s in by_extract["sources"]} == {extract.sha256}
+    assert share.share_id in {c["share_id"] for c in by_extract["consumers"]}
+    missing = client.get("/api/v1/trace/find", params={"q": "shr_nothing"}, headers=headers)
+    assert missing.status_code == 404
+    assert missing.json()["code"] == "CT-LINEAGE-NOT-FOUND"
+    assert client.get("/api/v1/trace/find", params={"q": share.share_id}).status_code == 401
+
+    page = as_user("ed").get("/search", params={"q": share.share_id})
+    assert page.status_code == 200
+    assert "trace-link" in page.text
+    assert f"is share {share.share_id}" in page.text
+    sha_page = as_user("ed").get("/search", params={"q": extract.sha256})
+    assert "is sha256" in sha_page.text

@@ -18,10 +18,19 @@ def test_postgres_names_follow_the_spec() -> None:
     assert warehouse_namespace("postgresql://u@db/census") == "postgres://db:5432"
 
 
-def test_sqlite_names_use_the_absolute_path(tmp_path: Path) -> None:
+def test_sqlite_names_carry_the_instance_not_the_machine_path(tmp_path: Path) -> None:
+    from censustrace.config import get_settings
+    from censustrace.warehouse.naming import legacy_sqlite_table
+
     url = f"sqlite:///{tmp_path}/w.db"
     assert warehouse_namespace(url) == "sqlite"
-    assert warehouse_dataset_name(url, "fsm_period") == f"{tmp_path.resolve()}/w.db.fsm_period"
+    assert warehouse_dataset_name(url, "fsm_period", instance="county-a") == "county-a.fsm_period"
+    moved = f"sqlite:///{tmp_path}/elsewhere/w.db"
+    assert warehouse_dataset_name(moved, "pupil") == warehouse_dataset_name(url, "pupil")
+    assert warehouse_dataset_name(url, "pupil") == f"{get_settings().instance_name}.pupil"
+    assert str(tmp_path) not in warehouse_dataset_name(url, "pupil")
+    assert legacy_sqlite_table(f"{tmp_path}/w.db.fsm_period") == "fsm_period"
+    assert legacy_sqlite_table("county-a.fsm_period") is None
 
 
 @pytest.mark.parametrize("fmt", ["school_census_xml", "ctf_xml", "la_csv"])

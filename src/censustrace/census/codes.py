@@ -1,4 +1,4 @@
-"""Census code sets and the census calendar (see /work/shared/domain/census.md).
+"""Census code sets and the census calendar (see docs/data-model.md).
 
 Codes are the values as written in the files (upper case unless noted). Where the brief gives only a
 selection ("e.g."), the set here is the selection this project knows; a reader may meet others.

@@ -26,7 +26,7 @@ from starlette.requests import ClientDisconnect
 
 from censustrace.config import Settings, get_settings
 from censustrace.errors import CensustraceError
-from censustrace.lineage.spec import EventValidator
+from censustrace.lineage.spec import EventValidator, require_schemas
 from censustrace.lineage.store.db import make_engine, upgrade
 from censustrace.lineage.store.ingest import (
     LineageConflict,
@@ -49,6 +49,7 @@ from censustrace.lineage.store.queries import (
     splits,
 )
 from censustrace.lineage.store.trace import trace_upstream
+from censustrace.lineage.traceback import LineageAmbiguous
 
 DEFAULT_MAX_BODY_BYTES: Final = 8 * 1024 * 1024
 Json = dict[str, Any]
@@ -277,6 +278,10 @@ def add_lineage_error_handlers(app: FastAPI) -> None:
     async def _not_found(_request: Request, exc: LineageNotFound) -> JSONResponse:
         return _error(404, exc)
 
+    @app.exception_handler(LineageAmbiguous)
+    async def _ambiguous(_request: Request, exc: LineageAmbiguous) -> JSONResponse:
+        return _error(409, exc)
+
     @app.exception_handler(LineageQueryInvalid)
     async def _bad_query(_request: Request, exc: LineageQueryInvalid) -> JSONResponse:
         return _error(400, exc)
@@ -299,6 +304,7 @@ def create_app(
 
     ``max_body_bytes`` caps one POSTed event (413 beyond it); ``validator`` defaults to the lenient spec
     validator; ``migrate`` upgrades the store's schema at startup."""
+    require_schemas()  # a broken install stops here, not at the first event
     settings = settings or get_settings()
     store = engine or make_engine(settings.lineage_db_url)
 

@@ -47,6 +47,9 @@ def transport(settings: Settings, *, store: bool = True) -> Any:
     from censustrace.lineage.transport import CensustraceTransport, CensustraceTransportConfig
 
     config = dict(settings.openlineage_transport())
+    # A command runs for seconds: it drains on its next event and by `lineage flush`, with no
+    # background thread to cut off at exit.
+    config["drain_interval"] = 0
     if not store:
         config["store_url"] = None
     return CensustraceTransport(CensustraceTransportConfig.from_dict(config))

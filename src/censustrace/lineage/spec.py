@@ -1,7 +1,8 @@
 """Validation of OpenLineage events against the official JSON schemas.
 
-The schemas are not shipped in the package: they live in a shared folder (``OpenLineage.json`` plus
-``facets/*.json``) found by :func:`spec_dir`. Every file is registered in a ``referencing.Registry`` under
+The schemas ship with the package (``schemas/openlineage/``: ``OpenLineage.json`` plus ``facets/*.json``,
+Apache-2.0, spec version and origin in its ``NOTICE.txt``) and are read through ``importlib.resources``
+(:func:`spec_dir`). Every file is registered in a ``referencing.Registry`` under
 its ``$id`` so the facet schemas' references to the core schema resolve offline.
 
 Two modes:
@@ -27,8 +28,9 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from functools import lru_cache
+from importlib import resources
+from importlib.resources.abc import Traversable
 from itertools import islice
-from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urldefrag
 
@@ -37,10 +39,8 @@ from referencing import Registry, Resource
 from referencing.exceptions import Unresolvable
 from referencing.jsonschema import DRAFT202012
 
-from censustrace.config import Settings, _checkout_dir
 from censustrace.errors import CensustraceError
 
-SPEC_DIR_ENV: Final = "CENSUSTRACE_OPENLINEAGE_SPEC_DIR"
 CORE_SCHEMA_FILE: Final = "OpenLineage.json"
 _MAX_MESSAGE: Final = 300
 #: Problems reported per event at most: enough to fix it, bounded for a hostile one.
@@ -53,29 +53,37 @@ Json = dict[str, Any]
 
 
 class OpenLineageSpecNotFound(CensustraceError):
-    """The folder with the official OpenLineage schemas is missing or incomplete."""
+    """The OpenLineage schemas shipped with the package are missing, unreadable or incomplete: a broken
+    install. Nothing is validated without them, so start-up stops (exit code 2)."""
 
     code = "CT-LINEAGE-SPEC"
+    exit_code = 2
 
 
-def spec_dir() -> Path:
-    """Folder of the official schemas: ``CENSUSTRACE_OPENLINEAGE_SPEC_DIR`` (see config.py), else
-    ``<checkout>/../shared/openlineage-spec``. Settings are read afresh: tools and tests may change it."""
-    configured = Settings().openlineage_spec_dir
-    if configured:
-        folder = configured.expanduser().resolve()
-        source = f"{SPEC_DIR_ENV}={configured}"
-    else:
-        checkout = _checkout_dir()
-        if checkout is None:
-            raise OpenLineageSpecNotFound(
-                f"no checkout to find the OpenLineage schemas from; set {SPEC_DIR_ENV}"
-            )
-        folder = (checkout.parent / "shared" / "openlineage-spec").resolve()
-        source = "the default location"
-    if not (folder / CORE_SCHEMA_FILE).is_file():
-        raise OpenLineageSpecNotFound(f"{folder} ({source}) holds no {CORE_SCHEMA_FILE}")
+#: Where the vendored schemas live inside the package (see ``schemas/openlineage/NOTICE.txt``).
+SCHEMA_PACKAGE: Final = "censustrace.lineage"
+SCHEMA_FOLDER: Final = ("schemas", "openlineage")
+#: The OpenLineage spec version the vendored core schema is (its ``$id``).
+SPEC_VERSION: Final = "2-0-2"
+
+
+def spec_dir() -> Traversable:
+    """The official schemas shipped in the package, read through ``importlib.resources`` (so they are
+    found in a checkout, a wheel or a zip alike). Raises :class:`OpenLineageSpecNotFound` when the
+    core schema is not there."""
+    folder = resources.files(SCHEMA_PACKAGE).joinpath(*SCHEMA_FOLDER)
+    if not folder.joinpath(CORE_SCHEMA_FILE).is_file():
+        raise OpenLineageSpecNotFound(
+            f"the package's OpenLineage schemas are missing ({SCHEMA_PACKAGE.replace('.', '/')}/"
+            f"{'/'.join(SCHEMA_FOLDER)}/{CORE_SCHEMA_FILE}): reinstall censustrace"
+        )
     return folder
+
+
+def require_schemas() -> None:
+    """Stop start-up with :class:`OpenLineageSpecNotFound` unless every vendored schema loads: called by
+    the CLI, the lineage API and the transport before they take or send any event."""
+    default_validator()
 
 
 # Timestamps ------------------------------------------------------------------------------------------
@@ -163,10 +171,19 @@ def _format_checker(*, lenient: bool) -> FormatChecker:
 
 
 # Schemas ---------------------------------------------------------------------------------------------
-def _load_schemas(folder: Path) -> dict[str, Json]:
+def _load_schemas(folder: Traversable) -> dict[str, Json]:
     """Every schema file in the spec folder, keyed by its ``$id``."""
     schemas: dict[str, Json] = {}
-    for path in [folder / CORE_SCHEMA_FILE, *sorted((folder / "facets").glob("*.json"))]:
+    facets_folder = folder.joinpath("facets")
+    try:
+        facet_files = sorted(
+            (p for p in facets_folder.iterdir() if p.name.endswith(".json")), key=lambda p: p.name
+        )
+    except OSError as exc:
+        raise OpenLineageSpecNotFound(f"{facets_folder}: the facet schemas are unreadable ({exc})") from exc
+    if not facet_files:
+        raise OpenLineageSpecNotFound(f"{facets_folder}: no facet schemas")
+    for path in [folder.joinpath(CORE_SCHEMA_FILE), *facet_files]:
         try:
             document = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
@@ -322,7 +339,7 @@ class EventValidator:
 
     def __init__(
         self,
-        folder: Path | None = None,
+        folder: Traversable | None = None,
         *,
         extra_schemas: Mapping[str, Mapping[str, Any]] | None = None,
         lenient: bool = False,
@@ -440,14 +457,10 @@ class EventValidator:
                 self._valid_facets.popitem(last=False)
 
 
-@lru_cache(maxsize=4)
-def _default_validator(folder: Path, lenient: bool) -> EventValidator:
-    return EventValidator(folder, lenient=lenient)
-
-
+@lru_cache(maxsize=2)
 def default_validator(*, lenient: bool = False) -> EventValidator:
     """A cached validator over the schemas in :func:`spec_dir`."""
-    return _default_validator(spec_dir(), lenient)
+    return EventValidator(spec_dir(), lenient=lenient)
 
 
 def validate_event(event: Json, extra_schemas: Mapping[str, Mapping[str, Any]] | None = None) -> list[str]:

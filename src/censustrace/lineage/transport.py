@@ -4,12 +4,15 @@ One transport, several destinations, configured in one place (``Settings.openlin
 - the lineage **store** (always): the embedded default, no server needed;
 - an OpenLineage **HTTP** endpoint (optional): our own API elsewhere, or Marquez.
 An event a destination cannot take now goes to the outbox and is retried before the next event to that
-destination (and by ``censustrace lineage flush``); the run goes on and the failure is logged clearly.
+destination, by ``censustrace lineage flush``, and (``drain_interval`` > 0, as Airflow workers and the
+viewer are configured) by a background drainer each process starts with its first transport: once at
+start, then every ``drain_interval`` seconds. The run goes on and the failure is logged clearly.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -45,11 +48,17 @@ class StoreDestination:
     name = "store"
 
     def __init__(self, url: str) -> None:
+        from censustrace.lineage.spec import require_schemas
+
+        # A broken install (no OpenLineage schemas) stops here rather than storing events unchecked
+        # or filing every event as refused.
+        require_schemas()
         self.url = url
         self._engine: Engine | None = None
 
     def deliver(self, payload: str) -> None:
         from censustrace.errors import CensustraceError
+        from censustrace.lineage.spec import OpenLineageSpecNotFound
         from censustrace.lineage.store.db import make_engine, upgrade
         from censustrace.lineage.store.ingest import store_event
 
@@ -59,6 +68,8 @@ class StoreDestination:
             self._engine = make_engine(self.url)
         try:
             store_event(self._engine, payload)
+        except OpenLineageSpecNotFound:
+            raise  # the install is broken, not the event: keep it pending
         except CensustraceError as exc:
             raise DeliveryRejected(str(exc)) from exc
 
@@ -94,6 +105,8 @@ class CensustraceTransportConfig(Config):
     store_url: str | None = None
     http_url: str | None = None
     timeout: float = 5.0
+    #: Seconds between background drains of the outbox (0: only on the next event and on flush).
+    drain_interval: float = 0.0
 
     @classmethod
     def from_dict(cls, params: dict[str, Any]) -> CensustraceTransportConfig:
@@ -110,6 +123,7 @@ class CensustraceTransportConfig(Config):
             store_url=store_url,
             http_url=params.get("http_url") or None,
             timeout=float(params.get("timeout", 5.0)),
+            drain_interval=float(params.get("drain_interval") or 0.0),
         )
 
 
@@ -136,6 +150,8 @@ class CensustraceTransport(Transport):
             self.destinations.append(
                 HttpDestination(config.http_url, key.get_secret_value() if key else None, config.timeout)
             )
+        if config.drain_interval > 0:
+            start_background_drain(self)
 
     def emit(self, event: Event) -> EmitReport:
         return self.emit_json(Serde.to_json(event))
@@ -145,7 +161,10 @@ class CensustraceTransport(Transport):
         for dest in self.destinations:
             backlog = [e for e in self.outbox.entries(dest.name) if not e.failed]
             if backlog:
-                self.outbox.drain(dest.name, dest.deliver, limit=_DRAIN_BATCH)
+                try:
+                    self.outbox.drain(dest.name, dest.deliver, limit=_DRAIN_BATCH)
+                except Exception:  # the new event must still be delivered or queued below
+                    log.exception("lineage outbox %s: draining the backlog failed", dest.name)
                 if any(not e.failed for e in self.outbox.entries(dest.name)):
                     # Still backed up: queue behind the older events to keep their order.
                     self.outbox.enqueue(dest.name, payload, "queued behind undelivered events")
@@ -173,3 +192,35 @@ class CensustraceTransport(Transport):
     def flush(self) -> dict[str, dict[str, int]]:
         """Retry everything pending, destination by destination."""
         return {dest.name: self.outbox.drain(dest.name, dest.deliver) for dest in self.destinations}
+
+
+# Background drainer: one per process and outbox configuration ------------------------------------------
+_drainers: dict[tuple[str, str | None, str | None], threading.Thread] = {}
+_drainers_lock = threading.Lock()
+
+
+def start_background_drain(transport: CensustraceTransport) -> threading.Thread:
+    """Drain ``transport``'s outbox now and then every ``drain_interval`` seconds, in a daemon thread
+    (started once per process for the same outbox and destinations). Per-file locks in the outbox keep
+    this safe beside other processes' drainers and the next event's own drain."""
+    config = transport.config
+    key = (config.outbox_dir, config.store_url, config.http_url)
+    with _drainers_lock:
+        running = _drainers.get(key)
+        if running is not None and running.is_alive():
+            return running
+
+        def loop() -> None:
+            stop = threading.Event()
+            while not stop.is_set():
+                try:
+                    if transport.outbox.entries():
+                        transport.flush()
+                except Exception:  # keep retrying: a destination may come back
+                    log.exception("lineage outbox: background drain failed")
+                stop.wait(config.drain_interval)
+
+        thread = threading.Thread(target=loop, name="censustrace-outbox-drain", daemon=True)
+        _drainers[key] = thread
+        thread.start()
+        return thread

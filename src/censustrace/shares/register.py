@@ -4,7 +4,7 @@ errors of the share steps."""
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, Final
 
 from sqlalchemy import Connection, Row, select
@@ -141,7 +141,7 @@ def find_share(settings: Settings, share_id: str) -> ShareRow:
         found = get_share(conn, share_id)
     if found is None:
         raise ShareError(f"no share {share_id} in the share register", code=NOT_FOUND)
-    return found
+    return located(settings, found)
 
 
 def list_shares(settings: Settings, *, agreement_id: str | None = None) -> list[ShareRow]:
@@ -150,7 +150,16 @@ def list_shares(settings: Settings, *, agreement_id: str | None = None) -> list[
     if agreement_id is not None:
         query = query.where(shares.c.agreement_id == agreement_id)
     with warehouse_engine(settings.warehouse_db_url).connect() as conn:
-        return [ShareRow.of(row) for row in conn.execute(query)]
+        return [located(settings, ShareRow.of(row)) for row in conn.execute(query)]
+
+
+def located(settings: Settings, share: ShareRow) -> ShareRow:
+    """``share`` with its file path absolute in this home's share outbox: the register records it
+    relative (``<recipient>/<file>``), so a moved or restored home finds its files where they are now."""
+    if not share.file_path or share.file_path.startswith("/"):
+        return share
+    path = settings.share_outbox_dir.expanduser().resolve() / share.file_path
+    return replace(share, file_path=str(path))
 
 
 __all__ = [

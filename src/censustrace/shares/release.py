@@ -66,6 +66,11 @@ def recipient_dir(settings: Settings, recipient: str | None) -> Path:
     return settings.share_outbox_dir.expanduser().resolve() / safe_file_name(recipient or "unknown-recipient")
 
 
+def relative_file_path(settings: Settings, target: Path) -> str:
+    """How the register records a released file: ``<recipient folder>/<file>`` in the share outbox."""
+    return target.relative_to(settings.share_outbox_dir.expanduser().resolve()).as_posix()
+
+
 def outbox_path(settings: Settings, share: ShareRow) -> Path:
     if not share.file_name:
         raise ShareError(f"share {share.share_id} has no file: it was never built", code=STATE)
@@ -150,7 +155,8 @@ def _release(settings: Settings, share: ShareRow, target: Path) -> None:
         conn.execute(
             update(shares)
             .where(shares.c.share_id == share.share_id, shares.c.status != DELIVERED)
-            .values(status=DELIVERED, file_path=str(target), delivered_at=now)
+            # Relative to the share outbox: a home moved or restored elsewhere still finds it.
+            .values(status=DELIVERED, file_path=relative_file_path(settings, target), delivered_at=now)
         )
     # The pupil data now lives in the outbox only; the manifest stays for the record.
     (staged / (share.file_name or "")).unlink(missing_ok=True)

@@ -8,7 +8,8 @@ Problems (each makes the command exit 1):
 * CT-VERIFY-SHA256: a file whose bytes no longer match the sha256 its share recorded (or a manifest);
 * CT-VERIFY-ROWS: a file whose data rows differ from the share's pupil count;
 * CT-VERIFY-DISCLOSURES: a delivered share whose disclosure rows differ from its pupil count;
-* CT-VERIFY-LINEAGE: a delivered share whose file version (sha256) is not in the lineage store;
+* CT-VERIFY-LINEAGE: a delivered share whose release run, with its file at the share's sha256, is not in
+  the lineage store (found by run id and version, never by path: a moved home verifies the same);
 * CT-VERIFY-BLOCKED-FILE: a blocked share with a file.
 
 Shares still on their way (``checked``, ``built``, ``recorded``) and hidden part files are listed as
@@ -22,13 +23,14 @@ from pathlib import Path
 from typing import Any, Final
 
 from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from censustrace.config import Settings
 from censustrace.intake.archive import sha256_of
-from censustrace.lineage.naming import FILE_NAMESPACE, file_dataset_name
+from censustrace.lineage.naming import FILE_NAMESPACE
 from censustrace.shares.build import manifest_name
+from censustrace.shares.lineage import release_run_id
 from censustrace.shares.register import ShareLineageError, ShareRow, list_shares
 from censustrace.shares.release import outbox_path
 from censustrace.shares.tables import BLOCKED, DELIVERED, UNFINISHED, disclosures
@@ -54,7 +56,9 @@ def verify_shares(settings: Settings) -> dict[str, Any]:
     pending: list[dict[str, Any]] = []
     expected: dict[Path, ShareRow] = {}
     counts = _disclosure_counts(settings)
-    lineage = _lineage_versions(settings)
+    lineage = _released_versions(
+        settings, [s.lineage_run_id or release_run_id(s.share_id) for s in rows if s.status == DELIVERED]
+    )
     for share in rows:
         if share.status in UNFINISHED:
             pending.append(
@@ -67,7 +71,7 @@ def verify_shares(settings: Settings) -> dict[str, Any]:
                     _problem(BLOCKED_FILE, f"blocked share {share.share_id} names a file", share.share_id)
                 )
             continue
-        # Where it was released (the outbox setting may have moved since).
+        # Where it is now: the register holds it relative to the share outbox (see register.located).
         target = Path(share.file_path) if share.file_path else outbox_path(settings, share)
         manifest = target.with_name(manifest_name(target.name))
         expected[target.resolve()] = share
@@ -101,7 +105,11 @@ def verify_shares(settings: Settings) -> dict[str, Any]:
 
 
 def _check_delivered(
-    share: ShareRow, target: Path, manifest: Path, counts: dict[str, int], lineage: set[tuple[str, str]]
+    share: ShareRow,
+    target: Path,
+    manifest: Path,
+    counts: dict[str, int],
+    lineage: set[tuple[str, str]],
 ) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     sid = share.share_id
@@ -133,7 +141,7 @@ def _check_delivered(
                 DISCLOSURES, f"share {sid}: {disclosed} disclosure rows for {share.pupils} pupils sent", sid
             )
         )
-    if (file_dataset_name(target), share.sha256 or "") not in lineage:
+    if (share.lineage_run_id or release_run_id(sid), share.sha256 or "") not in lineage:
         found.append(
             _problem(
                 LINEAGE, f"share {sid}: no lineage for {target.name} at its sha256 in the lineage store", sid
@@ -153,27 +161,47 @@ def _disclosure_counts(settings: Settings) -> dict[str, int]:
         return {str(share_id): int(count) for share_id, count in rows}
 
 
-def _lineage_versions(settings: Settings) -> set[tuple[str, str]]:
-    """(path, version) of every file dataset version in the lineage store (an empty set if none)."""
+def _released_versions(settings: Settings, run_ids: list[str]) -> set[tuple[str, str]]:
+    """(run id, version) of every file the runs ``run_ids`` wrote in the ``file`` namespace."""
     from censustrace.lineage.store.db import make_engine
-    from censustrace.lineage.store.tables import dataset_versions, datasets, namespaces
+    from censustrace.lineage.store.queries import chunks
 
     engine = make_engine(settings.lineage_db_url)
-    root = str(settings.share_outbox_dir.expanduser().resolve())
+    found: set[tuple[str, str]] = set()
     try:
         with engine.connect() as conn:
-            rows = conn.execute(
-                select(datasets.c.name, dataset_versions.c.version)
-                .join(namespaces, namespaces.c.id == datasets.c.namespace_id)
-                .join(dataset_versions, dataset_versions.c.dataset_id == datasets.c.id)
-                .where(namespaces.c.name == FILE_NAMESPACE, datasets.c.name.startswith(root, autoescape=True))
-            ).tuples()
-            return {(str(name), str(version)) for name, version in rows}
+            for batch in chunks(sorted(set(run_ids))):
+                found |= _released(conn, batch)
+        return found
     except SQLAlchemyError as exc:
         shown = make_url(settings.lineage_db_url).render_as_string(hide_password=True)
         raise ShareLineageError(f"cannot read the lineage store {shown} ({type(exc).__name__})") from exc
     finally:
         engine.dispose()
+
+
+def _released(conn: Connection, run_ids: list[str]) -> set[tuple[str, str]]:
+    from censustrace.lineage.store.tables import (
+        dataset_versions,
+        datasets,
+        namespaces,
+        run_dataset_versions,
+        runs,
+    )
+
+    rows = conn.execute(
+        select(runs.c.run_uuid, dataset_versions.c.version)
+        .join(run_dataset_versions, run_dataset_versions.c.run_id == runs.c.id)
+        .join(dataset_versions, dataset_versions.c.id == run_dataset_versions.c.dataset_version_id)
+        .join(datasets, datasets.c.id == dataset_versions.c.dataset_id)
+        .join(namespaces, namespaces.c.id == datasets.c.namespace_id)
+        .where(
+            namespaces.c.name == FILE_NAMESPACE,
+            run_dataset_versions.c.direction == "output",
+            runs.c.run_uuid.in_(run_ids),
+        )
+    ).tuples()
+    return {(str(run), str(version)) for run, version in rows}
 
 
 __all__ = ["verify_shares"]

@@ -109,10 +109,12 @@ def create_viewer_app(
 ) -> FastAPI:
     """The viewer over the lineage store at ``settings.lineage_db_url`` (or ``engine``). Nothing touches
     the database until the first request (see :class:`~censustrace.viewer.deps.Viewer`)."""
+    from censustrace.lineage.spec import require_schemas
     from censustrace.viewer.routes import api as api_routes
     from censustrace.viewer.routes import pages, session, shares
     from censustrace.viewer.shares_views import UpnRejected
 
+    require_schemas()  # a broken install stops here, not at the first event
     settings = settings or get_settings()
     app = FastAPI(
         title="censustrace viewer",

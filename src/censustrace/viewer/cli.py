@@ -172,8 +172,11 @@ def serve_viewer(settings: Settings, host: str, port: int) -> None:
     cookies are marked Secure when a local TLS proxy forwards ``X-Forwarded-Proto: https``."""
     import uvicorn
 
+    from censustrace.lineage.transport import CensustraceTransport, CensustraceTransportConfig
     from censustrace.viewer.app import create_viewer_app
 
+    # A long-lived process: it retries the lineage outbox every CENSUSTRACE_LINEAGE_RETRY_SECONDS.
+    CensustraceTransport(CensustraceTransportConfig.from_dict(settings.openlineage_transport()))
     uvicorn.run(
         create_viewer_app(settings),
         host=host,

@@ -13,12 +13,14 @@ from typing import Any, Final
 from sqlalchemy import func, or_, select
 from sqlalchemy.engine import Connection
 
+from censustrace.config import Settings
 from censustrace.lineage.store.queries import (
     find_dataset,
     find_job,
     merge_facets,
     merged_facets,
     run_summaries,
+    version_refs,
 )
 from censustrace.lineage.store.tables import (
     dataset_versions,
@@ -64,6 +66,22 @@ def search(conn: Connection, text: str, limit: int = SEARCH_LIMIT) -> Json:
         found[key] = [{"namespace": ns, "name": name} for ns, name in rows[:limit]]
         found[f"{key}_more"] = len(rows) > limit
     return found
+
+
+def held_thing(settings: Settings, conn: Connection, text: str) -> Json | None:
+    """What a search names if it is something a user holds (share id, outbound file, extract id,
+    received sha256, dataset with @version): ``{kind, namespace, name, version}`` to link its trace,
+    ``{error: {code, message}}`` when ambiguous, None when it names nothing of the kind."""
+    from censustrace.lineage.traceback import LineageAmbiguous, LineageNotFound, find_start
+
+    try:
+        start = find_start(settings, conn, text)
+    except LineageAmbiguous as exc:
+        return {"error": exc.as_dict()}
+    except LineageNotFound:
+        return None
+    ref = version_refs(conn, [start.version_id])[start.version_id]
+    return {"kind": start.kind, **start.detail, **{k: ref[k] for k in ("namespace", "name", "version")}}
 
 
 def dataset_jobs(conn: Connection, dataset_id: int) -> Json:

@@ -2,9 +2,11 @@
 
 PostgreSQL follows the spec: namespace ``postgres://{host}:{port}``, name ``{database}.{schema}.{table}``
 (schema ``public``: the warehouse does not set a search path). The spec has no entry for SQLite, so we
-use namespace ``sqlite`` and name ``{absolute database path}.{table}``, by analogy with the ``file``
-namespace used for files (see docs/lineage.md); table names never contain a dot, so the name still
-splits unambiguously at its last dot.
+use namespace ``sqlite`` and name ``{instance}.{table}`` with the instance's configured name
+(``CENSUSTRACE_INSTANCE``), not the database file's path: a home moved or restored elsewhere keeps its
+dataset names. Releases before 0.2 used ``{absolute database path}.{table}``; ``censustrace init`` renames
+those and keeps the old names as aliases (:func:`legacy_sqlite_table`). Table names never contain a dot,
+so a name still splits unambiguously at its last dot.
 
 Column sources are the census readers' own mapping tables, so the lineage cannot drift from what the
 readers do. Pupil items are paths relative to the pupil element (``PupilIdentifiers/UPN``), header items
@@ -14,7 +16,6 @@ absolute (``Message/Header/Source/LEA``), CSV items column names of one of the t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Final, Literal
 
 from sqlalchemy.engine import URL, make_url
@@ -37,16 +38,26 @@ def warehouse_namespace(url: str | URL) -> str:
     raise ValueError(f"no OpenLineage naming for {u.get_backend_name()}")
 
 
-def warehouse_dataset_name(url: str | URL, table: str) -> str:
-    """The OpenLineage dataset name of ``table`` in the warehouse at ``url``."""
+def warehouse_dataset_name(url: str | URL, table: str, *, instance: str | None = None) -> str:
+    """The OpenLineage dataset name of ``table`` in the warehouse at ``url``; SQLite names carry
+    ``instance`` (default: this instance's ``CENSUSTRACE_INSTANCE``)."""
     u = make_url(url)
     if u.get_backend_name() == "postgresql":
         return f"{u.database}.{DEFAULT_SCHEMA}.{table}"
     if u.get_backend_name() == "sqlite":
-        database = u.database or ":memory:"
-        path = database if database == ":memory:" else str(Path(database).expanduser().resolve())
-        return f"{path}.{table}"
+        if instance is None:
+            from censustrace.config import get_settings
+
+            instance = get_settings().instance_name
+        return f"{instance}.{table}"
     raise ValueError(f"no OpenLineage naming for {u.get_backend_name()}")
+
+
+def legacy_sqlite_table(name: str) -> str | None:
+    """The table of a SQLite dataset name in the old form (``/absolute/path/warehouse.db.<table>``), or
+    None for any other name."""
+    path, dot, table = name.rpartition(".")
+    return table if dot and path.startswith("/") and table.isidentifier() else None
 
 
 # --- column sources -----------------------------------------------------------------------------------

@@ -51,7 +51,6 @@ from censustrace.errors import CensustraceError
 from censustrace.lineage.facets import schema_documents
 from censustrace.lineage.spec import (
     EventValidator,
-    OpenLineageSpecNotFound,
     event_kind,
     finite_json_loads,
     is_uuid,
@@ -434,15 +433,12 @@ _VALID_FACET_CACHE: Final = 4096
 
 
 @lru_cache(maxsize=1)
-def _lenient_validator() -> EventValidator | None:
-    """The lenient spec validator, which also knows censustrace's own facet schemas."""
-    try:
-        return EventValidator(
-            spec_dir(), extra_schemas=schema_documents(), lenient=True, facet_cache_size=_VALID_FACET_CACHE
-        )
-    except OpenLineageSpecNotFound as exc:
-        log.warning("lineage events are checked without the OpenLineage schemas: %s", exc)
-        return None
+def _lenient_validator() -> EventValidator:
+    """The lenient spec validator, which also knows censustrace's own facet schemas. Without the
+    schemas it raises :class:`OpenLineageSpecNotFound`: no event is stored unchecked."""
+    return EventValidator(
+        spec_dir(), extra_schemas=schema_documents(), lenient=True, facet_cache_size=_VALID_FACET_CACHE
+    )
 
 
 def parse_event(raw: Raw, validator: EventValidator | None = None) -> ParsedEvent:
@@ -454,7 +450,7 @@ def parse_event(raw: Raw, validator: EventValidator | None = None) -> ParsedEven
     if not isinstance(event, dict):
         raise LineageEventInvalid([f"$: expected an OpenLineage event object, got {_json_type(event)}"])
     validator = validator or _lenient_validator()
-    if validator is not None and (problems := validator.validate(event)):
+    if problems := validator.validate(event):
         raise LineageEventInvalid(problems)
     try:
         canonical = json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()

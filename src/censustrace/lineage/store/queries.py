@@ -17,6 +17,7 @@ from sqlalchemy.sql import ColumnElement
 from censustrace.errors import CensustraceError
 from censustrace.lineage.spec import timestamp_to_datetime
 from censustrace.lineage.store.tables import (
+    dataset_aliases,
     dataset_versions,
     datasets,
     facets,
@@ -94,11 +95,18 @@ def _duration_ms(started: str | None, ended: str | None) -> int | None:
 
 # Lookups ---------------------------------------------------------------------------------------------
 def find_dataset(conn: Connection, namespace: str, name: str) -> int | None:
+    """The dataset's id by its name, or by a name it had before ``censustrace init`` renamed it."""
     found = conn.execute(
         select(datasets.c.id)
         .join(namespaces, namespaces.c.id == datasets.c.namespace_id)
         .where(namespaces.c.name == namespace, datasets.c.name == name)
     ).scalar_one_or_none()
+    if found is None:
+        found = conn.execute(
+            select(dataset_aliases.c.dataset_id).where(
+                dataset_aliases.c.namespace == namespace, dataset_aliases.c.name == name
+            )
+        ).scalar_one_or_none()
     return None if found is None else int(found)
 
 

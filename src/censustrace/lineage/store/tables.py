@@ -208,6 +208,19 @@ column_lineage = Table(
     UniqueConstraint("output_dataset_version_id", "row_hash"),
 )
 
+#: Earlier names of a dataset: ``censustrace init`` renames datasets whose naming changed (SQLite names
+#: carried the database path before 0.2) and keeps each old name here, so it still resolves.
+dataset_aliases = Table(
+    "dataset_aliases",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("namespace", String, nullable=False),
+    Column("name", String, nullable=False),
+    Column("dataset_id", ForeignKey("datasets.id"), nullable=False, index=True),
+    _timestamp("created_at", nullable=False),
+    UniqueConstraint("namespace", "name"),
+)
+
 # Tables other packages keep in the lineage store register on ``metadata`` when imported (the viewer's
 # users, sessions, tokens and access log), so Alembic and the schema test see them.
 import censustrace.viewer.tables  # noqa: E402, F401

@@ -25,6 +25,24 @@ def api_search(
         return search(conn, q)
 
 
+@router.get(
+    "/trace/find",
+    summary="Trace anything a user holds (share id, outbound file path, extract id, received sha256, "
+    "dataset name with or without @version): sources back to received files, consumers forward to shares",
+    responses={404: {"description": "CT-LINEAGE-NOT-FOUND"}, 409: {"description": "CT-LINEAGE-AMBIGUOUS"}},
+)
+def api_trace_find(
+    request: Request,
+    user: ApiUser,
+    q: Annotated[str, Query(min_length=1, max_length=1000)],
+    version: Annotated[str | None, Query(max_length=200, description="exact dataset version")] = None,
+) -> Json:
+    from censustrace.lineage.traceback import trace_any
+
+    viewer = viewer_of(request)
+    return trace_any(viewer.settings, viewer.engine(), q, version)
+
+
 @router.get("/access-log", summary="The access log, newest first (compliance only)")
 def api_access_log(
     request: Request,

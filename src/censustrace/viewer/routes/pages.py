@@ -32,6 +32,7 @@ from censustrace.viewer.lineage_views import (
     assertions_of,
     dataset_jobs,
     dq_pass_rate_by_term,
+    held_thing,
     job_runs,
     lookup_dataset,
     lookup_job,
@@ -104,6 +105,7 @@ def search_page(request: Request, user: PageUser, q: Text = "") -> HTMLResponse:
     if q.strip():
         with viewer_of(request).engine().connect() as conn:
             found = search(conn, q)
+            found["held"] = held_thing(viewer_of(request).settings, conn, q)
     return _render(request, "search.html", user, q=q, found=found)
 
 

@@ -16,7 +16,6 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from censustrace.lineage.store.queries import LineageNotFound
-from censustrace.lineage.store.trace import trace_upstream
 from censustrace.viewer import auth
 from censustrace.viewer.charts import bar_chart, stacked_columns
 from censustrace.viewer.deps import ApiUser, PageNotFound, PageUser, form_with_csrf, href, require, viewer_of
@@ -73,11 +72,13 @@ def _share_or_404(request: Request, share_id: str) -> Any:
 
 def _share_trace(request: Request, share: Any) -> Json | None:
     """The trace of the released file (exact version = its sha256) back to the received census files."""
+    from censustrace.lineage.traceback import trace_share
+
     if not share.file_path or not share.sha256:
         return None
     with viewer_of(request).engine().connect() as conn:
         try:
-            result = trace_upstream(conn, "file", share.file_path, share.sha256)
+            result = trace_share(conn, share)  # by its release run: a moved home traces the same
         except LineageNotFound:
             return None
         return trace_view(result, lambda kind, **params: href(request, kind, **params), conn)
