@@ -378,9 +378,12 @@ def pipeline(
     _migrate(settings)
     today = release_day()
     term, year = term_containing(today)
-    if settings.policies_dir.resolve() == _default_policies_dir().resolve():
-        # The shipped demo agreements, dated onto the academic year containing today (docs/policies.md).
-        demo = render_demo_policies(settings.policies_dir, settings.home / "policies", today)
+    shipped = _default_policies_dir({"home": str(settings.home)}).resolve()
+    demo_dir = settings.home / "policies"
+    # The checkout's demo agreements, dated onto the academic year containing today (docs/policies.md);
+    # an installed package's policies already live in the home and are used as they are.
+    if settings.policies_dir.resolve() == shipped != demo_dir.resolve():
+        demo = render_demo_policies(settings.policies_dir, demo_dir, today)
         settings = settings.model_copy(update={"policies_dir": demo})
         os.environ["CENSUSTRACE_POLICIES_DIR"] = str(demo)  # for the Airflow runs below
     sample = sample or settings.home / "sample"
