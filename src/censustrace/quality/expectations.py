@@ -34,6 +34,10 @@ from great_expectations.expectations.metrics.map_metric_provider.multicolumn_map
 from censustrace.census.codes import NC_YEAR_AGE
 from censustrace.census.identifiers import is_temporary_upn, is_valid_uln, is_valid_upn
 
+#: Row index of a batch frame: extract ordinal << EXTRACT_SHIFT_BITS | row position within the extract.
+EXTRACT_SHIFT_BITS: Final = 32
+EXTRACT_SHIFT: Final = 1 << EXTRACT_SHIFT_BITS
+
 _MULTICOLUMN_DOMAIN_KEYS: tuple[str, ...] = (
     "batch_id",
     "table",
@@ -114,7 +118,16 @@ class ColumnValuesFirstOccurrence(ColumnMapMetricProvider):
 
     @column_condition_partial(engine=PandasExecutionEngine)
     def _pandas(cls, column: pd.Series, **kwargs: Any) -> pd.Series:
-        return ~column.duplicated(keep="first")
+        # A batch of extracts is validated as one frame whose row index carries the extract in its high
+        # bits (``censustrace.quality.batch.EXTRACT_SHIFT``): a UPN repeats only within its own extract
+        # (a dual-registered pupil is in two schools' files). A one-extract frame's index is 0..n-1.
+        index = column.index
+        one_extract = isinstance(index, pd.RangeIndex) and index.start >= 0 and index.step > 0
+        if not len(index) or (one_extract and index[-1] < EXTRACT_SHIFT):
+            return ~column.duplicated(keep="first")
+        groups = np.asarray(index, dtype="int64") >> EXTRACT_SHIFT_BITS
+        keyed = pd.DataFrame({"extract": groups, "value": column.to_numpy()}, index=index)
+        return ~keyed.duplicated(keep="first")
 
 
 class ExpectColumnValuesToBeFirstOccurrences(ColumnMapExpectation):
