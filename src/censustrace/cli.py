@@ -213,29 +213,39 @@ def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Census files to ingest (they are archived first).")],
     as_json: JsonFlag = False,
 ) -> None:
-    """Ingest files now, through the same code path as census_ingest: archive, register, stage, publish.
+    """Ingest files now, through the same code path as census_ingest: archive, register, stage,
+    validate, publish, in batches of CENSUSTRACE_INGEST_BATCH_FILES (one GX run per suite per batch,
+    each file's lineage written in one transaction per batch).
 
     Each file is first copied into the landing folder (your copy is left alone). One JSON object per
-    file with --json. Exit code 1 if any file was quarantined."""
+    file with --json. Exit code 1 if any file was quarantined or failed."""
+    import uuid
+
     from censustrace.intake.archive import copy_into
-    from censustrace.intake.ingest import ingest_file
+    from censustrace.intake.batch import FAILED, ingest_batch, plan_batches
+    from censustrace.lineage.bulk import ParentRef, emit_bulk, parent_events
 
     settings = _settings()
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise UsageError(f"PATH: no such file: {', '.join(missing)}")
-    quarantined = False
-    for path in paths:
-        done = ingest_file(copy_into(path, settings.landing_dir), settings)
-        _emit_ingest_lineage(settings, done.steps)
-        outcome = {**done.as_dict(), "file": str(path)}
-        quarantined |= outcome["status"] == "quarantined"
-        if as_json:
-            typer.echo(json.dumps(outcome, sort_keys=True))
-        else:
-            codes = " ".join(e["code"] for e in outcome["errors"])
-            typer.echo(f"{path.name}: {outcome['status']} {outcome['extract_id'] or ''} {codes}".rstrip())
-    if quarantined:
+    bad = False
+    landed = {str(copy_into(path, settings.landing_dir)): path for path in paths}
+    for batch in plan_batches(list(landed), settings.ingest_batch_files, settings.ingest_batch_bytes):
+        # The files' runs are children of one run of this command per batch, as of a task in Airflow.
+        parent = ParentRef(settings.lineage_namespace, "census_ingest.ingest_batch", str(uuid.uuid4()))
+        done = ingest_batch(batch, settings, parent=parent)
+        emit_bulk(settings, parent_events(settings, parent, failed=bool(done.failed)))
+        for outcome in done.outcomes:
+            item = {**outcome.as_dict(), "file": str(landed.get(outcome.file, outcome.file))}
+            bad |= item["status"] in ("quarantined", FAILED)
+            if as_json:
+                typer.echo(json.dumps(item, sort_keys=True))
+            else:
+                codes = " ".join(e["code"] for e in item["errors"])
+                name = Path(item["file"]).name
+                typer.echo(f"{name}: {item['status']} {item['extract_id'] or ''} {codes}".rstrip())
+    if bad:
         raise typer.Exit(1)
 
 

@@ -25,6 +25,9 @@ embedded Airflow home).
 | ``CENSUSTRACE_SHARE_OUTBOX`` | ``$HOME/shares/outbox`` | released shares, one folder per recipient |
 | ``CENSUSTRACE_EXPECTATIONS_DIR`` | ``<checkout>/expectations`` | data quality suites (GX file context) |
 | ``CENSUSTRACE_PUPIL_KEY_SECRET`` | generated: ``$HOME/pupil-key.secret`` | secret of pupil keys |
+| ``CENSUSTRACE_INGEST_BATCH_FILES`` | ``200`` | files per ``census_ingest`` batch task at most |
+| ``CENSUSTRACE_INGEST_BATCH_BYTES`` | ``268435456`` | bytes of files per batch at most |
+| ``CENSUSTRACE_VALIDATE_BATCH_ROWS`` | ``200000`` | staged rows per GX run over a batch at most |
 """
 
 from __future__ import annotations
@@ -94,6 +97,15 @@ class Settings(BaseSettings):
         default_factory=_default_expectations_dir, description="CENSUSTRACE_EXPECTATIONS_DIR"
     )
     pupil_key_secret: SecretStr | None = Field(default=None, description="CENSUSTRACE_PUPIL_KEY_SECRET")
+    # A batch of files is census_ingest's unit of work (docs/scaling.md): few task instances, GX once.
+    ingest_batch_files: int = Field(
+        default=200, ge=1, le=100_000, description="CENSUSTRACE_INGEST_BATCH_FILES"
+    )
+    ingest_batch_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=1, description="CENSUSTRACE_INGEST_BATCH_BYTES"
+    )
+    # Bounds the validation frame (memory), whatever the batch's file count and file sizes.
+    validate_batch_rows: int = Field(default=200_000, ge=1, description="CENSUSTRACE_VALIDATE_BATCH_ROWS")
 
     @field_validator("home")
     @classmethod
