@@ -13,10 +13,9 @@ import shlex
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -27,9 +26,6 @@ from censustrace.consent.cli import policy_app
 from censustrace.errors import CensustraceError, UsageError
 from censustrace.shares.cli import consent_app, disclosures, retention, share, shares_app
 from censustrace.viewer.cli import tokens_app, users_app, viewer
-
-if TYPE_CHECKING:
-    from censustrace.lineage.model import StepLineage
 
 app = typer.Typer(
     help="censustrace: lawful, checked and traceable onward sharing of school census data.",
@@ -193,19 +189,6 @@ def _extract_counts(settings: Settings) -> dict[str, int]:
     for row in list_extracts(settings):
         counts[row.status] = counts.get(row.status, 0) + 1
     return dict(sorted(counts.items()))
-
-
-def _emit_ingest_lineage(settings: Settings, steps: Sequence[tuple[str, StepLineage]]) -> None:
-    """The events census_ingest's tasks would emit, under the same job names: a file ingested by
-    hand is traced like one ingested by Airflow (receive and register are one task there)."""
-    from censustrace.intake.ingest import merge_lineage
-    from censustrace.lineage.emit import emit_step
-
-    by_task: dict[str, list[StepLineage]] = {}
-    for name, step in steps:
-        by_task.setdefault("receive" if name == "register" else name, []).append(step)
-    for task, parts in by_task.items():
-        emit_step(settings, f"census_ingest.ingest.{task}", merge_lineage(parts))
 
 
 @app.command()

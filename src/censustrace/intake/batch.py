@@ -68,6 +68,11 @@ JOB_PREFIX: Final = "census_ingest.ingest"
 def discover_work(settings: Settings) -> list[str]:
     """What a DAG run must do: every landed file, then every extract that was archived and registered
     but not finished (a run or task killed mid-batch), as ``extract:<id>``."""
+    from censustrace.config import ConfigError
+
+    if settings.landing_dir.exists() and not settings.landing_dir.is_dir():
+        # Not "nothing landed": a run that cannot see its landing folder must not end green.
+        raise ConfigError(f"landing folder {settings.landing_dir} is not a folder")
     items = [str(p) for p in pending_files(settings.landing_dir)]
     with warehouse_engine(settings.warehouse_db_url).connect() as conn:
         unfinished = conn.execute(
@@ -119,14 +124,18 @@ def _size(item: str) -> int:
 
 
 def _same_csv_group(a: str, b: str) -> bool:
-    from censustrace.intake.registry import csv_table_of
+    """Two LA CSV tables of one school (named alike but for the table: ``..._pupilonroll.csv``)."""
+    from censustrace.warehouse.tables import CSV_TABLES
 
-    if not (a.lower().endswith(".csv") and b.lower().endswith(".csv")):
-        return False
-    ta, tb = csv_table_of(Path(a)), csv_table_of(Path(b))
-    if not ta or not tb:
-        return False
-    return Path(a).name.lower().replace(ta, "") == Path(b).name.lower().replace(tb, "")
+    def school(item: str) -> str | None:
+        name = Path(item).name.lower()
+        if not name.endswith(".csv"):
+            return None
+        found = [t for t in CSV_TABLES if t in name]
+        return name.replace(found[0], "") if found else None
+
+    sa = school(a)
+    return sa is not None and sa == school(b)
 
 
 # --- the batch ----------------------------------------------------------------------------------------
