@@ -59,9 +59,9 @@ def census_ingest() -> None:
 
         return discover_batches()  # a configuration error fails at once: retrying cannot fix it
 
-    batches = IngestBatchOperator.partial(task_id="ingest_batch", outlets=[WAREHOUSE_PUPILS]).expand(
-        batch=discover()
-    )
+    batches = IngestBatchOperator.partial(
+        task_id="ingest_batch", outlets=[WAREHOUSE_PUPILS], map_index_template=IngestBatchOperator.LABEL
+    ).expand(batch=discover())
 
     @task(trigger_rule="all_done")
     def summarise(results: list[dict[str, Any]] | None) -> dict[str, Any]:

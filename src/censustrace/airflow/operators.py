@@ -232,10 +232,13 @@ class IngestBatchOperator(CensustraceOperator):
     data_docs_url = ""
     trace_url = ""
 
+    #: The grid labels each batch by the files it holds (file names carry no pupil data). Mapped with
+    #: ``.partial(map_index_template=LABEL)``: ``partial`` does not run ``__init__``.
+    LABEL = "{{ task.batch['label'] }}"
+
     def __init__(self, *, batch: Any, **kwargs: Any) -> None:
-        # ``batch``: {"label", "items"}. The grid labels each batch by the files it holds (file names
-        # carry no pupil data).
-        kwargs.setdefault("map_index_template", "{{ task.batch['label'] }}")
+        # ``batch``: {"label", "items"}.
+        kwargs.setdefault("map_index_template", self.LABEL)
         super().__init__(**kwargs)
         self.batch = batch
 

@@ -55,7 +55,8 @@ def summarise_extracts(received: list[dict[str, Any]]) -> dict[str, Any]:
         if not item:
             continue
         status, reasons = item["status"], [e["code"] for e in item.get("errors", [])]
-        if item.get("extract_id"):
+        # A duplicate names the extract that holds its bytes: that one's status is not this file's.
+        if item.get("extract_id") and status not in ("duplicate", "failed"):
             row = find_extract(settings, item["extract_id"])
             status, reasons = row.status, [r["code"] for r in row.reasons]
         files.append(
