@@ -89,3 +89,55 @@ def test_a_upn_repeated_in_another_file_is_no_duplicate(
     for outcome in outcomes.values():
         assert "CT-DQ-UPN-DUPLICATE" not in outcome.rejected_by_code
         assert outcome.status in ("passed", "warnings")
+
+
+def test_vectorised_identifier_checks_agree_with_the_reference() -> None:
+    import random
+
+    import pandas as pd
+
+    from censustrace.census.identifiers import (
+        is_temporary_upn,
+        is_valid_uln,
+        is_valid_upn,
+        make_temporary_upn,
+        make_uln,
+        make_upn,
+    )
+    from censustrace.quality.expectations import valid_ulns, valid_upns
+
+    rng = random.Random(4)
+    upns = [
+        make_upn(rng.randint(1, 999), rng.randint(0, 9999), rng.randint(0, 99), rng.randint(0, 999))
+        for _ in range(300)
+    ]
+    upns += [
+        make_temporary_upn(
+            rng.randint(1, 999), rng.randint(0, 9999), 5, rng.randint(0, 99), rng.choice("ABCXZ")
+        )
+        for _ in range(100)
+    ]
+    # Damaged ones: a changed character, a wrong length, non-ASCII digits, lower case, a letter I.
+    upns += [u[:5] + rng.choice("0123456789") + u[6:] for u in upns[:200]]
+    upns += [
+        "",
+        "A",
+        upns[0] + "1",
+        upns[1][:12],
+        "A١٢٣٤٥٦٧٨٩٠١٢",
+        upns[2].lower(),
+        upns[3][:12] + "I",
+        "X00180001701A",
+    ]
+    ulns = [u for u in (make_uln(str(rng.randint(10**8, 10**9 - 1))) for _ in range(300)) if u]
+    ulns += [u[:4] + rng.choice("0123456789") + u[5:] for u in ulns[:200]] + [
+        "0123456789",
+        "12345",
+        "١٢٣٤٥٦٧٨٩٠",
+    ]
+    valid, temporary = valid_upns(pd.Series(upns))
+    assert list(valid) == [is_valid_upn(u) for u in upns]
+    assert list(temporary) == [is_temporary_upn(u) for u in upns]
+    assert 0 < sum(valid) < len(upns)
+    assert sum(temporary) > 0
+    assert list(valid_ulns(pd.Series(ulns))) == [is_valid_uln(u) for u in ulns]

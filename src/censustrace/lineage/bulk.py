@@ -113,7 +113,11 @@ def emit_bulk(settings: Settings, payloads: Sequence[str]) -> dict[str, int]:
         engine = _store_engine(settings.lineage_db_url)
         backlog = [e for e in outbox.entries(STORE) if not e.failed]
         if backlog:  # older events first, so the store sees them in order
-            outbox.drain(STORE, lambda p: store_event(engine, p), limit=50)
+
+            def deliver(payload: str) -> None:
+                store_event(engine, payload)
+
+            outbox.drain(STORE, deliver, limit=50)
             if any(not e.failed for e in outbox.entries(STORE)):
                 raise ConnectionError("older lineage events are still waiting in the outbox")
         try:
