@@ -41,7 +41,14 @@ from censustrace.intake.ingest import (
 )
 from censustrace.intake.landing import pending_files
 from censustrace.intake.quarantine import Reason, reason
-from censustrace.intake.registry import PART_TABLES, ExtractRow, extract_of, get_extract, register_lineage
+from censustrace.intake.registry import (
+    PART_TABLES,
+    ExtractRow,
+    census_facet,
+    extract_of,
+    get_extract,
+    register_lineage,
+)
 from censustrace.lineage.model import StepLineage
 from censustrace.lineage.naming import file_dataset_name
 from censustrace.warehouse.db import warehouse_engine
@@ -268,7 +275,8 @@ def _receive(f: _File, settings: Settings) -> None:
     f.row = registration.extract
     f.ready = registration.ready
     f.errors += registration.errors
-    f.steps += [("receive", received.receipt.lineage), ("register", registration.lineage)]
+    # Landed file -> archive -> registry, the files' versions carrying the header the registry read.
+    f.steps.append(("receive", received.lineage))
 
 
 def _resume(f: _File, settings: Settings, extract_id: str) -> None:
@@ -288,10 +296,12 @@ def _resume(f: _File, settings: Settings, extract_id: str) -> None:
         row.sha256, row.size, row.original_name, archive_path_for(settings.archive_dir, row.sha256), True
     )
     landing = file_dataset_name(settings.landing_dir / row.original_name)
-    f.steps += [
-        ("receive", _lineage(landing, archived, row.received_at)),
-        ("register", register_lineage(settings, row)),
-    ]
+    merged = merge_lineage([_lineage(landing, archived, row.received_at), register_lineage(settings, row)])
+    facet = census_facet(row)
+    for dataset in [*merged.inputs, *merged.outputs]:
+        if dataset.facets and "censusExtract" in dataset.facets:
+            dataset.facets["censusExtract"] = facet
+    f.steps.append(("receive", merged))
     if row.status == DUPLICATE or (row.csv_table in PART_TABLES and head is row):
         return
     f.ready = head.extract_id if head.status in (*UNFINISHED, LOADED) else None
