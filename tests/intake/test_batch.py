@@ -115,7 +115,10 @@ def test_more_than_1024_files_make_few_batches(tmp_path: Path) -> None:
     batches = plan_batches(items, settings.ingest_batch_files, settings.ingest_batch_bytes)
     assert len(batches) == 6  # 200 files each at most; Airflow maps at most 1,024 instances
     assert [i for b in batches for i in b] == items
-    assert batch_label(batches[0]).startswith("200 files: SC_330_0000_AUT_2026.xml, ")
+    assert batch_label(batches[0]) == "200 files: SC_330_0000_AUT_2026.xml … SC_330_0199_AUT_2026.xml"
+    assert batch_label(batches[0][:3]) == (
+        "3 files: SC_330_0000_AUT_2026.xml, SC_330_0001_AUT_2026.xml, SC_330_0002_AUT_2026.xml"
+    )
     # Bytes cut batches too, and a file larger than the limit is a batch of its own.
     assert [len(b) for b in plan_batches(items[:5], 200, 50)] == [2, 2, 1]
     # The files of a batch are really ingested: each cheap file is quarantined, none fails the batch.

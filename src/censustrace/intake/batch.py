@@ -112,13 +112,19 @@ def plan_batches(items: Sequence[str], max_files: int, max_bytes: int) -> list[l
 
 
 def batch_label(items: Sequence[str], limit: int = 240) -> str:
-    """The batch's label in the Airflow grid: its file names (file names carry no pupil data)."""
+    """The batch's label in the Airflow grid: its file names (file names carry no pupil data), or,
+    when they do not all fit, how many and the first and last (the work is listed in name order; every
+    file is named in the task's log)."""
     names = [
         item.removeprefix(EXTRACT_ITEM) if item.startswith(EXTRACT_ITEM) else Path(item).name
         for item in items
     ]
-    text = f"{len(names)} files: " + ", ".join(names) if len(names) != 1 else names[0]
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    if len(names) == 1:
+        return names[0][:limit]
+    text = f"{len(names)} files: " + ", ".join(names)
+    if len(text) <= limit:
+        return text
+    return f"{len(names)} files: {names[0]} … {names[-1]}"[:limit]
 
 
 def _size(item: str) -> int:
