@@ -218,3 +218,36 @@ def test_sigkill_mid_batch_leaves_nothing_partial_and_is_finished_once(
     again = ingest_batch(items, wh)
     assert {o.status for o in again.outcomes} == {"loaded"}
     assert rows_of(wh, pupil) == sum(r.pupil_count or 0 for r in after.values())
+
+
+def test_each_file_of_a_batch_traces_to_itself_alone(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Lineage is per file even when written per batch: an extract's version of ``pupil`` traces to
+    exactly its own file, never to the batch; every file's runs name the batch's run as parent."""
+    import json
+
+    from censustrace.lineage.bulk import ParentRef
+    from censustrace.lineage.store.db import make_engine
+    from censustrace.lineage.store.ingest import export_raw_events
+    from censustrace.lineage.traceback import trace_target
+    from censustrace.warehouse.naming import warehouse_dataset_name, warehouse_namespace
+
+    settings = _settings(tmp_path, "traced")
+    folder, manifest = generated(tmp_path_factory, schools=3, pupils_per_school=15, seed=23, fmt="xml")
+    items = []
+    for entry in manifest["files"]:
+        (settings.landing_dir / entry["file"]).write_bytes((folder / entry["file"]).read_bytes())
+        items.append(str(settings.landing_dir / entry["file"]))
+    parent = ParentRef("censustrace", "census_ingest.ingest_batch", "01930000-0000-7000-8000-000000000001")
+    result = ingest_batch(items, settings, parent=parent)
+    assert {o.status for o in result.outcomes} == {"loaded"}
+    engine = make_engine(settings.lineage_db_url)
+    url = settings.warehouse_db_url
+    pupil_dataset = f"dataset:{warehouse_namespace(url)}:{warehouse_dataset_name(url, 'pupil')}"
+    for outcome in result.outcomes:
+        traced = trace_target(engine, pupil_dataset, version=outcome.extract_id)
+        assert {s["sha256"] for s in traced["sources"]} == {outcome.sha256}
+    events = [json.loads(e) for e in export_raw_events(engine)]
+    assert len(events) == result.events
+    assert {e["run"]["facets"]["parent"]["run"]["runId"] for e in events} == {parent.run_id}
