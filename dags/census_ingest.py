@@ -9,14 +9,9 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.sdk import Asset, dag, task, task_group
+from airflow.sdk import Asset, dag, task
 
-from censustrace.airflow.operators import (
-    PublishExtractOperator,
-    ReceiveExtractOperator,
-    StageExtractOperator,
-    ValidateExtractOperator,
-)
+from censustrace.airflow.operators import IngestBatchOperator
 
 # Downstream DAGs (shares) are scheduled on this asset: it changes whenever an extract is published.
 WAREHOUSE_PUPILS = Asset("censustrace://warehouse/pupil")
@@ -24,22 +19,25 @@ WAREHOUSE_PUPILS = Asset("censustrace://warehouse/pupil")
 DOC = """
 ### Census ingest
 Every 15 minutes, picks up the census files waiting in the landing folder (`$CENSUSTRACE_HOME/landing`;
-School Census XML, CTF XML, LA CSV tables). One mapped **ingest** group per file:
+School Census XML, CTF XML, LA CSV tables), and any extract an earlier run archived but did not finish.
 
-1. **receive**: keep the exact bytes in the content-addressed archive (sha256, read-only) and register
-   the extract (same bytes twice: `duplicate`, nothing loaded again);
-2. **stage**: parse the archived bytes into staging tables in one transaction;
-3. **validate**: run the Great Expectations suites in `expectations/` on every staged row: critical
-   row failures reject those records (reason codes kept), too many of them or a failed table check
-   quarantine the extract and fail the task (red, reasons in the log); warnings load and are logged.
-   Each instance links to its GX **Data Docs** page;
-4. **publish**: move the staged rows into `pupil`, `pupil_address`, `fsm_period` in one transaction; a
-   resubmission supersedes the school's earlier extract for that term (both are kept).
+**discover** cuts the work into batches (`CENSUSTRACE_INGEST_BATCH_FILES`, `_BATCH_BYTES`); one mapped
+**ingest_batch** task per batch, labelled with its files. In each batch, every file is:
 
-A file that cannot be read is **quarantined** byte for byte with a reason file and stable error codes:
-its later instances show as *skipped* with the codes in the log, the other files go on. Each
-mapped instance is labelled with its file name. **summarise** lists every file's outcome from the extract
-registry. Every task emits OpenLineage events (landed file → archive → warehouse tables, exact versions).
+1. **received**: its exact bytes kept in the content-addressed archive (sha256, read-only) and the
+   extract registered (same bytes twice: `duplicate`, nothing loaded again);
+2. **staged**: parsed from the archived bytes into staging tables in one transaction;
+3. **validated**: the Great Expectations suites in `expectations/` run once per batch over every staged
+   row and are split back per file: critical row failures reject those records (reason codes kept),
+   too many of them or a failed table check quarantine that file; warnings load and are logged;
+4. **published**: its staged rows moved into `pupil`, `pupil_address`, `fsm_period` in one transaction;
+   a resubmission supersedes the school's earlier extract for that term (both are kept).
+
+A file that cannot be read is **quarantined** byte for byte with a reason file and stable error codes;
+the other files of its batch go on, and the task stays green. The task log has one line per file
+(status, counts, codes, its trace and Data Docs links). Every file has its own OpenLineage runs, children
+of its batch task's run. **summarise** lists every file's outcome from the extract registry. **verdict**
+turns the run red when any step failed for a reason other than a file's own quarantine.
 """
 
 
@@ -55,35 +53,33 @@ registry. Every task emits OpenLineage events (landed file → archive → wareh
 )
 def census_ingest() -> None:
     @task
-    def discover() -> list[str]:
-        """List the census files waiting in the landing folder."""
-        from censustrace.airflow.tasks import discover_landed_files
+    def discover() -> list[dict[str, Any]]:
+        """The landed files (and unfinished extracts) in batches."""
+        from censustrace.airflow.tasks import discover_batches
 
-        return discover_landed_files()
+        return discover_batches()  # a configuration error fails at once: retrying cannot fix it
 
-    receive_results: list[Any] = []
-
-    @task_group(group_id="ingest")
-    def ingest(path: str) -> Any:
-        received = ReceiveExtractOperator(task_id="receive", path=path)
-        receive_results.append(received.output)
-        staged = StageExtractOperator(task_id="stage", previous=received.output)
-        validated = ValidateExtractOperator(task_id="validate", previous=staged.output)
-        return PublishExtractOperator(
-            task_id="publish", previous=validated.output, outlets=[WAREHOUSE_PUPILS]
-        )
+    batches = IngestBatchOperator.partial(
+        task_id="ingest_batch", outlets=[WAREHOUSE_PUPILS], map_index_template=IngestBatchOperator.LABEL
+    ).expand(batch=discover())
 
     @task(trigger_rule="all_done")
-    def summarise(received: list[dict[str, Any]] | None) -> dict[str, Any]:
+    def summarise(results: list[dict[str, Any]] | None) -> dict[str, Any]:
         """Every file's outcome in this run (loaded, quarantined, duplicate, waiting), from the registry."""
-        from censustrace.airflow.tasks import summarise_extracts
+        from censustrace.airflow.tasks import summarise_batches
 
-        # Nothing landed: no mapped instances, so nothing to collect.
-        return summarise_extracts(list(received or []))
+        return summarise_batches(list(results or []))
 
-    files = ingest.expand(path=discover())
-    # Outside the group, the receive results arrive as one list: one entry per file.
-    files >> summarise(receive_results[0])
+    @task(trigger_rule="none_failed")
+    def verdict(summary: dict[str, Any]) -> dict[str, Any]:
+        """Red means red: runs only if no step failed (summarise runs whatever happened, so it cannot
+        be the last word)."""
+        from censustrace.airflow.tasks import run_verdict
+
+        return run_verdict(summary)
+
+    summary = summarise(batches.output)
+    [batches, summary] >> verdict(summary)
 
 
 census_ingest()

@@ -13,7 +13,6 @@ import shlex
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -217,48 +216,45 @@ def _extract_counts(settings: Settings) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def _emit_ingest_lineage(settings: Settings, steps: Sequence[tuple[str, StepLineage]]) -> None:
-    """The events census_ingest's tasks would emit, under the same job names: a file ingested by
-    hand is traced like one ingested by Airflow (receive and register are one task there)."""
-    from censustrace.intake.ingest import merge_lineage
-    from censustrace.lineage.emit import emit_step
-
-    by_task: dict[str, list[StepLineage]] = {}
-    for name, step in steps:
-        by_task.setdefault("receive" if name == "register" else name, []).append(step)
-    for task, parts in by_task.items():
-        emit_step(settings, f"census_ingest.ingest.{task}", merge_lineage(parts))
-
-
 @app.command()
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Census files to ingest (they are archived first).")],
     as_json: JsonFlag = False,
 ) -> None:
-    """Ingest files now, through the same code path as census_ingest: archive, register, stage, publish.
+    """Ingest files now, through the same code path as census_ingest: archive, register, stage,
+    validate, publish, in batches of CENSUSTRACE_INGEST_BATCH_FILES (one GX run per suite per batch,
+    each file's lineage written in one transaction per batch).
 
     Each file is first copied into the landing folder's claim folder (your copy is left alone; a
     same-named upload waiting in the landing folder is not touched). One JSON object per
-    file with --json. Exit code 1 if any file was quarantined."""
-    from censustrace.intake.ingest import ingest_file
+    file with --json. Exit code 1 if any file was quarantined or failed."""
+    import uuid
+
+    from censustrace.intake.batch import FAILED, ingest_batch, plan_batches
     from censustrace.intake.landing import claim_copy
+    from censustrace.lineage.bulk import ParentRef, emit_bulk, parent_events
 
     settings = _settings()
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise UsageError(f"PATH: no such file: {', '.join(missing)}")
-    quarantined = False
-    for path in paths:
-        done = ingest_file(claim_copy(path, settings.landing_dir), settings)
-        _emit_ingest_lineage(settings, done.steps)
-        outcome = {**done.as_dict(), "file": str(path)}
-        quarantined |= outcome["status"] == "quarantined"
-        if as_json:
-            typer.echo(json.dumps(outcome, sort_keys=True))
-        else:
-            codes = " ".join(e["code"] for e in outcome["errors"])
-            typer.echo(f"{path.name}: {outcome['status']} {outcome['extract_id'] or ''} {codes}".rstrip())
-    if quarantined:
+    bad = False
+    landed = {str(claim_copy(path, settings.landing_dir)): path for path in paths}
+    for batch in plan_batches(list(landed), settings.ingest_batch_files, settings.ingest_batch_bytes):
+        # The files' runs are children of one run of this command per batch, as of a task in Airflow.
+        parent = ParentRef(settings.lineage_namespace, "census_ingest.ingest_batch", str(uuid.uuid4()))
+        done = ingest_batch(batch, settings, parent=parent)
+        emit_bulk(settings, parent_events(settings, parent, failed=bool(done.failed)))
+        for outcome in done.outcomes:
+            item = {**outcome.as_dict(), "file": str(landed.get(outcome.file, outcome.file))}
+            bad |= item["status"] in ("quarantined", FAILED)
+            if as_json:
+                typer.echo(json.dumps(item, sort_keys=True))
+            else:
+                codes = " ".join(e["code"] for e in item["errors"])
+                name = Path(item["file"]).name
+                typer.echo(f"{name}: {item['status']} {item['extract_id'] or ''} {codes}".rstrip())
+    if bad:
         raise typer.Exit(1)
 
 

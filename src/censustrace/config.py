@@ -28,6 +28,9 @@ embedded Airflow home).
 | ``CENSUSTRACE_PUPIL_KEY_SECRET`` | generated: ``$HOME/pupil-key.secret`` | secret of pupil keys |
 | ``CENSUSTRACE_CSV_UNKNOWN_COLUMNS`` | ``warn`` | LA CSV column a table does not have: warn or quarantine |
 | ``CENSUSTRACE_CSV_SIDE_TABLE_MAX_ROWS`` | ``200000`` | most rows of an address/FSM table |
+| ``CENSUSTRACE_INGEST_BATCH_FILES`` | ``200`` | files per ``census_ingest`` batch task at most |
+| ``CENSUSTRACE_INGEST_BATCH_BYTES`` | ``268435456`` | bytes of files per batch at most |
+| ``CENSUSTRACE_VALIDATE_BATCH_ROWS`` | ``200000`` | staged rows per GX run over a batch at most |
 """
 
 from __future__ import annotations
@@ -114,6 +117,15 @@ class Settings(BaseSettings):
     csv_side_table_max_rows: int = Field(
         default=200_000, ge=1, description="CENSUSTRACE_CSV_SIDE_TABLE_MAX_ROWS"
     )
+    # A batch of files is census_ingest's unit of work (docs/scaling.md): few task instances, GX once.
+    ingest_batch_files: int = Field(
+        default=200, ge=1, le=100_000, description="CENSUSTRACE_INGEST_BATCH_FILES"
+    )
+    ingest_batch_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=1, description="CENSUSTRACE_INGEST_BATCH_BYTES"
+    )
+    # Bounds the validation frame (memory), whatever the batch's file count and file sizes.
+    validate_batch_rows: int = Field(default=200_000, ge=1, description="CENSUSTRACE_VALIDATE_BATCH_ROWS")
 
     @field_validator("home")
     @classmethod

@@ -2,7 +2,8 @@
 
 Asserts what a data engineer and an auditor rely on, from one run: every landed file is archived byte
 for byte; good files are loaded, a resubmitted identical file is a duplicate, a broken file is
-quarantined byte for byte while the others go on; mapped instances are labelled by file name; every
+quarantined byte for byte while the others of its batch go on; the batch task is labelled with its files
+and each file's lineage runs are children of the batch task's run; every
 lineage event went through the real provider and our transport into the store, validates against the
 OpenLineage schemas, carries no pupil identifier, and the warehouse table traces back to the exact files.
 """
@@ -109,40 +110,40 @@ def test_census_ingest_loads_quarantines_and_traces(
     assert [r["code"] for r in rows[broken.name].reasons] == ["CT-PARSE-TRUNCATED"]
     assert sum(r.pupil_count or 0 for r in rows.values() if r.status == "loaded") == 60
 
-    # UI: mapped instances are labelled by file name; the broken file's publish is visibly skipped.
+    # UI: one batch task for the four files (one bad file does not fail it), labelled with its files.
     with create_session() as session:
         tis = session.query(TaskInstance).filter(TaskInstance.run_id == run.run_id).all()
-    index = {ti.rendered_map_index: ti.map_index for ti in tis if ti.task_id == "ingest.receive"}
-    assert set(index) == {p.name for p in [*good, duplicate, broken]}
-    state = {(ti.task_id, ti.map_index): str(ti.state) for ti in tis if ti.map_index >= 0}
-    second_copy = copies[0].original_name
-    for name, outcome in [(broken.name, "skipped"), (second_copy, "skipped"), (good[1].name, "success")]:
-        for step in ("stage", "validate", "publish"):
-            assert outcome in state[(f"ingest.{step}", index[name])], (name, step)
+    batch_tis = [ti for ti in tis if ti.task_id == "ingest_batch"]
+    assert len(batch_tis) == 1
+    assert "success" in str(batch_tis[0].state)
+    label = str(batch_tis[0].rendered_map_index)
+    assert all(p.name in label for p in [*good, duplicate, broken]), label
+    states = {ti.task_id: str(ti.state) for ti in tis}
+    assert "success" in states["summarise"]
+    assert "success" in states["verdict"]
 
-    # Data quality: the validate instance links to its Data Docs page, which exists and names the suite.
+    # The batch links to the Data Docs and to its lineage run; its log names each file's pages.
     from airflow.models.xcom import XComModel
 
     with create_session() as session:
-        query = XComModel.get_many(
-            run_id=run.run_id,
-            key="_link_DataDocsLink",
-            task_ids="ingest.validate",
-            map_indexes=index[good[1].name],
-        )
-        link = session.scalars(query).one()
-        url = str(XComModel.deserialize_value(link))
-        query = XComModel.get_many(
-            run_id=run.run_id,
-            key="_link_TraceLink",
-            task_ids="ingest.publish",
-            map_indexes=index[good[1].name],
-        )
-        trace_link = str(XComModel.deserialize_value(session.scalars(query).one()))
+
+        def xcom(key: str, task_id: str) -> Any:
+            query = XComModel.get_many(run_id=run.run_id, key=key, task_ids=task_id)
+            return XComModel.deserialize_value(session.scalars(query).first())
+
+        url = str(xcom("_link_DataDocsLink", "ingest_batch"))
+        trace_link = str(xcom("_link_TraceLink", "ingest_batch"))
+        summary = xcom("return_value", "summarise")
     assert url.startswith(settings.viewer_base_url + "/data-docs/")
-    assert trace_link.startswith(settings.viewer_base_url + "/trace?")
-    assert f"version={rows[good[1].name].extract_id}" in trace_link
-    page = settings.data_docs_dir / url.removeprefix(settings.viewer_base_url + "/data-docs/")
+    assert trace_link.startswith(settings.viewer_base_url + "/runs/")
+    by_file = {f["file"]: f for f in summary["files"]}
+    assert by_file[broken.name]["status"] == "quarantined"
+    assert by_file[broken.name]["codes"] == ["CT-PARSE-TRUNCATED"]
+    assert by_file[good[1].name]["status"] == "loaded"
+    assert summary["counts"] == {"loaded": 2, "duplicate": 1, "quarantined": 1}
+    from censustrace.quality.docs import page_path
+
+    page = settings.data_docs_dir / page_path("pupil", rows[good[1].name].extract_id)
     assert page.is_file()
     assert "pupil" in page.read_text(encoding="utf-8")
 
@@ -150,6 +151,15 @@ def test_census_ingest_loads_quarantines_and_traces(
     assert Outbox(settings.outbox_dir).entries() == []
     events = _wait_for_dag_complete(settings, seen)
     assert any(e["job"]["name"] == "census_ingest" and e["eventType"] == "COMPLETE" for e in events)
+    # One run per file and step, each a child of the batch task's own run (as the provider reported it).
+    batch_runs = {e["run"]["runId"] for e in events if e["job"]["name"] == "census_ingest.ingest_batch"}
+    assert trace_link.removeprefix(settings.viewer_base_url + "/runs/") in batch_runs
+    per_file = [e for e in events if e["job"]["name"].startswith("census_ingest.ingest.")]
+    publishes = [e for e in per_file if e["job"]["name"] == "census_ingest.ingest.publish"]
+    assert len(publishes) == 2  # the two loaded files
+    assert len(per_file) >= 4 + 2 * 3  # receive for all four; stage, validate, publish for two
+    for event in per_file:
+        assert event["run"]["facets"]["parent"]["run"]["runId"] in batch_runs
     for event in events:
         assert validate_event(event, extra_schemas=schema_documents()) == [], event["job"]["name"]
     pupil_ids = identifiers_in(good)
@@ -184,3 +194,23 @@ def test_census_ingest_loads_quarantines_and_traces(
             assert source["path"].startswith(str(settings.landing_dir))
             assert source["laestab"] == extract.laestab
             assert source["term"] == "AUT"
+
+
+def test_a_failing_discover_turns_the_run_red(airflow_db: Settings, clean_state: Settings) -> None:
+    """Red means red: summarise runs whatever happened (all_done), but the run must end failed."""
+    settings = clean_state
+    settings.landing_dir.rmdir()
+    settings.landing_dir.write_text("a mount gone wrong: the landing folder is a file\n")
+    try:
+        run: Any = _run_census_ingest()
+        from airflow.models.taskinstance import TaskInstance
+        from airflow.utils.session import create_session
+
+        with create_session() as session:
+            tis = session.query(TaskInstance).filter(TaskInstance.run_id == run.run_id).all()
+        states = {ti.task_id: str(ti.state) for ti in tis}
+    finally:
+        settings.landing_dir.unlink()
+        settings.landing_dir.mkdir()
+    assert "failed" in states["discover"]
+    assert "failed" in str(run.state).lower(), states

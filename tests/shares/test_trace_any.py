@@ -44,7 +44,7 @@ def _shares(result: dict[str, Any]) -> set[str]:
 def shared(sh: Settings, census: Callable[..., Census]) -> tuple[Settings, Census, list[Any], dict[str, Any]]:
     generated = census()
     outcomes = ingest_census(sh, generated)
-    sent = run_share("t-research", sh, AS_OF)
+    sent = run_share("t-research", sh)
     assert sent["status"] == "delivered"
     return sh, generated, outcomes, sent
 

@@ -217,6 +217,84 @@ class PublishExtractOperator(_ExtractStepOperator):
         return outcome
 
 
+class IngestBatchOperator(CensustraceOperator):
+    """Ingest a batch of landed files in this one task: each file received, registered, staged,
+    validated (one GX run per suite for the whole batch) and published, with its own registry row,
+    quarantine, lineage runs (children of this task's run, written in one transaction) and outcome.
+
+    A file's bad input quarantines that file only (logged, the task stays green). A file that fails for
+    any other reason fails the task after the others are done, so Airflow retries the batch; the retry
+    finishes what is unfinished and reports what is already loaded."""
+
+    template_fields = ("batch",)
+    ui_color = "#d6e9f8"
+    operator_extra_links = (DataDocsLink(), TraceLink())
+    data_docs_url = ""
+    trace_url = ""
+
+    #: The grid labels each batch by the files it holds (file names carry no pupil data). Mapped with
+    #: ``.partial(map_index_template=LABEL)``: ``partial`` does not run ``__init__``.
+    LABEL = "{{ task.batch['label'] }}"
+
+    def __init__(self, *, batch: Any, **kwargs: Any) -> None:
+        # ``batch``: {"label", "items"}.
+        kwargs.setdefault("map_index_template", self.LABEL)
+        super().__init__(**kwargs)
+        self.batch = batch
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowException
+
+        from censustrace.config import get_settings
+        from censustrace.intake.batch import ingest_batch
+        from censustrace.lineage.bulk import airflow_parent
+        from censustrace.quality.docs import page_path
+        from censustrace.viewer.links import run_url, trace_url
+        from censustrace.warehouse.naming import warehouse_dataset_name, warehouse_namespace
+
+        settings = get_settings()
+        parent = airflow_parent(context, settings.lineage_namespace)
+        result = ingest_batch([str(i) for i in self.batch["items"]], settings, parent=parent)
+        url = settings.warehouse_db_url
+        namespace, pupils = warehouse_namespace(url), warehouse_dataset_name(url, "pupil")
+        self.data_docs_url = f"{settings.viewer_base_url}/data-docs/index.html"
+        if parent is not None:
+            self.trace_url = run_url(settings, parent.run_id)
+        files = []
+        for outcome in result.outcomes:
+            codes = [e["code"] for e in outcome.errors]
+            name = Path(outcome.file).name
+            links = ""
+            if outcome.status == "loaded" and outcome.extract_id:
+                docs = f"{settings.viewer_base_url}/data-docs/{page_path('pupil', outcome.extract_id)}"
+                links = (
+                    f" trace={trace_url(settings, namespace, pupils, outcome.extract_id)} data_docs={docs}"
+                )
+            # File names, hashes, counts and codes only: pupil data never reaches the task log.
+            line = "%s: %s extract=%s sha256=%s rows=%s%s%s"
+            args = (name, outcome.status, outcome.extract_id, outcome.sha256, outcome.rows.as_dict())
+            level = (
+                self.log.info if outcome.status in ("loaded", "duplicate", "received") else self.log.warning
+            )
+            level(line, *args, "".join(f" {c}" for c in codes), links)
+            files.append(
+                {
+                    "file": name,
+                    "extract_id": outcome.extract_id,
+                    "status": outcome.status,
+                    "rows": outcome.rows.as_dict(),
+                    "errors": [{"code": c} for c in codes],
+                }
+            )
+        self.log.info("batch of %d files written with %d lineage events", len(files), result.events)
+        if result.failed:
+            raise AirflowException(
+                f"{len(result.failed)} of {len(files)} files failed (not bad input; retry finishes them): "
+                + "; ".join(f"{Path(o.file).name} {o.errors[-1]['code']}" for o in result.failed)
+            )
+        return {"files": files}
+
+
 # --- shares ------------------------------------------------------------------------------------------------
 
 

@@ -5,8 +5,8 @@ is ``expect_column_values_to_be_valid_upn`` in a suite file). Suites are loaded 
 ``censustrace.quality.suites``, which imports this module first. Heavy (imports GX and pandas): import it
 only where validation runs.
 
-Every metric is vectorised over a pandas column except the UPN and ULN checks, which map
-``censustrace.census.identifiers`` over the values (one implementation of the check-letter rule).
+Every metric is vectorised over a pandas column (numpy), the UPN and ULN check-digit rules too; a test
+checks them against ``censustrace.census.identifiers`` (the reference implementation) value by value.
 """
 
 from __future__ import annotations
@@ -32,7 +32,11 @@ from great_expectations.expectations.metrics.map_metric_provider.multicolumn_map
 )
 
 from censustrace.census.codes import NC_YEAR_AGE
-from censustrace.census.identifiers import is_temporary_upn, is_valid_uln, is_valid_upn
+from censustrace.census.identifiers import UPN_CHECK_TABLE
+
+#: Row index of a batch frame: extract ordinal << EXTRACT_SHIFT_BITS | row position within the extract.
+EXTRACT_SHIFT_BITS: Final = 32
+EXTRACT_SHIFT: Final = 1 << EXTRACT_SHIFT_BITS
 
 _MULTICOLUMN_DOMAIN_KEYS: tuple[str, ...] = (
     "batch_id",
@@ -44,9 +48,53 @@ _MULTICOLUMN_DOMAIN_KEYS: tuple[str, ...] = (
 )
 
 
-def _mapped(column: pd.Series, check: Any) -> pd.Series:
-    # One Python call per value; a school file has a few hundred, a national census ~9 million.
-    return pd.Series([check(value) for value in column.tolist()], index=column.index, dtype=bool)
+# Character values of the identifier rules (``censustrace.census.identifiers``), by code point (ASCII).
+_DIGIT = np.full(128, -1, dtype=np.int64)
+_DIGIT[48:58] = np.arange(10)
+_TABLE_LETTER = np.full(128, -1, dtype=np.int64)
+for _value, _letter in enumerate(UPN_CHECK_TABLE):
+    _TABLE_LETTER[ord(_letter)] = _value
+_UPN_WEIGHTS = np.arange(2, 14, dtype=np.int64)
+_ULN_WEIGHTS = np.arange(10, 0, -1, dtype=np.int64)
+
+
+def _code_points(column: pd.Series, width: int) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """(values of exactly ``width`` characters, all ASCII) as an int array (n, width), and where they are."""
+    text = column.astype(str)
+    fits = text.str.len().eq(width).to_numpy()
+    chosen = text[fits].tolist()
+    codes = np.frombuffer("".join(chosen).encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
+    codes = codes.reshape(len(chosen), width)
+    ascii_ = (codes < 128).all(axis=1)
+    where = np.flatnonzero(fits)[ascii_]
+    return codes[ascii_], where
+
+
+def valid_upns(column: pd.Series) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """Vectorised ``is_valid_upn`` (and, second, ``is_temporary_upn``) over a column of text."""
+    valid = np.zeros(len(column), dtype=bool)
+    temporary = np.zeros(len(column), dtype=bool)
+    codes, where = _code_points(column, 13)
+    if len(codes):
+        digits, letters = _DIGIT[codes], _TABLE_LETTER[codes]
+        last = np.where(digits[:, 12] >= 0, digits[:, 12], letters[:, 12])
+        values = np.concatenate([digits[:, 1:12], last[:, None]], axis=1)
+        total = (values * _UPN_WEIGHTS).sum(axis=1)
+        ok = (digits[:, 1:12] >= 0).all(axis=1) & (last >= 0) & (letters[:, 0] == total % 23)
+        valid[where] = ok
+        temporary[where] = ok & (letters[:, 12] >= 0)
+    return valid, temporary
+
+
+def valid_ulns(column: pd.Series) -> np.ndarray[Any, Any]:
+    """Vectorised ``is_valid_uln`` over a column of text."""
+    valid = np.zeros(len(column), dtype=bool)
+    codes, where = _code_points(column, 10)
+    if len(codes):
+        digits = _DIGIT[codes]
+        ok = (digits >= 0).all(axis=1) & (digits[:, 0] > 0)
+        valid[where] = ok & ((np.where(digits >= 0, digits, 0) * _ULN_WEIGHTS).sum(axis=1) % 11 == 10)
+    return valid
 
 
 # --- UPN and ULN ------------------------------------------------------------------------------------------
@@ -57,7 +105,7 @@ class ColumnValuesValidUpn(ColumnMapMetricProvider):
 
     @column_condition_partial(engine=PandasExecutionEngine)
     def _pandas(cls, column: pd.Series, **kwargs: Any) -> pd.Series:
-        return _mapped(column, is_valid_upn)
+        return pd.Series(valid_upns(column)[0], index=column.index)
 
 
 class ExpectColumnValuesToBeValidUpn(ColumnMapExpectation):
@@ -73,13 +121,7 @@ class ColumnValuesPermanentUpn(ColumnMapMetricProvider):
 
     @column_condition_partial(engine=PandasExecutionEngine)
     def _pandas(cls, column: pd.Series, **kwargs: Any) -> pd.Series:
-        # Only a value ending in a letter can be a temporary UPN (about 1 in 100): just those are checked.
-        text = column.astype(str)
-        maybe = text.str.len().eq(13) & text.str[-1:].str.isalpha()
-        temporary = pd.Series(False, index=column.index)
-        if maybe.any():
-            temporary[maybe] = _mapped(column[maybe], is_temporary_upn)
-        return ~temporary
+        return pd.Series(~valid_upns(column)[1], index=column.index)
 
 
 class ExpectColumnValuesToBePermanentUpn(ColumnMapExpectation):
@@ -95,7 +137,7 @@ class ColumnValuesValidUln(ColumnMapMetricProvider):
 
     @column_condition_partial(engine=PandasExecutionEngine)
     def _pandas(cls, column: pd.Series, **kwargs: Any) -> pd.Series:
-        return _mapped(column, is_valid_uln)
+        return pd.Series(valid_ulns(column), index=column.index)
 
 
 class ExpectColumnValuesToBeValidUln(ColumnMapExpectation):
@@ -114,7 +156,16 @@ class ColumnValuesFirstOccurrence(ColumnMapMetricProvider):
 
     @column_condition_partial(engine=PandasExecutionEngine)
     def _pandas(cls, column: pd.Series, **kwargs: Any) -> pd.Series:
-        return ~column.duplicated(keep="first")
+        # A batch of extracts is validated as one frame whose row index carries the extract in its high
+        # bits (``censustrace.quality.batch.EXTRACT_SHIFT``): a UPN repeats only within its own extract
+        # (a dual-registered pupil is in two schools' files). A one-extract frame's index is 0..n-1.
+        index = column.index
+        one_extract = isinstance(index, pd.RangeIndex) and index.start >= 0 and index.step > 0
+        if not len(index) or (one_extract and index[-1] < EXTRACT_SHIFT):
+            return ~column.duplicated(keep="first")
+        groups = np.asarray(index, dtype="int64") >> EXTRACT_SHIFT_BITS
+        keyed = pd.DataFrame({"extract": groups, "value": column.to_numpy()}, index=index)
+        return ~keyed.duplicated(keep="first")
 
 
 class ExpectColumnValuesToBeFirstOccurrences(ColumnMapExpectation):
