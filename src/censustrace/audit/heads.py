@@ -37,6 +37,13 @@ def store_engine(settings: Settings) -> Engine:
     return _stores[url]
 
 
+def dispose_stores() -> None:
+    """Close the cached lineage store engines (tests; before a restore)."""
+    for engine in _stores.values():
+        engine.dispose()
+    _stores.clear()
+
+
 def warehouse(settings: Settings) -> Engine:
     from censustrace.warehouse.db import warehouse_engine
 
@@ -57,7 +64,8 @@ def manifest_heads(settings: Settings) -> dict[str, Any]:
     return {name: found.as_dict() for name, found in current_heads(settings).items()}
 
 
-def _forward(conn: Connection, table: Table, heads: dict[str, chain.Head], at: str) -> None:
+def forward(conn: Connection, table: Table, heads: dict[str, chain.Head], at: str) -> None:
+    """Move the recorded heads of ``table`` forward to ``heads`` (never back)."""
     known = {row.log: int(row.seq) for row in conn.execute(select(table.c.log, table.c.seq))}
     for name, found in heads.items():
         if found.seq == 0:
@@ -78,9 +86,9 @@ def publish_heads(settings: Settings) -> dict[str, chain.Head]:
         heads = current_heads(settings)
         at = _stamp()
         with write_transaction(warehouse(settings)) as conn:
-            _forward(conn, audit_heads, heads, at)
+            forward(conn, audit_heads, heads, at)
         with write_transaction(store_engine(settings)) as conn:
-            _forward(conn, lineage_audit_heads, heads, at)
+            forward(conn, lineage_audit_heads, heads, at)
     except SQLAlchemyError as exc:
         log.error("audit chain heads not published (%s); the next append will", type(exc).__name__)
         return {}
@@ -94,4 +102,12 @@ def recorded_heads(conn: Connection, table: Table) -> dict[str, chain.Head]:
     }
 
 
-__all__ = ["current_heads", "manifest_heads", "publish_heads", "recorded_heads", "store_engine"]
+__all__ = [
+    "current_heads",
+    "dispose_stores",
+    "forward",
+    "manifest_heads",
+    "publish_heads",
+    "recorded_heads",
+    "store_engine",
+]

@@ -80,7 +80,14 @@ def append_access(
         }
         for key, count in zip(pupil_keys, counts, strict=True)
     ]
-    return chain.append(conn, access_log, chain.ACCESS_LOG, rows, HASHED)
+    found = chain.append(conn, access_log, chain.ACCESS_LOG, rows, HASHED)
+    # The head in this store's head table at once (the lock is held); the warehouse's copy follows
+    # with publish_heads.
+    from censustrace.audit.heads import forward
+    from censustrace.audit.tables import lineage_audit_heads
+
+    forward(conn, lineage_audit_heads, {chain.ACCESS_LOG: found}, at)
+    return found
 
 
 def record_access(engine: Engine, actor: Actor, action: str, what: str, **kwargs: Any) -> chain.Head:

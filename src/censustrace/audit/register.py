@@ -115,7 +115,12 @@ def seal_share(conn: Connection, share_id: str, digest: tuple[int, str] | None =
         "disclosures_sha256": sha,
         "sealed_at": _stamp(),
     }
-    return chain.append(conn, share_register_chain, chain.SHARE_REGISTER, [values], HASHED)
+    found = chain.append(conn, share_register_chain, chain.SHARE_REGISTER, [values], HASHED)
+    from censustrace.audit.heads import forward
+    from censustrace.audit.tables import audit_heads
+
+    forward(conn, audit_heads, {chain.SHARE_REGISTER: found}, values["sealed_at"])
+    return found
 
 
 __all__ = [

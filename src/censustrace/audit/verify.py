@@ -88,11 +88,26 @@ def _verify(settings: Settings) -> dict[str, Any]:
         counts[chain.SHARE_REGISTER] = len(sealed)
         problems += _check_shares(conn, sealed)
         warehouse_witness = recorded_heads(conn, audit_heads)
+        known = {str(s) for (s,) in conn.execute(select(shares.c.share_id))}
+
+    manifests = _manifests(settings)
+    for path, share_id, _heads in manifests:
+        if share_id and share_id not in known:
+            problems.append(
+                chain.Problem(
+                    chain.SHARE_REGISTER,
+                    None,
+                    chain.DELETED,
+                    f"{path.name} in the outbox was sent by share {share_id}, which is not in the register "
+                    "(deleted, or an older backup restored)",
+                    share_id,
+                )
+            )
 
     witnesses: list[tuple[str, dict[str, chain.Head]]] = [
         ("the warehouse's audit_heads", warehouse_witness),
         ("the lineage store's lineage_audit_heads", lineage_witness),
-        *_manifest_heads(settings),
+        *((f"manifest {path.name}", heads) for path, _, heads in manifests),
     ]
     for source, heads in witnesses:
         for name, witness in heads.items():
@@ -156,25 +171,29 @@ def _check_shares(conn: Any, sealed: list[dict[str, Any]]) -> list[chain.Problem
     return problems
 
 
-def _manifest_heads(settings: Settings) -> list[tuple[str, dict[str, chain.Head]]]:
-    """The ``audit`` entry of every share manifest in the outbox."""
+def _manifests(settings: Settings) -> list[tuple[Path, str | None, dict[str, chain.Head]]]:
+    """(path, share id, ``audit`` heads) of every share manifest in the outbox."""
     root = settings.share_outbox_dir
-    found: list[tuple[str, dict[str, chain.Head]]] = []
+    found: list[tuple[Path, str | None, dict[str, chain.Head]]] = []
     for path in sorted(root.rglob("*.manifest.json")) if root.is_dir() else []:
+        if path.name.startswith("."):
+            continue  # a part file of an unfinished release
         try:
-            entry = json.loads(Path(path).read_text(encoding="utf-8")).get("audit")
-        except (OSError, ValueError, AttributeError):
+            manifest = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
             continue  # shares verify reports a damaged manifest
-        if not isinstance(entry, dict):
+        if not isinstance(manifest, dict):
             continue
+        entry = manifest.get("audit")
         heads = {
             str(name): chain.Head(int(head["seq"]), str(head["hash"]))
-            for name, head in entry.items()
+            for name, head in (entry.items() if isinstance(entry, dict) else ())
             if isinstance(head, dict)
             and isinstance(head.get("seq"), int)
             and isinstance(head.get("hash"), str)
         }
-        found.append((f"manifest {path.name}", heads))
+        share_id = manifest.get("share_id")
+        found.append((path, share_id if isinstance(share_id, str) else None, heads))
     return found
 
 
