@@ -60,8 +60,16 @@ def current_heads(settings: Settings) -> dict[str, chain.Head]:
 
 
 def manifest_heads(settings: Settings) -> dict[str, Any]:
-    """The ``audit`` entry of a share manifest: both chain heads when the share was built."""
-    return {name: found.as_dict() for name, found in current_heads(settings).items()}
+    """The ``audit`` entry of a share manifest: both chain heads when the share was built (the access
+    log's left out if the lineage store cannot be read now: the release will then refuse anyway)."""
+    with warehouse(settings).connect() as conn:
+        heads = {chain.SHARE_REGISTER: chain.head(conn, share_register_chain).as_dict()}
+    try:
+        with store_engine(settings).connect() as conn:
+            heads[chain.ACCESS_LOG] = chain.head(conn, access_log).as_dict()
+    except (SQLAlchemyError, OSError) as exc:
+        log.warning("share manifest without the access log head (%s)", type(exc).__name__)
+    return heads
 
 
 def forward(conn: Connection, table: Table, heads: dict[str, chain.Head], at: str) -> None:
@@ -89,7 +97,7 @@ def publish_heads(settings: Settings) -> dict[str, chain.Head]:
             forward(conn, audit_heads, heads, at)
         with write_transaction(store_engine(settings)) as conn:
             forward(conn, lineage_audit_heads, heads, at)
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, OSError) as exc:
         log.error("audit chain heads not published (%s); the next append will", type(exc).__name__)
         return {}
     return heads
