@@ -30,7 +30,7 @@ def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 
 
 def test_store_is_at_the_viewer_revision(store: Engine) -> None:
-    assert current_revision(store) == "0002"
+    assert current_revision(store) == "0004"
 
 
 def test_passwords_are_argon2_hashed_and_names_unique(store: Engine) -> None:
@@ -130,3 +130,35 @@ def test_the_access_log_is_append_only(store: Engine) -> None:
             conn.execute(statement)
     with store.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM access_log")).scalar_one() == 1
+
+
+def test_user_role_and_token_changes_are_logged_and_chained(store: Engine) -> None:
+    from censustrace.audit.log import Actor
+
+    admin = Actor("os:root")
+    auth.add_user(store, "bea", "engineer", "a long test password 1", actor=admin)
+    assert auth.set_role(store, "bea", "auditor", actor=admin) == "engineer"
+    token = auth.add_token(store, "bea", "api", actor=admin)
+    auth.revoke_token(store, token[:12], actor=admin)
+    auth.set_disabled(store, "bea", True, actor=admin)
+    rows, _ = auth.read_access_log(store)
+    mine = [(r["action"], r["what"], r["user_name"], r["via"]) for r in rows if r["user_name"] == "os:root"]
+    assert mine == [
+        ("user.disable", "user bea", "os:root", "cli"),
+        ("token.revoke", f"token {token[:12]}", "os:root", "cli"),
+        ("token.add", f"api token {token[:12]} for bea", "os:root", "cli"),
+        ("user.role", "user bea role engineer -> auditor", "os:root", "cli"),
+        ("user.add", "user bea role engineer", "os:root", "cli"),
+    ]
+    seqs = [r["seq"] for r in rows]
+    assert seqs == sorted(seqs, reverse=True)
+    assert None not in seqs
+
+
+def test_only_the_pupil_key_of_a_log_row_may_change(store: Engine) -> None:
+    who = auth.Principal("clara", "compliance", "session")
+    auth.log_access(store, who, "subject_access", "subject_access.lookup", result_count=1, pupil_key="a" * 64)
+    with store.begin() as conn:  # what `censustrace rekey` does
+        conn.execute(update(access_log).where(access_log.c.pupil_key == "a" * 64).values(pupil_key="b" * 64))
+    with pytest.raises(DBAPIError, match="append-only"), store.begin() as conn:
+        conn.execute(update(access_log).values(pupil_key="c" * 64, user_name="mallory"))

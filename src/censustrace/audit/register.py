@@ -73,10 +73,12 @@ def disclosures_digest(conn: Connection, share_id: str) -> tuple[int, str]:
     """(count, sha256) of a share's disclosure rows, pupil keys left out."""
     digest = hashlib.sha256()
     count = 0
-    rows = conn.execution_options(yield_per=_BATCH).execute(
+    # yield_per on the statement, not the connection (that would stay on for the caller's INSERTs).
+    rows = conn.execute(
         select(disclosures.c.extract_id, disclosures.c.record_number, disclosures.c.blank_fields)
         .where(disclosures.c.share_id == share_id)
         .order_by(disclosures.c.extract_id, disclosures.c.record_number)
+        .execution_options(yield_per=_BATCH)
     )
     for extract_id, record_number, blank in rows:
         digest.update(f"{extract_id}\t{record_number}\t{json.dumps(blank)}\n".encode())
