@@ -10,10 +10,9 @@ number and the fields sent blank, in (extract, record) order.
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any, Final
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, Text, cast, select
 
 from censustrace.audit import chain
 from censustrace.audit.tables import share_register_chain
@@ -70,19 +69,21 @@ def record_sha256(row: Any) -> str:
 
 
 def disclosures_digest(conn: Connection, share_id: str) -> tuple[int, str]:
-    """(count, sha256) of a share's disclosure rows, pupil keys left out."""
+    """(count, sha256) of a share's disclosure rows, pupil keys left out: lines of extract id, record
+    number and the fields sent blank as the database stores them (JSON text), in (extract, record)
+    order. Read as text in batches: a million rows in seconds, not a JSON parse and dump per row."""
     digest = hashlib.sha256()
     count = 0
     # yield_per on the statement, not the connection (that would stay on for the caller's INSERTs).
-    rows = conn.execute(
-        select(disclosures.c.extract_id, disclosures.c.record_number, disclosures.c.blank_fields)
+    result = conn.execute(
+        select(disclosures.c.extract_id, disclosures.c.record_number, cast(disclosures.c.blank_fields, Text))
         .where(disclosures.c.share_id == share_id)
         .order_by(disclosures.c.extract_id, disclosures.c.record_number)
         .execution_options(yield_per=_BATCH)
     )
-    for extract_id, record_number, blank in rows:
-        digest.update(f"{extract_id}\t{record_number}\t{json.dumps(blank)}\n".encode())
-        count += 1
+    for batch in result.tuples().partitions():
+        digest.update("".join([f"{e}\t{r}\t{b}\n" for e, r, b in batch]).encode())
+        count += len(batch)
     return count, digest.hexdigest() if count else _EMPTY_SHA256
 
 
