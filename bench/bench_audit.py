@@ -59,11 +59,9 @@ def fill(url: str, pupils: int) -> Any:
                 )
             )  # fmt: skip
             rows = [(sid, f"{n}{i:063d}", "ext_bench", i, None) for i in range(pupils)]
+            columns = ("share_id", "pupil_key", "extract_id", "record_number", "blank_fields")
             for start in range(0, pupils, 50_000):
-                bulk_insert(
-                    conn, disclosures, ("share_id", "pupil_key", "extract_id", "record_number", "blank_fields"),
-                    rows[start : start + 50_000],
-                )  # fmt: skip
+                bulk_insert(conn, disclosures, columns, rows[start : start + 50_000])
     return engine
 
 
