@@ -251,9 +251,15 @@ def test_a_restored_old_backup_is_detected(
     look_up(filled, upns(filled, 2))
     third = run_share("t-research", filled, AS_OF)["share_id"]  # its manifest goes to the outbox
     assert verify_audit(filled)["ok"]
+    from censustrace.shares import lineage as share_lineage
     from tests.ops.test_ops import _wipe
 
-    dispose_stores()  # as a restore asks: the pipeline and the viewer are stopped, the stores lost
+    # As a restore asks: the pipeline and the viewer stopped (no engine of this process keeps the old
+    # files open), the stores lost.
+    dispose_stores()
+    for engine in share_lineage._store_engines.values():
+        engine.dispose()
+    share_lineage._store_engines.clear()
     _wipe(filled.warehouse_db_url)
     _wipe(filled.lineage_db_url)
     restore(filled, tmp_path / "old")
