@@ -21,6 +21,7 @@ import typer
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from censustrace.audit.cli import audit_app
 from censustrace.config import ConfigError, Settings, get_settings
 from censustrace.consent.cli import policy_app
 from censustrace.errors import CensustraceError, UsageError
@@ -50,6 +51,7 @@ app.add_typer(shares_app, name="shares")
 app.command("disclosures")(disclosures)
 app.command("retention")(retention)
 app.add_typer(consent_app, name="consent")
+app.add_typer(audit_app, name="audit")
 
 
 class Term(StrEnum):

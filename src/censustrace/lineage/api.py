@@ -26,6 +26,7 @@ from starlette.requests import ClientDisconnect
 
 from censustrace.config import Settings, get_settings
 from censustrace.errors import CensustraceError
+from censustrace.lineage.ownership import LineageForbidden
 from censustrace.lineage.spec import EventValidator, require_schemas
 from censustrace.lineage.store.db import make_engine, upgrade
 from censustrace.lineage.store.ingest import (
@@ -119,6 +120,17 @@ def lineage_engine(request: Request) -> Engine:
     return engine
 
 
+def writer_of(request: Request) -> dict[str, Any]:
+    """``producer`` and ``ownership`` for :func:`store_event`: set by the app's write dependency
+    (``request.state.lineage_producer``) and at app creation (``app.state.lineage_ownership``); both
+    None in the bare API, which trusts every writer."""
+    ownership = getattr(request.app.state, "lineage_ownership", None)
+    return {
+        "producer": getattr(request.state, "lineage_producer", None),
+        "ownership": ownership() if callable(ownership) else ownership,
+    }
+
+
 def _connection(request: Request) -> Iterator[Connection]:
     with lineage_engine(request).connect() as conn:
         yield conn
@@ -160,13 +172,16 @@ def lineage_router(
             400: {"description": "Not JSON, not UTF-8 or a broken body."},
             409: {"description": "Contradicts the store (a run id reused for another job)."},
             401: {"description": "No or wrong producer token (when the server requires one)."},
+            403: {"description": "An external producer naming the pipeline's datasets or jobs."},
             413: {"description": "Body over the size limit."},
             422: {"description": "Not a valid OpenLineage event; `problems` names each JSON path at fault."},
         },
     )
     async def post_lineage(request: Request) -> Response:
         body = await read_body(request, max_body_bytes)
-        result = await run_in_threadpool(store_event, lineage_engine(request), body, validator=validator)
+        result = await run_in_threadpool(
+            store_event, lineage_engine(request), body, validator=validator, **writer_of(request)
+        )
         headers = {"X-Censustrace-Duplicate": "true"} if result.duplicate else None
         return Response(status_code=201, headers=headers)
 
@@ -269,6 +284,10 @@ def add_lineage_error_handlers(app: FastAPI) -> None:
     async def _invalid(_request: Request, exc: LineageEventInvalid) -> JSONResponse:
         status = 400 if isinstance(exc, LineageEventMalformed) else 422
         return _error(status, exc, problems=exc.problems)
+
+    @app.exception_handler(LineageForbidden)
+    async def _forbidden(_request: Request, exc: LineageForbidden) -> JSONResponse:
+        return _error(403, exc)
 
     @app.exception_handler(LineageConflict)
     async def _conflict(_request: Request, exc: LineageConflict) -> JSONResponse:

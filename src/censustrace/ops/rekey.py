@@ -6,7 +6,9 @@ decisions and in the disclosure log (without the UPN). The map old key -> new ke
 rows: each is checked against the current secret first (a wrong current secret changes nothing). A
 decision whose key no pupil row explains (an objection for a pupil not seen yet, or one made under a
 former UPN) is re-keyed from the UPN in its archived consent file. A key in the disclosure log or the
-consent decisions that neither explains stops the rotation (it would become unfindable). See
+consent decisions that neither explains stops the rotation (it would become unfindable). The access log's
+pupil keys (lookups) are re-keyed too, and a chained ``rekey`` record appended; pupil keys are outside
+every audit hash, so both chains stay valid (a lookup of a UPN no pupil row holds keeps its old key). See
 docs/operations.md for the procedure.
 
 What a new secret does NOT change: files already sent. Pseudonyms in research shares are keyed by the
@@ -23,8 +25,11 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, Table, bindparam, func, select, update
 
+from censustrace.audit.heads import publish_heads, store_engine
+from censustrace.audit.log import append_access, os_actor
 from censustrace.config import Settings
 from censustrace.errors import CensustraceError
+from censustrace.viewer.tables import access_log
 from censustrace.warehouse.db import warehouse_engine, write_transaction
 
 SECRET_FILE: Final = "pupil-key.secret"  # noqa: S105 (a file name, not a secret)
@@ -71,13 +76,27 @@ def rekey(settings: Settings, new_secret: bytes) -> dict[str, Any]:
         _write_private(pending, new_secret)
     engine = warehouse_engine(settings.warehouse_db_url)
     try:
-        with write_transaction(engine) as conn:
+        # The access log (lineage store) is re-keyed in a transaction that commits right after the
+        # warehouse's, with a chained "rekey" record: a failed warehouse commit rolls both back.
+        with write_transaction(store_engine(settings)) as log_conn, write_transaction(engine) as conn:
             mapping = _mapping(conn, old_secret, new_secret)
             rekeyed = _pending_decisions(conn, settings, old_secret, new_secret, mapping)
             counts = {table.name: _apply(conn, table, mapping) for table, _ in _keyed_tables()}
+            logged = {k for (k,) in log_conn.execute(select(access_log.c.pupil_key).distinct()) if k}
+            counts[access_log.name] = _apply(
+                log_conn, access_log, {k: mapping[k] for k in logged & set(mapping)}
+            )
+            append_access(
+                log_conn,
+                os_actor(),
+                "rekey",
+                f"pupil keys rotated: {len(mapping)} pupils",
+                result_counts=[len(mapping)],
+            )
     except BaseException:
         pending.unlink(missing_ok=True)
         raise
+    publish_heads(settings)
     if not from_env:
         os.replace(pending, secret_file)
     return {

@@ -40,6 +40,8 @@ from typing import IO, Any, Final
 
 from sqlalchemy import Connection, Engine, and_, case, func, select, update
 
+from censustrace.audit.heads import manifest_heads
+from censustrace.audit.register import seal_share
 from censustrace.config import Settings
 from censustrace.consent.objections import ConsentCheck, agreement_consent_check
 from censustrace.lineage.model import StepLineage
@@ -172,6 +174,8 @@ def _current_agreement(settings: Settings, engine: Engine, share: ShareRow) -> A
             .where(shares.c.share_id == share.share_id, shares.c.status == CHECKED)
             .values(**changes)
         )
+        if agreement is None:
+            seal_share(conn, share.share_id)  # blocked: final, into the audit chain
     if agreement is None:
         blocked = find_share(settings, share.share_id)
         raise ShareBlocked(
@@ -244,6 +248,8 @@ def _build(settings: Settings, engine: Engine, share: ShareRow, agreement: Any) 
             built.sha256, built.size = sink.digest.hexdigest(), sink.size
         try:
             manifest = _manifest(share, name, built, check)
+            # The audit chains' heads as the share is built: the recipient's copy remembers them.
+            manifest["audit"] = manifest_heads(settings)
             manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
 
             def publish() -> None:

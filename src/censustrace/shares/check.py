@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from censustrace.audit.register import seal_share
 from censustrace.config import Settings
 from censustrace.lineage.model import StepLineage
 from censustrace.lineage.naming import FILE_NAMESPACE, file_dataset_name
@@ -158,6 +159,8 @@ def _insert(engine: Any, values: dict[str, Any]) -> ShareRow:
     try:
         with write_transaction(engine) as conn:
             conn.execute(insert(shares).values(**values))
+            if values["status"] == BLOCKED:
+                seal_share(conn, values["share_id"])  # a blocked share is final: into the audit chain
     except IntegrityError:
         pass  # the same run key was checked meanwhile: that share stands
     with engine.connect() as conn:

@@ -126,6 +126,24 @@ def verify(as_json: JsonFlag = False) -> None:
         raise typer.Exit(1)
 
 
+def _log_lookups(settings: Any, upns: list[str], result: dict[str, Any]) -> None:
+    """One chained access log row per pupil asked for, by pupil key, with the operating-system user."""
+    from censustrace.audit.log import os_actor, record
+    from censustrace.intake.ingest import pupil_key
+
+    if not upns:
+        return
+    secret = settings.pupil_key()
+    record(
+        settings,
+        os_actor(),
+        "subject_access",
+        "disclosures.cli",
+        pupil_keys=[pupil_key(secret, upn.strip().upper()) for upn in upns],
+        result_counts=[len(request["shares"]) for request in result["requests"]],
+    )
+
+
 def disclosures(as_json: JsonFlag = False) -> None:
     """Subject access: every share that included each pupil (UPNs on standard input).
 
@@ -137,7 +155,10 @@ def disclosures(as_json: JsonFlag = False) -> None:
 
     if sys.stdin is None or sys.stdin.isatty():
         raise UsageError("give the UPNs on standard input, one per line: censustrace disclosures < upns.txt")
-    result = subject_access(sys.stdin, _settings())
+    settings = _settings()
+    lines_in = list(sys.stdin)
+    result = subject_access(lines_in, settings)
+    _log_lookups(settings, [line for line in lines_in if line.strip()], result)
     lines: list[str] = []
     for request in result["requests"]:
         lines.append(f"line {request['line']}: {len(request['shares'])} share(s)")

@@ -13,7 +13,8 @@ staging folder: two runs or a retried task racing on one share release it once):
    unreachable or refuses it, the hidden copy is removed and the step fails (CT-SHARE-LINEAGE). The
    event's text is kept on the share row first, so a retry sends the very same event (stored once);
 4. the manifest, then the file, are renamed into place (atomic): the file appearing is the release;
-5. the share is marked ``delivered`` and the staged copy removed.
+5. the share is marked ``delivered`` and sealed in the share register's audit chain in one short
+   transaction (``censustrace.audit.register``), and the staged copy removed.
 
 A crash after 4 leaves the file visible and the share ``recorded``: the next call finds the file with
 the right sha256 and only marks it delivered, so a retry completes a share exactly once.
@@ -33,6 +34,8 @@ from typing import Any
 
 from sqlalchemy import update
 
+from censustrace.audit.heads import publish_heads
+from censustrace.audit.register import digest_of, seal_share
 from censustrace.config import Settings
 from censustrace.intake.archive import sha256_of
 from censustrace.intake.quarantine import safe_file_name
@@ -151,13 +154,17 @@ def _release(settings: Settings, share: ShareRow, target: Path) -> None:
     else:
         _commit_lineage(settings, share)  # visible already: make sure its event is committed
     now = dt.datetime.now(dt.UTC)
-    with write_transaction(warehouse_engine(settings.warehouse_db_url)) as conn:
+    engine = warehouse_engine(settings.warehouse_db_url)
+    digest = digest_of(engine, share.share_id)  # outside the sealing transaction: it reads every row
+    with write_transaction(engine) as conn:
         conn.execute(
             update(shares)
             .where(shares.c.share_id == share.share_id, shares.c.status != DELIVERED)
             # Relative to the share outbox: a home moved or restored elsewhere still finds it.
             .values(status=DELIVERED, file_path=relative_file_path(settings, target), delivered_at=now)
         )
+        seal_share(conn, share.share_id, digest)  # the audit chain, in the same short transaction
+    publish_heads(settings)
     # The pupil data now lives in the outbox only; the manifest stays for the record.
     (staged / (share.file_name or "")).unlink(missing_ok=True)
 

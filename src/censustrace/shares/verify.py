@@ -10,7 +10,10 @@ Problems (each makes the command exit 1):
 * CT-VERIFY-DISCLOSURES: a delivered share whose disclosure rows differ from its pupil count;
 * CT-VERIFY-LINEAGE: a delivered share whose release run, with its file at the share's sha256, is not in
   the lineage store (found by run id and version, never by path: a moved home verifies the same);
-* CT-VERIFY-BLOCKED-FILE: a blocked share with a file.
+* CT-VERIFY-BLOCKED-FILE: a blocked share with a file;
+* CT-AUDIT-<KIND>: a problem of the audit trail (``censustrace audit verify``, also under ``audit``):
+  a tampered, deleted or inserted row of the share register or the access log, or a chain that ends
+  before a head recorded elsewhere (truncated / rewritten).
 
 Shares still on their way (``checked``, ``built``, ``recorded``) and hidden part files are listed as
 ``pending``: a release that failed is completed by the next run of its agreement.
@@ -26,6 +29,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from censustrace.audit.verify import verify_audit
 from censustrace.config import Settings
 from censustrace.intake.archive import sha256_of
 from censustrace.lineage.naming import FILE_NAMESPACE
@@ -94,8 +98,13 @@ def verify_shares(settings: Settings) -> dict[str, Any]:
                     file=str(path),
                 )
             )
+    audit = verify_audit(settings)
+    problems += [
+        _problem(f"CT-AUDIT-{p['kind'].upper()}", p["message"], p.get("share_id")) for p in audit["problems"]
+    ]
     return {
         "ok": not problems,
+        "audit": audit,
         "shares": sum(1 for s in rows if s.status == DELIVERED),
         "blocked": sum(1 for s in rows if s.status == BLOCKED),
         "files": files,

@@ -9,6 +9,7 @@ request's mount point, so both work.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,6 +23,7 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 from censustrace.config import Settings, get_settings
 from censustrace.errors import CensustraceError
 from censustrace.lineage.api import DEFAULT_MAX_BODY_BYTES, add_lineage_error_handlers, lineage_router
+from censustrace.lineage.ownership import Ownership
 from censustrace.lineage.store.queries import LineageNotFound, LineageQueryInvalid
 from censustrace.viewer.auth import Principal
 from censustrace.viewer.deps import (
@@ -126,6 +128,8 @@ def create_viewer_app(
     viewer = Viewer(settings, engine, migrate=migrate)
     app.state.viewer = viewer
     app.state.lineage_engine = viewer.engine
+    # Worked out on the first POST: creating the app (at Airflow plugin import) stays cheap.
+    app.state.lineage_ownership = functools.cache(lambda: Ownership.of(settings))
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.include_router(

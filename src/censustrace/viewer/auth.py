@@ -8,8 +8,10 @@
   (``CENSUSTRACE_VIEWER_SESSION_MINUTES``) and an absolute limit; a CSRF token per session.
 * API tokens: ``producer`` (may only POST lineage events) or ``api`` (acts as a user, with that user's
   role); shown once when created, stored as sha256.
-* Access log: append-only rows saying who looked up or exported pupil data, when, what kind and how
-  many results. Callers pass kinds and counts, never a pupil identifier.
+* Access log: append-only, hash-chained rows (``censustrace.audit``) saying who looked up or exported
+  pupil data (by pupil key), when, what kind and how many results, and who changed users, roles and
+  tokens (``actor``: the operating-system user when not given). Callers pass kinds, counts and pupil
+  keys, never a pupil identifier.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ from censustrace.viewer.tables import (
 if TYPE_CHECKING:
     from argon2 import PasswordHasher
 
+    from censustrace.audit.log import Actor
+
 Role = Literal["compliance", "engineer", "auditor"]
 
 #: What each role may do. ``read``: pages and JSON API; ``subject_access``: look a pupil up by UPN;
@@ -48,7 +52,7 @@ Role = Literal["compliance", "engineer", "auditor"]
 PERMISSIONS: Final[dict[str, frozenset[str]]] = {
     "compliance": frozenset({"read", "subject_access", "export", "export_pupil_data", "access_log"}),
     "engineer": frozenset({"read", "export"}),
-    "auditor": frozenset({"read", "subject_access", "export"}),
+    "auditor": frozenset({"read", "subject_access", "export", "access_log"}),
 }
 
 #: Failed logins allowed per user name, and per client address, within the window.
@@ -155,7 +159,14 @@ def check_name(name: str) -> str:
     return name
 
 
-def add_user(engine: Engine, name: str, role: str, password: str) -> int:
+def _admin(conn: Any, actor: Actor | None, action: str, what: str) -> None:
+    """Log a change of users, roles or tokens in the same transaction as the change."""
+    from censustrace.audit.log import append_access, os_actor
+
+    append_access(conn, actor or os_actor(), action, what)
+
+
+def add_user(engine: Engine, name: str, role: str, password: str, *, actor: Actor | None = None) -> int:
     """Create a user; raises AuthError for a bad name or role, a short password or a taken name."""
     check_name(name)
     if role not in ROLES:
@@ -172,10 +183,11 @@ def add_user(engine: Engine, name: str, role: str, password: str) -> int:
                 name=name, role=role, password_hash=password_hash, disabled=False, created_at=stamp(now())
             )
         )
+        _admin(conn, actor, "user.add", f"user {name} role {role}")
         return int(result.inserted_primary_key[0])  # type: ignore[index]
 
 
-def set_password(engine: Engine, name: str, password: str) -> None:
+def set_password(engine: Engine, name: str, password: str, *, actor: Actor | None = None) -> None:
     """A new password; every session of the user ends."""
     if len(password) < MIN_PASSWORD_LENGTH:
         raise AuthError(f"password: at least {MIN_PASSWORD_LENGTH} characters", code="CT-VIEWER-PASSWORD")
@@ -186,6 +198,33 @@ def set_password(engine: Engine, name: str, password: str) -> None:
             raise AuthError(f"no user {name}", code="CT-VIEWER-NO-USER")
         conn.execute(update(users).where(users.c.id == user_id).values(password_hash=password_hash))
         conn.execute(delete(sessions).where(sessions.c.user_id == user_id))
+        _admin(conn, actor, "user.password", f"user {name}")
+
+
+def set_role(engine: Engine, name: str, role: str, *, actor: Actor | None = None) -> str:
+    """Give a user another role (their sessions end); returns the old role."""
+    if role not in ROLES:
+        raise AuthError(f"role {role!r} is not one of {', '.join(ROLES)}", code="CT-VIEWER-ROLE")
+    with write_transaction(engine) as conn:
+        row = conn.execute(select(users.c.id, users.c.role).where(users.c.name == name)).first()
+        if row is None:
+            raise AuthError(f"no user {name}", code="CT-VIEWER-NO-USER")
+        conn.execute(update(users).where(users.c.id == row.id).values(role=role))
+        conn.execute(delete(sessions).where(sessions.c.user_id == row.id))
+        _admin(conn, actor, "user.role", f"user {name} role {row.role} -> {role}")
+        return str(row.role)
+
+
+def set_disabled(engine: Engine, name: str, disabled: bool, *, actor: Actor | None = None) -> None:
+    """Disable (sessions end, tokens stop working) or enable a user."""
+    with write_transaction(engine) as conn:
+        user_id = conn.execute(select(users.c.id).where(users.c.name == name)).scalar_one_or_none()
+        if user_id is None:
+            raise AuthError(f"no user {name}", code="CT-VIEWER-NO-USER")
+        conn.execute(update(users).where(users.c.id == user_id).values(disabled=disabled))
+        if disabled:
+            conn.execute(delete(sessions).where(sessions.c.user_id == user_id))
+        _admin(conn, actor, "user.disable" if disabled else "user.enable", f"user {name}")
 
 
 def list_users(engine: Engine) -> list[dict[str, object]]:
@@ -316,11 +355,12 @@ def csrf_matches(expected: str | None, given: str | None) -> bool:
 
 
 # API tokens ------------------------------------------------------------------------------------------
-TOKEN_PREFIX: Final = {"producer": "ctp_", "api": "cta_"}
+TOKEN_PREFIX: Final = {"producer": "ctp_", "api": "cta_", "pipeline": "ctl_"}
 
 
-def add_token(engine: Engine, name: str, kind: str) -> str:
-    """A new token, returned once. ``api`` tokens are named after the user they act as."""
+def add_token(engine: Engine, name: str, kind: str, *, actor: Actor | None = None) -> str:
+    """A new token, returned once. ``api`` tokens are named after the user they act as; ``producer``
+    tokens are external lineage producers, ``pipeline`` tokens the pipeline's own (docs/lineage.md)."""
     check_name(name)
     if kind not in TOKEN_KINDS:
         raise AuthError(f"token kind {kind!r} is not one of {', '.join(TOKEN_KINDS)}", code="CT-VIEWER-KIND")
@@ -344,10 +384,11 @@ def add_token(engine: Engine, name: str, kind: str) -> str:
                 created_at=stamp(now()),
             )
         )
+        _admin(conn, actor, "token.add", f"{kind} token {token[:12]} for {name}")
     return token
 
 
-def revoke_token(engine: Engine, prefix: str) -> int:
+def revoke_token(engine: Engine, prefix: str, *, actor: Actor | None = None) -> int:
     """Revoke every live token starting with ``prefix`` (at least 8 characters); how many."""
     if len(prefix) < 8:
         raise AuthError("give at least the first 8 characters of the token", code="CT-VIEWER-TOKEN")
@@ -357,6 +398,8 @@ def revoke_token(engine: Engine, prefix: str) -> int:
             .where(api_tokens.c.prefix == prefix[:12], api_tokens.c.revoked_at.is_(None))
             .values(revoked_at=stamp(now()))
         )
+        if result.rowcount:
+            _admin(conn, actor, "token.revoke", f"token {prefix[:12]}")
         return int(result.rowcount)
 
 
@@ -398,8 +441,8 @@ def check_token(engine: Engine, token: str) -> Principal | None:
     if row.last_used_at is None or at - parse_stamp(row.last_used_at) > _TOUCH_EVERY:
         with write_transaction(engine) as conn:
             conn.execute(update(api_tokens).where(api_tokens.c.id == row.id).values(last_used_at=stamp(at)))
-    if row.kind == "producer":
-        return Principal(row.name, None, "producer")
+    if row.kind in ("producer", "pipeline"):
+        return Principal(row.name, None, str(row.kind))
     if row.user_id is None or row.disabled:
         return None
     return Principal(row.user_name, row.role, "token", int(row.user_id))
@@ -414,30 +457,51 @@ def log_access(
     *,
     result_count: int | None = None,
     outcome: str = "ok",
+    pupil_key: str | None = None,
 ) -> None:
-    """Append one access log row. ``what`` is a kind ("subject_access.pdf"), never a pupil's value."""
-    with write_transaction(engine) as conn:
-        conn.execute(
-            insert(access_log).values(
-                at=stamp(now()),
-                user_name=principal.name,
-                role=principal.role or "-",
-                action=action[:32],
-                what=what[:128],
-                result_count=result_count,
-                outcome=outcome[:16],
-                via=principal.via[:8],
-            )
-        )
+    """Append one chained access log row. ``what`` is a kind ("subject_access.pdf"), never a pupil's
+    value; ``pupil_key``: the pupil looked up (a keyed pseudonym), so "who looked this pupil up?" has an
+    answer."""
+    from censustrace.audit.log import Actor, record_access
+
+    record_access(
+        engine,
+        Actor(principal.name, principal.role or "-", principal.via),
+        action,
+        what,
+        pupil_keys=[pupil_key],
+        result_counts=[result_count],
+        outcome=outcome,
+    )
+
+
+_LOG_COLUMNS: Final = (
+    "id",
+    "at",
+    "user_name",
+    "role",
+    "action",
+    "what",
+    "result_count",
+    "outcome",
+    "via",
+    "seq",
+)
 
 
 def read_access_log(
-    engine: Engine, *, limit: int = 200, offset: int = 0
+    engine: Engine, *, limit: int = 200, offset: int = 0, pupil_key: str | None = None
 ) -> tuple[list[dict[str, object]], int]:
-    """Newest first, with the total number of rows."""
+    """Newest first, with the total number of rows; only the lookups of one pupil with ``pupil_key``.
+    Pupil keys are not returned (the page and the API show who looked, not a key to link pupils by)."""
+    where = [] if pupil_key is None else [access_log.c.pupil_key == pupil_key]
     with engine.connect() as conn:
-        total = int(conn.execute(select(func.count()).select_from(access_log)).scalar_one())
+        total = int(conn.execute(select(func.count()).select_from(access_log).where(*where)).scalar_one())
         rows = conn.execute(
-            select(access_log).order_by(access_log.c.id.desc()).limit(limit).offset(offset)
+            select(*(access_log.c[name] for name in _LOG_COLUMNS))
+            .where(*where)
+            .order_by(access_log.c.id.desc())
+            .limit(limit)
+            .offset(offset)
         ).all()
     return [dict(row._mapping) for row in rows], total

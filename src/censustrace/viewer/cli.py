@@ -36,6 +36,7 @@ class RoleName(StrEnum):
 class TokenKind(StrEnum):
     producer = "producer"
     api = "api"
+    pipeline = "pipeline"
 
 
 def _engine(settings: Settings):  # type: ignore[no-untyped-def]
@@ -67,6 +68,7 @@ def users_add(
     generated = password is None
     password = password or auth.generate_password()
     auth.add_user(_engine(get_settings()), name, role.value, password)
+    _published()
     result = {"user": name, "role": role.value, "password": password if generated else None}
     if as_json:
         typer.echo(json.dumps(result))
@@ -74,6 +76,46 @@ def users_add(
         typer.echo(f"user {name} ({role.value}) created; password (shown once): {password}")
     else:
         typer.echo(f"user {name} ({role.value}) created")
+
+
+def _published() -> None:
+    """Users, roles and tokens changes are chained in the access log: publish its head (audit)."""
+    from censustrace.audit.heads import publish_heads
+
+    publish_heads(get_settings())
+
+
+@users_app.command("role")
+def users_role(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    role: Annotated[RoleName, typer.Option(help="compliance, engineer or auditor.", case_sensitive=False)],
+) -> None:
+    """Give a user another role (their sessions end). Logged in the access log."""
+    from censustrace.viewer import auth
+
+    old = auth.set_role(_engine(get_settings()), name, role.value)
+    _published()
+    typer.echo(f"user {name}: role {old} -> {role.value}")
+
+
+@users_app.command("disable")
+def users_disable(name: Annotated[str, typer.Argument(help="User name.")]) -> None:
+    """Disable a user: sessions end, API tokens stop working. Logged in the access log."""
+    from censustrace.viewer import auth
+
+    auth.set_disabled(_engine(get_settings()), name, True)
+    _published()
+    typer.echo(f"user {name} disabled")
+
+
+@users_app.command("enable")
+def users_enable(name: Annotated[str, typer.Argument(help="User name.")]) -> None:
+    """Enable a disabled user again. Logged in the access log."""
+    from censustrace.viewer import auth
+
+    auth.set_disabled(_engine(get_settings()), name, False)
+    _published()
+    typer.echo(f"user {name} enabled")
 
 
 @users_app.command("list")
@@ -95,6 +137,7 @@ def users_password(name: Annotated[str, typer.Argument(help="User name.")]) -> N
     generated = password is None
     password = password or auth.generate_password()
     auth.set_password(_engine(get_settings()), name, password)
+    _published()
     typer.echo(
         f"new password for {name} (shown once): {password}" if generated else f"password of {name} set"
     )
@@ -103,13 +146,20 @@ def users_password(name: Annotated[str, typer.Argument(help="User name.")]) -> N
 @tokens_app.command("add")
 def tokens_add(
     name: Annotated[str, typer.Argument(help="api: the user the token acts as; producer: a label.")],
-    kind: Annotated[TokenKind, typer.Option(help="producer or api.", case_sensitive=False)],
+    kind: Annotated[
+        TokenKind,
+        typer.Option(
+            help="producer (an external lineage producer), pipeline (the pipeline's own) or api.",
+            case_sensitive=False,
+        ),
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Create an API token and print it once (only its hash is kept)."""
     from censustrace.viewer import auth
 
     token = auth.add_token(_engine(get_settings()), name, kind.value)
+    _published()
     if as_json:
         typer.echo(json.dumps({"name": name, "kind": kind.value, "token": token}))
     else:
@@ -134,6 +184,7 @@ def tokens_revoke(
     from censustrace.viewer import auth
 
     count = auth.revoke_token(_engine(get_settings()), prefix)
+    _published()
     typer.echo(f"revoked {count} token(s)")
     if not count:
         raise typer.Exit(1)

@@ -184,11 +184,17 @@ def api_user(request: Request) -> Principal:
 
 
 def producer(request: Request) -> Principal:
-    """A lineage producer token, for ``POST /api/v1/lineage``."""
+    """A lineage producer token (external ``producer`` or the pipeline's own ``pipeline``), for
+    ``POST /api/v1/lineage``; remembered on the request so the store can check what it may write."""
+    from censustrace.lineage.ownership import Producer
+
     token = _bearer(request)
     principal = auth.check_token(viewer_of(request).engine(), token) if token else None
-    if principal is None or principal.via != "producer":
+    if principal is None or principal.via not in ("producer", "pipeline"):
         raise ApiUnauthorized("POST /api/v1/lineage needs a producer token (Authorization: Bearer ctp_...)")
+    request.state.lineage_producer = Producer(
+        principal.name, "pipeline" if principal.via == "pipeline" else "external"
+    )
     return principal
 
 

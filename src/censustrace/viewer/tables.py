@@ -17,7 +17,9 @@ from sqlalchemy import Boolean, CheckConstraint, Column, ForeignKey, Index, Inte
 from censustrace.lineage.store.tables import metadata
 
 ROLES: Final = ("compliance", "engineer", "auditor")
-TOKEN_KINDS: Final = ("producer", "api")
+#: ``producer``: an external lineage producer (its own namespaces only); ``pipeline``: a producer token of
+#: the pipeline itself (may write the datasets and jobs censustrace owns); ``api``: acts as a user.
+TOKEN_KINDS: Final = ("producer", "api", "pipeline")
 #: Length of our timestamps (``2026-11-28T10:00:00.123456Z``).
 TIME_LENGTH: Final = 27
 
@@ -81,8 +83,11 @@ login_attempts = Table(
     Index("ix_login_attempts_client_at", "client", "at"),
 )
 
-#: Append-only (triggers refuse UPDATE and DELETE): who looked up or exported pupil data, when, what
-#: kind and how many results. Never the UPN or any other pupil identifier.
+#: Append-only (triggers refuse UPDATE and DELETE, except of ``pupil_key`` by ``rekey``; PostgreSQL refuses
+#: TRUNCATE) and hash-chained (``censustrace.audit.chain``): who looked up or exported pupil data, when,
+#: what kind and how many results, and who changed users, roles and tokens. Never the UPN or any other
+#: pupil identifier: a lookup names the pupil by pupil key (left out of the hash, so ``rekey`` keeps the
+#: chain valid).
 access_log = Table(
     "access_log",
     metadata,
@@ -98,4 +103,12 @@ access_log = Table(
     # "ok", "denied" (role), "rejected" (bad input: the value itself is never logged).
     Column("outcome", String(16), nullable=False),
     Column("via", String(8), nullable=False),
+    # The pupil looked up (keyed pseudonym), or NULL.
+    Column("pupil_key", String(64), index=True),
+    # Chain position (1, 2, 3, ... without gaps), the previous row's hash and this row's hash; NULL in a
+    # row written behind the chain's back (reported by `censustrace audit verify`).
+    Column("seq", Integer),
+    Column("prev_hash", String(64)),
+    Column("row_hash", String(64)),
+    Index("uq_access_log_seq", "seq", unique=True),
 )

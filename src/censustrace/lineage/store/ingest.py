@@ -49,6 +49,7 @@ from sqlalchemy.exc import DBAPIError
 
 from censustrace.errors import CensustraceError
 from censustrace.lineage.facets import schema_documents
+from censustrace.lineage.ownership import Ownership, Producer
 from censustrace.lineage.spec import (
     EventValidator,
     event_kind,
@@ -769,8 +770,12 @@ class _Seen:
 class _Writer:
     """Indexes one parsed event inside the caller's transaction."""
 
-    def __init__(self, conn: Connection, event: ParsedEvent, event_id: int, seen: _Seen) -> None:
+    def __init__(
+        self, conn: Connection, event: ParsedEvent, event_id: int, seen: _Seen, producer: str | None = None
+    ) -> None:
         self.conn = conn
+        # Recorded on each edge this event adds: None for the pipeline's transport (see ownership.py).
+        self.producer = producer
         self.sql = _sql(conn.dialect.name)
         self.event = event
         self.event_id = event_id
@@ -1106,6 +1111,7 @@ class _Writer:
                     "dataset_version_id": version.id,
                     "direction": direction,
                     "created_at": self.at,
+                    "producer": self.producer,
                 }
             )
             linked = self.links.setdefault((direction, dataset_id), [])
@@ -1289,7 +1295,7 @@ def _state_wins(new: str, new_time: str, current: str | None, current_time: str 
     return new_rank > 0 and new_time > current_time
 
 
-def _store(conn: Connection, event: ParsedEvent, seen: _Seen) -> StoreResult:
+def _store(conn: Connection, event: ParsedEvent, seen: _Seen, producer: str | None = None) -> StoreResult:
     inserted = conn.execute(
         _sql(conn.dialect.name).raw_event,
         {
@@ -1304,7 +1310,7 @@ def _store(conn: Connection, event: ParsedEvent, seen: _Seen) -> StoreResult:
     ).scalar_one_or_none()
     if inserted is None:
         return StoreResult(stored=False, duplicate=True, kind=event.kind, run_id=event.run_id)
-    _Writer(conn, event, int(inserted), seen).write()
+    _Writer(conn, event, int(inserted), seen, producer).write()
     return StoreResult(stored=True, duplicate=False, kind=event.kind, run_id=event.run_id)
 
 
@@ -1321,15 +1327,32 @@ def _with_retries(engine: Engine, work: Callable[[Connection], T]) -> T:
     raise AssertionError("unreachable")
 
 
-def store_event(engine: Engine, raw: Raw, *, validator: EventValidator | None = None) -> StoreResult:
+def store_event(
+    engine: Engine,
+    raw: Raw,
+    *,
+    validator: EventValidator | None = None,
+    producer: Producer | None = None,
+    ownership: Ownership | None = None,
+) -> StoreResult:
     """Check and store one event in its own transaction. Raises :class:`LineageEventInvalid` (nothing
-    stored) or :class:`LineageConflict`."""
+    stored) or :class:`LineageConflict`. ``producer``: who POSTed it (None: the pipeline's transport);
+    with ``ownership``, an external producer naming our datasets or jobs is refused
+    (:class:`~censustrace.lineage.ownership.LineageForbidden`)."""
     event = parse_event(raw, validator)
-    return _with_retries(engine, lambda conn: _store(conn, event, _Seen()))
+    if ownership is not None:
+        ownership.check(event, producer)
+    label = producer.label if producer is not None else None
+    return _with_retries(engine, lambda conn: _store(conn, event, _Seen(), label))
 
 
 def store_events(
-    engine: Engine, events: Iterable[Raw], *, validator: EventValidator | None = None
+    engine: Engine,
+    events: Iterable[Raw],
+    *,
+    validator: EventValidator | None = None,
+    producer: Producer | None = None,
+    ownership: Ownership | None = None,
 ) -> list[StoreResult]:
     """Check every event first, then store them all in one transaction (all or nothing). Problems are
     reported as ``$[<index>].<path>``."""
@@ -1340,10 +1363,14 @@ def store_events(
         except LineageEventInvalid as exc:
             problems = [f"$[{index}]{problem[1:]}" for problem in exc.problems]
             raise type(exc)(problems) from None
+    if ownership is not None:
+        for event in parsed:
+            ownership.check(event, producer)
+    label = producer.label if producer is not None else None
 
     def store_all(conn: Connection) -> list[StoreResult]:
         seen = _Seen()  # one per attempt: a retried transaction starts from nothing
-        return [_store(conn, event, seen) for event in parsed]
+        return [_store(conn, event, seen, label) for event in parsed]
 
     return _with_retries(engine, store_all)
 

@@ -150,6 +150,9 @@ run_dataset_versions = Table(
     Column("direction", String(6), nullable=False),
     _timestamp("created_at", nullable=False),
     # Both orders are covering indexes: trace walks version -> producing runs -> their inputs.
+    # Who sent the event that made this edge: NULL for the pipeline's own transport (writing to the
+    # store directly), else "<token kind>:<token name>" of the producer token it was POSTed with.
+    Column("producer", String(80)),
     UniqueConstraint("run_id", "direction", "dataset_version_id"),
     Index("ix_run_dataset_versions_version_direction_run", "dataset_version_id", "direction", "run_id"),
     CheckConstraint(_in("direction", DIRECTIONS), name="direction"),
@@ -223,4 +226,5 @@ dataset_aliases = Table(
 
 # Tables other packages keep in the lineage store register on ``metadata`` when imported (the viewer's
 # users, sessions, tokens and access log), so Alembic and the schema test see them.
+import censustrace.audit.tables  # noqa: E402
 import censustrace.viewer.tables  # noqa: E402, F401

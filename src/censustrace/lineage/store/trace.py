@@ -31,6 +31,8 @@ from censustrace.lineage.store.queries import (
 from censustrace.lineage.store.tables import facets, run_dataset_versions
 
 Json = dict[str, Any]
+#: The producer of an edge written by the pipeline's own transport (straight into the store).
+TRANSPORT = "pipeline:transport"
 
 
 @dataclass(frozen=True)
@@ -58,8 +60,9 @@ class TraceSource(DatasetVersionRef):
 class TraceResult:
     start: DatasetVersionRef
     sources: list[TraceSource]
-    #: ``{"nodes": [{"id", "type": "dataset_version"|"run", ...}], "edges": [{"from", "to"}]}``, edges
-    #: in the direction data flowed (input version -> run -> output version).
+    #: ``{"nodes": [{"id", "type": "dataset_version"|"run", ...}], "edges": [{"from", "to", "producer"}]}``,
+    #: edges in the direction data flowed (input version -> run -> output version); ``producer``: who
+    #: sent the edge (``pipeline:transport``, ``pipeline:<token>`` or ``external:<token>``).
     graph: Json
 
     def to_dict(self) -> Json:
@@ -144,30 +147,42 @@ def _quality(conn: Connection, version_ids: set[int]) -> dict[int, Json]:
 def _walk(conn: Connection, start: int) -> TraceResult:
     producers: dict[int, set[int]] = defaultdict(set)  # version -> runs that wrote it
     inputs: dict[int, set[int]] = defaultdict(set)  # run -> versions it read
+    # (direction, run, version) -> the producer that sent the edge (None: the pipeline's transport).
+    writers: dict[tuple[str, int, int], str | None] = {}
     seen_versions, seen_runs = {start}, set[int]()
     frontier = {start}
     while frontier:
         new_runs: set[int] = set()
         for batch in chunks(sorted(frontier)):
-            for version_id, run_id in conn.execute(
-                select(run_dataset_versions.c.dataset_version_id, run_dataset_versions.c.run_id).where(
+            for version_id, run_id, writer in conn.execute(
+                select(
+                    run_dataset_versions.c.dataset_version_id,
+                    run_dataset_versions.c.run_id,
+                    run_dataset_versions.c.producer,
+                ).where(
                     run_dataset_versions.c.dataset_version_id.in_(batch),
                     run_dataset_versions.c.direction == "output",
                 )
             ).all():
                 producers[int(version_id)].add(int(run_id))
+                writers[("output", int(run_id), int(version_id))] = writer
                 if run_id not in seen_runs:
                     new_runs.add(int(run_id))
         seen_runs |= new_runs
         frontier = set()
         for batch in chunks(sorted(new_runs)):
-            for run_id, version_id in conn.execute(
-                select(run_dataset_versions.c.run_id, run_dataset_versions.c.dataset_version_id).where(
+            for run_id, version_id, writer in conn.execute(
+                select(
+                    run_dataset_versions.c.run_id,
+                    run_dataset_versions.c.dataset_version_id,
+                    run_dataset_versions.c.producer,
+                ).where(
                     run_dataset_versions.c.run_id.in_(batch),
                     run_dataset_versions.c.direction == "input",
                 )
             ).all():
                 inputs[int(run_id)].add(int(version_id))
+                writers[("input", int(run_id), int(version_id))] = writer
                 if version_id not in seen_versions:
                     frontier.add(int(version_id))
         seen_versions |= frontier
@@ -198,12 +213,14 @@ def _walk(conn: Connection, start: int) -> TraceResult:
         for run_id in seen_runs
     ]
     edges = {
-        (f"run:{runs[run]['id']}", ref(version).node_id)
-        for version, writers in producers.items()
-        for run in writers
+        (f"run:{runs[run]['id']}", ref(version).node_id): writers.get(("output", run, version))
+        for version, made_by in producers.items()
+        for run in made_by
     }
     edges |= {
-        (ref(version).node_id, f"run:{runs[run]['id']}") for run, read in inputs.items() for version in read
+        (ref(version).node_id, f"run:{runs[run]['id']}"): writers.get(("input", run, version))
+        for run, read in inputs.items()
+        for version in read
     }
     sources = [
         TraceSource(
@@ -221,6 +238,9 @@ def _walk(conn: Connection, start: int) -> TraceResult:
         sources=sources,
         graph={
             "nodes": sorted(nodes, key=lambda node: (node["type"], node["id"])),
-            "edges": [{"from": origin, "to": destination} for origin, destination in sorted(edges)],
+            "edges": [
+                {"from": origin, "to": destination, "producer": edges[(origin, destination)] or TRANSPORT}
+                for origin, destination in sorted(edges)
+            ],
         },
     )

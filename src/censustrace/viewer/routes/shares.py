@@ -1,9 +1,10 @@
 """Share pages and their JSON API: the share register (filter, sort, CSV), share detail (trace back to the
 exact files, column view), subject access (POST only; PDF for compliance) and the Article 30 record.
 
-Every subject access lookup (allowed, refused or rejected) and every export is written to the access log
-with its kind and result count, never the UPN. The UPN travels only in a POST body: it is in no URL, no
-log line and no redirect, and the response is marked ``no-store``.
+Every subject access lookup (allowed, refused or rejected) and every export is written to the chained
+access log with its kind and result count, and a lookup with the pupil's key, never the UPN. The UPN
+travels only in a POST body: it is in no URL, no log line and no redirect, and the response is marked
+``no-store``.
 """
 
 from __future__ import annotations
@@ -56,9 +57,24 @@ def _download(body: bytes | str, media_type: str, filename: str) -> Response:
 
 
 def _log(
-    request: Request, user: auth.Principal, action: str, what: str, count: int | None, outcome: str = "ok"
+    request: Request,
+    user: auth.Principal,
+    action: str,
+    what: str,
+    count: int | None,
+    outcome: str = "ok",
+    upn: str | None = None,
 ) -> None:
-    auth.log_access(viewer_of(request).engine(), user, action, what, result_count=count, outcome=outcome)
+    """A chained access log row; a lookup names the pupil by pupil key (never the UPN)."""
+    from censustrace.audit.heads import publish_heads
+    from censustrace.intake.ingest import pupil_key
+
+    settings = viewer_of(request).settings
+    key = pupil_key(settings.pupil_key(), upn) if upn else None
+    auth.log_access(
+        viewer_of(request).engine(), user, action, what, result_count=count, outcome=outcome, pupil_key=key
+    )
+    publish_heads(settings)
 
 
 def _share_or_404(request: Request, share_id: str) -> Any:
@@ -179,9 +195,9 @@ async def subject_access_lookup(request: Request, user: PageUser) -> Response:
     result = await run_in_threadpool(_lookup, request, upn)
     count = len(result["shares"])
     if as_pdf:
-        await run_in_threadpool(_log, request, user, "export", "subject_access.pdf", count)
+        await run_in_threadpool(_log, request, user, "export", "subject_access.pdf", count, "ok", upn)
         return _download(_subject_access_pdf(request, result), "application/pdf", "subject-access.pdf")
-    await run_in_threadpool(_log, request, user, "subject_access", "subject_access.lookup", count)
+    await run_in_threadpool(_log, request, user, "subject_access", "subject_access.lookup", count, "ok", upn)
     # The UPN goes back only inside this POST answer, so the PDF button can send it again.
     return _render(request, "subject_access.html", user, result=result, error=None, upn=upn)
 
@@ -334,5 +350,5 @@ def api_disclosures(request: Request, user: ApiUser, body: DisclosureSearch) -> 
         _log(request, user, "subject_access", "subject_access.api", None, outcome="rejected")
         raise
     result = _lookup(request, upn)
-    _log(request, user, "subject_access", "subject_access.api", len(result["shares"]))
+    _log(request, user, "subject_access", "subject_access.api", len(result["shares"]), upn=upn)
     return result

@@ -4,7 +4,7 @@ The renaming itself needs the instance's settings (``CENSUSTRACE_INSTANCE``), so
 does it after this revision (``censustrace.lineage.store.upgrades``).
 
 Revision ID: 0006
-Revises: 0002
+Revises: 0004
 Create Date: 2026-12-03
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006"
-down_revision: str | Sequence[str] | None = "0002"
+down_revision: str | Sequence[str] | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
