@@ -91,6 +91,9 @@ def digest_of(engine: Engine, share_id: str) -> tuple[int, str]:
     """:func:`disclosures_digest` in a read of its own: compute it before the sealing transaction, so
     the chain's lock is held only for the append."""
     with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            # A national share's rows are sorted in memory, not through temporary files.
+            conn.exec_driver_sql("SET LOCAL work_mem = '256MB'")
         return disclosures_digest(conn, share_id)
 
 
