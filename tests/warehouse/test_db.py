@@ -35,7 +35,7 @@ def test_migrations_match_the_tables(wh: Settings) -> None:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         diff = [d for d in compare_metadata(context, metadata) if not _is_version_table(d)]
     assert diff == []
-    assert current_revision(engine) == _head() == "0003"
+    assert current_revision(engine) == _head() == "0007"
 
 
 def _is_version_table(diff: object) -> bool:
@@ -60,6 +60,6 @@ def test_downgrade_and_upgrade_again(tmp_path: Path) -> None:
     try:
         assert set(inspect(engine).get_table_names()) == {VERSION_TABLE}
         upgrade(url)
-        assert current_revision(engine) == _head() == "0003"
+        assert current_revision(engine) == _head() == "0007"
     finally:
         engine.dispose()

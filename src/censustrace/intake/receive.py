@@ -39,8 +39,18 @@ def receive(path: Path, settings: Settings, *, remove_landing: bool = True) -> R
     file in landing to be received again (the archive stores the same bytes once). Callers that record
     more before the file may go (the registry) pass ``remove_landing=False`` and remove it themselves.
     """
+    from censustrace.compliance.erasure import ensure_not_erased, is_erased
+
     landing_name = file_dataset_name(path)
     archived = archive_file(path, settings.archive_dir)
+    if is_erased(settings, archived.sha256):
+        # Bytes erased under a retention rule must not come back through a new receipt or a retry: the
+        # copy just made goes, and so does the landed one (it is the erased content).
+        if not archived.already_archived:
+            archived.archive_path.chmod(0o644)
+            archived.archive_path.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
+        ensure_not_erased(settings, archived.sha256, archived.original_name)
     received_at = datetime.now(UTC)
     receipt = Receipt(archived, received_at, _lineage(landing_name, archived, received_at))
     receipts = settings.home / "receipts.jsonl"

@@ -61,9 +61,11 @@ def _planned(policy: Any, as_of: dt.date) -> list[tuple[str, str, dt.date | None
 
 
 def apply_retention(
-    settings: Settings, as_of: dt.date, *, lineage: StepLineage | None = None
+    settings: Settings, as_of: dt.date, *, lineage: StepLineage | None = None, files: bool = True
 ) -> dict[str, Any]:
-    """Erase what the rules say (see the module docstring) in one transaction; what was erased."""
+    """Erase what the rules say (see the module docstring) in one transaction; what was erased. With
+    ``files`` (the default) the archive, quarantine and outbox copies follow
+    (``censustrace.compliance.erasure``)."""
     from censustrace.consent.policies import load_policy
 
     policy = load_policy(settings.policies_dir)
@@ -103,11 +105,18 @@ def apply_retention(
     version = f"retention-{as_of.isoformat()}-{uuid.uuid4().hex[:8]}" if done else None
     if lineage is not None and version is not None:
         lineage.extend(_lineage(settings, as_of, done, version))
+    copies: list[dict[str, Any]] = []
+    if files:
+        from censustrace.compliance.erasure import erase_files, journal_day
+
+        journal_day(settings, as_of)
+        copies = erase_files(settings, as_of, lineage=lineage)
     return {
         "as_of": as_of.isoformat(),
         "rows": sum(d["rows"] for d in done),
         "erasures": [{**d, "extracts": len(d["extracts"])} for d in done],
         "version": version,
+        "files": [{k: v for k, v in c.items() if k not in ("from_path", "by_rule")} for c in copies],
     }
 
 

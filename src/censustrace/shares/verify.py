@@ -25,6 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from censustrace.compliance.erasure import outbox_current
 from censustrace.config import Settings
 from censustrace.intake.archive import sha256_of
 from censustrace.lineage.naming import FILE_NAMESPACE, file_dataset_name
@@ -55,6 +56,7 @@ def verify_shares(settings: Settings) -> dict[str, Any]:
     expected: dict[Path, ShareRow] = {}
     counts = _disclosure_counts(settings)
     lineage = _lineage_versions(settings)
+    erased = outbox_current(settings)
     for share in rows:
         if share.status in UNFINISHED:
             pending.append(
@@ -72,7 +74,7 @@ def verify_shares(settings: Settings) -> dict[str, Any]:
         manifest = target.with_name(manifest_name(target.name))
         expected[target.resolve()] = share
         expected[manifest.resolve()] = share
-        problems += _check_delivered(share, target, manifest, counts, lineage)
+        problems += _check_delivered(share, target, manifest, counts, lineage, erased.get(share.share_id))
     files = 0
     root = settings.share_outbox_dir
     for path in sorted(root.rglob("*")) if root.is_dir() else []:
@@ -101,16 +103,30 @@ def verify_shares(settings: Settings) -> dict[str, Any]:
 
 
 def _check_delivered(
-    share: ShareRow, target: Path, manifest: Path, counts: dict[str, int], lineage: set[tuple[str, str]]
+    share: ShareRow,
+    target: Path,
+    manifest: Path,
+    counts: dict[str, int],
+    lineage: set[tuple[str, str]],
+    erased: tuple[str, bool] | None = None,
 ) -> list[dict[str, Any]]:
+    """``erased``: (sha256, withheld whole) of the outbox copy after retention erasure, if any."""
     found: list[dict[str, Any]] = []
     sid = share.share_id
+    expected_sha = erased[0] if erased else share.sha256
     if not target.is_file():
         found.append(
             _problem(MISSING, f"delivered share {sid}: {target.name} is not in the outbox", sid, str(target))
         )
+    elif erased is not None and erased[1]:
+        if sha256_of(target) != expected_sha:
+            found.append(
+                _problem(
+                    SHA256, f"{target.name}: bytes differ from share {sid}'s tombstone", sid, str(target)
+                )
+            )
     else:
-        if sha256_of(target) != share.sha256:
+        if sha256_of(target) != expected_sha:
             found.append(
                 _problem(SHA256, f"{target.name}: bytes differ from share {sid}'s sha256", sid, str(target))
             )
