@@ -65,6 +65,9 @@ class _Plan:
     """What is due in one copy: rule -> fields."""
 
     due: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    # The census year is unknown (a file refused before its header was read): the legacy rule then only
+    # blanks items a reader can find, it never withholds a whole file a retry may still need.
+    itemwise_only: bool = False
 
     def fields(self) -> list[str]:
         return sorted({f for fs in self.due.values() for f in fs})
@@ -143,6 +146,7 @@ def _due(
         if days is None:
             if year is None or year in _LEGACY_YEARS:
                 plan.due[rule].add(name)
+                plan.itemwise_only |= year is None
         elif census_day < as_of - dt.timedelta(days=days):
             plan.due[rule].add(name)
     return plan
@@ -241,6 +245,8 @@ def _redact_copy(
     rule = "+".join(sorted(todo))
     result = redact(data, fields) if not _is_note(data) else Redacted(data, 0, True)
     if result is None:
+        if plan.itemwise_only and set(todo) == {NEVER_SHARE_LEGACY}:
+            return None
         result = withheld(original, rule, fields, as_of.isoformat())
     if result.data == data:
         return None  # none of the items is in this file: nothing to erase
@@ -288,6 +294,7 @@ def _redact_copy(
     return {
         "copy": copy,
         "file": name,
+        "landing_path": str(settings.landing_dir / name) if copy == ARCHIVE else None,
         "original_sha256": original,
         "from_sha256": current,
         "redacted_sha256": new_sha,
@@ -553,6 +560,19 @@ def _lineage(as_of: dt.date, done: list[dict[str, Any]]) -> StepLineage:
                 },
             )
         )
+        if item.get("landing_path"):
+            # A trace's source is the landed file at the original sha256 (receive: landing -> archive):
+            # the facet on it is what the trace shows as "erased".
+            step.inputs.append(
+                InputDataset(
+                    namespace=FILE_NAMESPACE,
+                    name=file_dataset_name(Path(item["landing_path"])),
+                    facets={
+                        "version": DatasetVersionDatasetFacet(datasetVersion=item["original_sha256"]),
+                        "retentionErasure": facet,
+                    },
+                )
+            )
         step.outputs.append(
             OutputDataset(
                 namespace=FILE_NAMESPACE,

@@ -116,7 +116,7 @@ def apply_retention(
         "rows": sum(d["rows"] for d in done),
         "erasures": [{**d, "extracts": len(d["extracts"])} for d in done],
         "version": version,
-        "files": [{k: v for k, v in c.items() if k not in ("from_path", "by_rule")} for c in copies],
+        "files": [{k: v for k, v in c.items() if k not in ("from_path", "by_rule", "landing_path")} for c in copies],
     }
 
 
