@@ -48,7 +48,8 @@ def _upns(data: bytes) -> set[str]:
 
 def _tombstones(settings: Settings) -> list[dict[str, object]]:
     with warehouse_engine(settings.warehouse_db_url).connect() as conn:
-        return [dict(r) for r in conn.execute(select(file_tombstones).order_by(file_tombstones.c.id)).mappings()]
+        query = select(file_tombstones).order_by(file_tombstones.c.id)
+        return [dict(r) for r in conn.execute(query).mappings()]
 
 
 def test_expired_address_is_erased_from_the_archive_and_outbox_with_tombstones(
@@ -119,7 +120,8 @@ def test_expired_address_is_erased_from_the_archive_and_outbox_with_tombstones(
     with pytest.raises(ErasedFileError) as raised:
         ingest_file(land(sh, folder / name), sh)
     assert raised.value.code == ERASED_FILE
-    assert original in raised.value.message and name in raised.value.message
+    assert original in raised.value.message
+    assert name in raised.value.message
     assert not archive_path_for(sh.archive_dir, original).exists()
     assert not (sh.landing_dir / name).exists()
 
@@ -146,7 +148,8 @@ def test_erased_quarantined_file_cannot_be_retried(sh: Settings, census: Callabl
     assert {f["copy"] for f in done} == {"archive", "quarantine"}
     assert all(f["whole_file"] for f in done)
     note = json.loads(copy.read_bytes())
-    assert note["original_sha256"] == sha and note["censustrace"] == "content erased"
+    assert note["original_sha256"] == sha
+    assert note["censustrace"] == "content erased"
     assert not archive_path_for(sh.archive_dir, sha).exists()
 
     with pytest.raises(ErasedFileError) as raised:
@@ -165,7 +168,9 @@ def test_restoring_an_older_backup_reapplies_later_erasures(
         with warehouse_engine(sh.warehouse_db_url).connect() as conn:
             return int(
                 conn.execute(
-                    select(func.count()).select_from(pupil_address).where(pupil_address.c.postcode.is_not(None))
+                    select(func.count())
+                    .select_from(pupil_address)
+                    .where(pupil_address.c.postcode.is_not(None))
                 ).scalar_one()
             )
 

@@ -49,7 +49,7 @@ def _source(source: TraceSource) -> Json:
         "received_at": extract.get("receivedAt"),
         # Retention erasure (censustrace.compliance.erasure): the bytes are now a redacted copy; the
         # trace still names the original version and says what was erased, when and under which rule.
-        **({"erased": _erased(source.facets["retentionErasure"])} if "retentionErasure" in source.facets else {}),
+        **({"erased": _erased(erasure)} if (erasure := source.facets.get("retentionErasure")) else {}),
     }
 
 

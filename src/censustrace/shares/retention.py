@@ -43,6 +43,7 @@ from censustrace.warehouse.tables import STAGING, extracts, pupil, pupil_address
 LEGACY_ITEMS: Final = ("nationality", "country_of_birth")
 NEVER_SHARE_LEGACY: Final = "never_share_legacy"
 RETENTION_ENDED: Final = "retention_ended"
+_INTERNAL: Final = ("from_path", "by_rule", "landing_path")  # file erasure details kept off the JSON
 _TABLES: Final[dict[str, Table]] = {"pupil": pupil, "pupil_address": pupil_address}
 
 
@@ -116,7 +117,7 @@ def apply_retention(
         "rows": sum(d["rows"] for d in done),
         "erasures": [{**d, "extracts": len(d["extracts"])} for d in done],
         "version": version,
-        "files": [{k: v for k, v in c.items() if k not in ("from_path", "by_rule", "landing_path")} for c in copies],
+        "files": [{k: v for k, v in c.items() if k not in _INTERNAL} for c in copies],
     }
 
 
