@@ -77,6 +77,20 @@ article19_notices = Table(
     Index("ix_article19_notices_notice_id", "notice_id"),
 )
 
+# Subject access lookups by pupil key: "who looked this pupil up, how, and when". One row per pupil the
+# lookup found (a lookup that found no one is in the access log only). ``rekey`` rewrites the keys.
+subject_lookups = Table(
+    "subject_lookups",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("user_name", String(64), nullable=False),  # viewer user, API token name, or OS user (CLI)
+    Column("via", String(8), nullable=False),  # cli | viewer | api
+    Column("method", String(12), nullable=False),  # upn | former_upn | name_dob
+    Column("pupil_key", String(64), nullable=False, index=True),
+    Column("shares", Integer, nullable=False),  # delivered shares the answer named
+)
+
 __all__ = [
     "ARCHIVE",
     "COPIES",
@@ -88,4 +102,5 @@ __all__ = [
     "RECTIFICATION",
     "article19_notices",
     "file_tombstones",
+    "subject_lookups",
 ]

@@ -3,7 +3,8 @@
 
 * ``censustrace share AGREEMENT_ID [--as-of] [--json]``: check, build and release one share;
 * ``censustrace shares list|verify [--json]``;
-* ``censustrace disclosures [--json] < upns.txt``: subject access, UPNs from standard input only;
+* ``censustrace disclosures [--by upn|name-dob] [--json] < ids.txt``: subject access (standard input
+  only);
 * ``censustrace retention [--as-of] [--json]``;
 * ``censustrace consent ingest FILE... [--json]``.
 """
@@ -105,27 +106,70 @@ def verify(as_json: JsonFlag = False) -> None:
         raise typer.Exit(1)
 
 
-def disclosures(as_json: JsonFlag = False) -> None:
-    """Subject access: every share that included each pupil (UPNs on standard input).
+def disclosures(
+    as_json: JsonFlag = False,
+    by: Annotated[
+        str,
+        typer.Option(
+            "--by",
+            help="upn: one current or former UPN per line; name-dob: 'surname,forename,YYYY-MM-DD' per line.",
+        ),
+    ] = "upn",
+) -> None:
+    """Subject access: the data held on each pupil, its source files, and every share that included them.
 
-    UPNs are read from standard input, one per line, never from arguments; the answer names each by its
-    line number and never echoes it."""
+    Identifiers are read from standard input, one per line, never from arguments; the answer names each
+    by its line number and never echoes it. A former UPN finds the pupil too. Each pupil found is
+    recorded by pupil key with the operating-system user (``subject_lookups``)."""
+    import csv
+
     from censustrace.cli import _emit, _settings
+    from censustrace.compliance.subject import NameDob, look_up_name, look_up_upns
     from censustrace.errors import UsageError
-    from censustrace.shares.disclosures import subject_access
 
+    if by not in ("upn", "name-dob"):
+        raise UsageError("--by must be upn or name-dob")
     if sys.stdin is None or sys.stdin.isatty():
-        raise UsageError("give the UPNs on standard input, one per line: censustrace disclosures < upns.txt")
-    result = subject_access(sys.stdin, _settings())
+        raise UsageError(
+            "give the identifiers on standard input, one per line: censustrace disclosures < upns.txt"
+        )
+    settings = _settings()
+    if by == "upn":
+        result = look_up_upns(settings, sys.stdin)
+    else:
+        requests = []
+        for number, cells in enumerate(csv.reader(sys.stdin), start=1):
+            if not any(c.strip() for c in cells):
+                continue
+            if len(cells) != 3:
+                raise UsageError(f"line {number}: expected surname,forename,YYYY-MM-DD")
+            found = look_up_name(settings, NameDob.parse(*cells))
+            for child in found["pupils"]:
+                requests.append({"line": number, **child})
+            if not found["pupils"]:
+                requests.append(
+                    {"line": number, "matched_by": None, "data": [], "shares": [], "decisions": []}
+                )
+        result = {"requests": requests}
     lines: list[str] = []
     for request in result["requests"]:
-        lines.append(f"line {request['line']}: {len(request['shares'])} share(s)")
+        lines.append(
+            f"line {request['line']}: {len(request['data'])} record(s) held, "
+            f"{len(request['shares'])} share(s)"
+            + (f" (found by {request['matched_by']})" if request.get("matched_by") else "")
+        )
+        lines += [
+            f"  held: {d['census']} from {d['source']['file']} (sha256 {d['source']['sha256'][:16]})"
+            + (" [file erased since]" if d["source"]["erased"] else "")
+            for d in request["data"]
+        ]
         lines += [
             f"  {s['date']} {s['share_id']} to {s['recipient']} for {s['purpose']} ({s['lawful_basis']}; "
-            f"{s['legal_gateway'] or 'no gateway'}): {', '.join(s['fields'])}"
+            f"{s['legal_gateway'] or 'no gateway'}; kept {s['retention_days'] or '?'} days): "
+            f"{', '.join(s['fields'])}"
             for s in request["shares"]
         ]
-    _emit(result, as_json, lines or ["no UPNs given"])
+    _emit(result, as_json, lines or ["no identifiers given"])
 
 
 def retention(as_of: AsOf = None, as_json: JsonFlag = False) -> None:

@@ -1,5 +1,5 @@
 """Compliance evidence: file tombstones (redacted copies of received and released files), Article 19
-notices, and the agreement's retention on each share.
+notices, subject access lookups by pupil key, and the agreement's retention on each share.
 
 Revision ID: 0007
 Revises: 0003
@@ -69,9 +69,23 @@ def upgrade() -> None:
     )  # fmt: skip
     op.create_index(op.f("ix_article19_notices_pupil_key"), "article19_notices", ["pupil_key"], unique=False)
     op.create_index("ix_article19_notices_notice_id", "article19_notices", ["notice_id"], unique=False)
+    op.create_table(
+        "subject_lookups",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("user_name", sa.String(length=64), nullable=False),
+        sa.Column("via", sa.String(length=8), nullable=False),
+        sa.Column("method", sa.String(length=12), nullable=False),
+        sa.Column("pupil_key", sa.String(length=64), nullable=False),
+        sa.Column("shares", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_subject_lookups")),
+    )
+    op.create_index(op.f("ix_subject_lookups_pupil_key"), "subject_lookups", ["pupil_key"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_subject_lookups_pupil_key"), table_name="subject_lookups")
+    op.drop_table("subject_lookups")
     op.drop_index("ix_article19_notices_notice_id", table_name="article19_notices")
     op.drop_index(op.f("ix_article19_notices_pupil_key"), table_name="article19_notices")
     op.drop_table("article19_notices")
