@@ -123,8 +123,9 @@ def keys_for_name(conn: Connection, secret: bytes, who: NameDob) -> list[set[str
     return children
 
 
-def data_held(conn: Connection, keys: Iterable[str]) -> list[dict[str, Any]]:
-    """Every warehouse record of the pupil with its values and source file, oldest census first."""
+def data_held(conn: Connection, keys: Iterable[str], *, values: bool = True) -> list[dict[str, Any]]:
+    """Every warehouse record of the pupil with the fields it holds (and, with ``values``, their values:
+    the copy for the family) and its source file, oldest census first."""
     keys = sorted(set(keys))
     rows = (
         conn.execute(
@@ -153,7 +154,7 @@ def data_held(conn: Connection, keys: Iterable[str]) -> list[dict[str, Any]]:
     erased = tombstones_of(conn, [str(r["sha256"]) for r in rows])
     held = []
     for row in rows:
-        values = {
+        record = {
             name: _plain(value)
             for name, value in row.items()
             if name not in _HIDDEN and name not in ("original_name", "sha256", "received_at", "superseded_by")
@@ -162,7 +163,8 @@ def data_held(conn: Connection, keys: Iterable[str]) -> list[dict[str, Any]]:
             {
                 "census": f"{row['census_term']} {row['census_year']}",
                 "current": row["superseded_by"] is None,
-                "values": values,
+                "fields_held": sorted(k for k, v in record.items() if v not in (None, "")),
+                **({"values": record} if values else {}),
                 "source": {
                     "file": row["original_name"],
                     "sha256": row["sha256"],
@@ -180,14 +182,14 @@ def _plain(value: Any) -> Any:
     return value.isoformat() if isinstance(value, dt.date) else value
 
 
-def answer(conn: Connection, keys: set[str]) -> dict[str, Any]:
+def answer(conn: Connection, keys: set[str], *, values: bool = True) -> dict[str, Any]:
     """The full answer for one child (its pupil keys stay out of it)."""
     found = shares_of_keys(conn, keys)
     shares = sorted(
         (s for key in keys for s in found.get(key, [])), key=lambda s: (s["date"] or "", s["share_id"])
     )
     decisions = [d for key in sorted(keys) for d in latest_decisions(conn, key)]
-    return {"data": data_held(conn, keys), "shares": shares, "decisions": decisions}
+    return {"data": data_held(conn, keys, values=values), "shares": shares, "decisions": decisions}
 
 
 def record_lookup(
@@ -226,7 +228,12 @@ def lookups_of(settings: Settings, keys: Iterable[str]) -> list[dict[str, Any]]:
 
 
 def look_up_upns(
-    settings: Settings, lines: Iterable[str], *, user: str | None = None, via: str = "cli"
+    settings: Settings,
+    lines: Iterable[str],
+    *,
+    user: str | None = None,
+    via: str = "cli",
+    values: bool = True,
 ) -> dict[str, Any]:
     """``{"requests": [{"line", "upn_format_valid", "matched_by", "data", "shares", "decisions"}]}``:
     one entry per non-empty line, by its line number (the UPN is never echoed)."""
@@ -240,7 +247,7 @@ def look_up_upns(
             if not upn:
                 continue
             keys, method = keys_for_upn(conn, secret, upn)
-            result = answer(conn, keys)
+            result = answer(conn, keys, values=values)
             found = bool(result["data"] or result["shares"] or result["decisions"])
             if found:
                 found_keys.append((keys, method, len(result["shares"])))
@@ -258,7 +265,7 @@ def look_up_upns(
 
 
 def look_up_name(
-    settings: Settings, who: NameDob, *, user: str | None = None, via: str = "cli"
+    settings: Settings, who: NameDob, *, user: str | None = None, via: str = "cli", values: bool = True
 ) -> dict[str, Any]:
     """``{"pupils": [answer, ...]}``: one answer per child whose name and date of birth match."""
     secret = settings.pupil_key()
@@ -267,7 +274,7 @@ def look_up_name(
     found: list[tuple[set[str], int]] = []
     with warehouse_engine(settings.warehouse_db_url).connect() as conn:
         for keys in keys_for_name(conn, secret, who):
-            result = answer(conn, keys)
+            result = answer(conn, keys, values=values)
             found.append((keys, len(result["shares"])))
             pupils.append({"matched_by": NAME_DOB, **result})
     for keys, count in found:

@@ -115,6 +115,10 @@ def disclosures(
             help="upn: one current or former UPN per line; name-dob: 'surname,forename,YYYY-MM-DD' per line.",
         ),
     ] = "upn",
+    values: Annotated[
+        bool,
+        typer.Option("--values", help="Include the values held (the copy for the family); off by default."),
+    ] = False,
 ) -> None:
     """Subject access: the data held on each pupil, its source files, and every share that included them.
 
@@ -135,7 +139,7 @@ def disclosures(
         )
     settings = _settings()
     if by == "upn":
-        result = look_up_upns(settings, sys.stdin)
+        result = look_up_upns(settings, sys.stdin, values=values)
     else:
         requests = []
         for number, cells in enumerate(csv.reader(sys.stdin), start=1):
@@ -143,7 +147,7 @@ def disclosures(
                 continue
             if len(cells) != 3:
                 raise UsageError(f"line {number}: expected surname,forename,YYYY-MM-DD")
-            found = look_up_name(settings, NameDob.parse(*cells))
+            found = look_up_name(settings, NameDob.parse(*cells), values=values)
             for child in found["pupils"]:
                 requests.append({"line": number, **child})
             if not found["pupils"]:
