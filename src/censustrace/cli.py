@@ -22,6 +22,7 @@ import typer
 from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 
+from censustrace.compliance.cli import article30, notices
 from censustrace.config import ConfigError, Settings, get_settings
 from censustrace.consent.cli import policy_app
 from censustrace.errors import CensustraceError, UsageError
@@ -51,6 +52,8 @@ app.add_typer(shares_app, name="shares")
 app.command("disclosures")(disclosures)
 app.command("retention")(retention)
 app.add_typer(consent_app, name="consent")
+app.command("article30")(article30)
+app.command("notices")(notices)
 
 
 class Term(StrEnum):

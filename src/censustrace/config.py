@@ -25,6 +25,13 @@ embedded Airflow home).
 | ``CENSUSTRACE_SHARE_OUTBOX`` | ``$HOME/shares/outbox`` | released shares, one folder per recipient |
 | ``CENSUSTRACE_EXPECTATIONS_DIR`` | ``<checkout>/expectations`` | data quality suites (GX file context) |
 | ``CENSUSTRACE_PUPIL_KEY_SECRET`` | generated: ``$HOME/pupil-key.secret`` | secret of pupil keys |
+| ``CENSUSTRACE_CONTROLLER_NAME`` | ``Local authority $LA`` | the controller named in the Art 30 record |
+| ``CENSUSTRACE_CONTROLLER_ADDRESS`` | unset | its postal address (Art 30(1)(a)) |
+| ``CENSUSTRACE_CONTROLLER_CONTACT`` | unset | its contact (email or telephone) |
+| ``CENSUSTRACE_DPO_NAME`` | unset | the data protection officer |
+| ``CENSUSTRACE_DPO_CONTACT`` | unset | the DPO's contact |
+| ``CENSUSTRACE_SECURITY_MEASURES`` | a description of this system's | Art 30(1)(g) general description |
+| ``CENSUSTRACE_TRANSFERS_OUTSIDE_UK`` | ``{}`` (none) | JSON: recipient name -> country and safeguard |
 """
 
 from __future__ import annotations
@@ -63,6 +70,16 @@ def _default_expectations_dir() -> Path:
     return checkout / "expectations" if checkout else PACKAGE_DIR / "expectations"
 
 
+#: Art 30(1)(g): what this system does to keep pupil data secure (override to add the host's own measures).
+SECURITY_MEASURES = (
+    "Named viewer users with roles and argon2-hashed passwords, API tokens stored hashed, sessions that end "
+    "when idle; every subject access and export logged; pupil identifiers replaced by keyed pseudonyms "
+    "(HMAC-SHA256 pupil keys) in logs, lineage and the disclosure log; received files kept read-only and "
+    "content-addressed by sha256; every share checked against a written agreement before it is built and "
+    "released only once its lineage is recorded; retention enforced in every copy with tombstones."
+)
+
+
 class ConfigError(Exception):
     """A setting is missing, malformed or points somewhere unusable. Exit code 2 on the CLI."""
 
@@ -94,6 +111,16 @@ class Settings(BaseSettings):
         default_factory=_default_expectations_dir, description="CENSUSTRACE_EXPECTATIONS_DIR"
     )
     pupil_key_secret: SecretStr | None = Field(default=None, description="CENSUSTRACE_PUPIL_KEY_SECRET")
+    # The record of processing (Art 30, censustrace.compliance.article30): who the controller is.
+    controller_name: str | None = Field(default=None, description="CENSUSTRACE_CONTROLLER_NAME")
+    controller_address: str | None = Field(default=None, description="CENSUSTRACE_CONTROLLER_ADDRESS")
+    controller_contact: str | None = Field(default=None, description="CENSUSTRACE_CONTROLLER_CONTACT")
+    dpo_name: str | None = Field(default=None, description="CENSUSTRACE_DPO_NAME")
+    dpo_contact: str | None = Field(default=None, description="CENSUSTRACE_DPO_CONTACT")
+    security_measures: str = Field(default=SECURITY_MEASURES, description="CENSUSTRACE_SECURITY_MEASURES")
+    transfers_outside_uk: dict[str, str] = Field(
+        default_factory=dict, description="CENSUSTRACE_TRANSFERS_OUTSIDE_UK"
+    )
 
     @field_validator("home")
     @classmethod

@@ -26,15 +26,12 @@ from censustrace.viewer.shares_views import (
     REGISTER_COLUMNS,
     SORTS,
     UpnRejected,
-    article30,
-    article30_table,
     charts_data,
     column_view,
     normalise_upn,
     pdf,
     register,
     register_csv,
-    to_csv,
 )
 
 router = APIRouter(include_in_schema=False)
@@ -278,28 +275,25 @@ def _subject_access_pdf(request: Request, result: Json) -> bytes:
 # Article 30 -------------------------------------------------------------------------------------------
 @router.get("/article-30", name="article30")
 def article30_page(request: Request, user: PageUser) -> HTMLResponse:
-    record = article30(viewer_of(request).settings)
-    labels, rows = article30_table(record)
-    return _render(request, "article30.html", user, record=record, labels=labels, rows=rows)
+    from censustrace.compliance.article30 import record_of_processing, table
+
+    record = record_of_processing(viewer_of(request).settings)
+    sections = {name: table(record, name) for name in ("activities", "refused", "planned")}
+    return _render(request, "article30.html", user, record=record, sections=sections)
 
 
 @router.get("/article-30.{fmt}", name="article30_file")
 def article30_file(request: Request, user: PageUser, fmt: Literal["csv", "pdf"]) -> Response:
+    from censustrace.compliance.article30 import record_of_processing
+    from censustrace.compliance.article30 import to_csv as record_csv
+    from censustrace.compliance.article30 import to_pdf as record_pdf
+
     require(user, "export", "export the record of processing")
-    record = article30(viewer_of(request).settings)
-    labels, rows = article30_table(record)
-    _log(request, user, "export", f"article30.{fmt}", len(rows))
+    record = record_of_processing(viewer_of(request).settings)
+    _log(request, user, "export", f"article30.{fmt}", len(record["activities"]))
     if fmt == "csv":
-        return _download(to_csv(labels, rows), "text/csv; charset=utf-8", "record-of-processing.csv")
-    intro = [
-        f"Controller: {record['controller']}. Policy version {record['policy_version'][:16]}.",
-        "One entry per data sharing agreement, with the shares actually made under it.",
-    ]
-    return _download(
-        pdf("Record of processing activities (UK GDPR Article 30)", intro, [("Processing", labels, rows)]),
-        "application/pdf",
-        "record-of-processing.pdf",
-    )
+        return _download(record_csv(record), "text/csv; charset=utf-8", "record-of-processing.csv")
+    return _download(record_pdf(record), "application/pdf", "record-of-processing.pdf")
 
 
 def share_charts(request: Request) -> Json | None:
