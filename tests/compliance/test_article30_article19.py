@@ -181,3 +181,9 @@ def test_article_19_notices_for_rectification_objection_and_erasure(
     assert recorded == len(due)
     assert pending_notices(sh) == []
     assert send_notices(sh, tmp_path / "notices", sent_by="os:tester") == {"notices": [], "items": 0}
+
+    # Subject access tells the family who was notified.
+    from censustrace.compliance.subject import look_up_upns
+
+    told = look_up_upns(sh, [upn], values=False)["requests"][0]["notices"]
+    assert {(n["kind"], n["recipient"]) for n in told} >= {("rectification", "Test Council Admissions")}

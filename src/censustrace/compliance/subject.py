@@ -10,8 +10,9 @@ birth. Every identifier is turned into pupil keys at once and never logged or st
 
 The answer gives the data held (each census record with its values and the received file it came from,
 and whether that file has since been erased), every delivered share (recipient, fields sent, agreement,
-purpose, lawful basis, gateway, retention and source file) and the latest recorded decisions. Each
-pupil found is recorded in ``subject_lookups`` by pupil key ("who looked this pupil up").
+purpose, lawful basis, gateway, retention and source file), the latest recorded decisions and the
+Article 19 notices sent about the pupil. Each pupil found is recorded in ``subject_lookups`` by pupil
+key ("who looked this pupil up").
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from sqlalchemy import Connection, func, insert, or_, select
 
 from censustrace.census.identifiers import is_valid_upn
 from censustrace.compliance.erasure import tombstones_of
-from censustrace.compliance.tables import subject_lookups
+from censustrace.compliance.tables import article19_notices, subject_lookups
 from censustrace.config import Settings
 from censustrace.consent.objections import latest_decisions
 from censustrace.errors import CensustraceError
@@ -189,7 +190,33 @@ def answer(conn: Connection, keys: set[str], *, values: bool = True) -> dict[str
         (s for key in keys for s in found.get(key, [])), key=lambda s: (s["date"] or "", s["share_id"])
     )
     decisions = [d for key in sorted(keys) for d in latest_decisions(conn, key)]
-    return {"data": data_held(conn, keys, values=values), "shares": shares, "decisions": decisions}
+    return {
+        "data": data_held(conn, keys, values=values),
+        "shares": shares,
+        "decisions": decisions,
+        "notices": _notices(conn, keys),
+    }
+
+
+def _notices(conn: Connection, keys: set[str]) -> list[dict[str, Any]]:
+    """Recipients told of a rectification, erasure or objection about this pupil (Art 19: the person
+    may ask who they were)."""
+    rows = conn.execute(
+        select(article19_notices)
+        .where(article19_notices.c.pupil_key.in_(sorted(keys)))
+        .order_by(article19_notices.c.id)
+    ).mappings()
+    return [
+        {
+            "kind": r["kind"],
+            "recipient": r["recipient"],
+            "share_id": r["share_id"],
+            "fields": list(r["fields"]),
+            "notice_id": r["notice_id"],
+            "sent_at": r["sent_at"].isoformat(),
+        }
+        for r in rows
+    ]
 
 
 def record_lookup(
