@@ -210,3 +210,20 @@ def test_manifest_states_retention_and_register_shows_shares_past_it(
     ]
     assert len(Path(share["file"]).read_text().splitlines()) == 1
     assert verify_shares(sh)["ok"]
+
+    # The register shows a share past its retention (delivered 366 days ago).
+    from sqlalchemy import update
+
+    from censustrace.shares.tables import shares
+    from censustrace.viewer.shares_views import register
+    from censustrace.warehouse.db import write_transaction
+
+    with write_transaction(warehouse_engine(sh.warehouse_db_url)) as conn:
+        conn.execute(
+            update(shares)
+            .where(shares.c.share_id == share["share_id"])
+            .values(delivered_at=row.delivered_at - dt.timedelta(days=366))
+        )
+    assert find_share(sh, share["share_id"]).summary()["past_retention"] is True
+    (listed,) = [r for r in register(sh) if r["share_id"] == share["share_id"]]
+    assert listed["past_retention"] is True

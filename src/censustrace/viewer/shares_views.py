@@ -126,6 +126,9 @@ def register(
                 "flags": list(share.flags),
                 "reasons": [r.get("code", "") for r in share.reasons],
                 "reason_messages": [r.get("message", "") for r in share.reasons],
+                # The agreement's retention from delivery: a share past it should be gone at the recipient.
+                "retain_until": until.isoformat() if (until := share.retain_until) else "",
+                "past_retention": share.past_retention(),
             }
         )
     needle = text.strip().lower()
