@@ -227,3 +227,33 @@ def test_manifest_states_retention_and_register_shows_shares_past_it(
     assert find_share(sh, share["share_id"]).summary()["past_retention"] is True
     (listed,) = [r for r in register(sh) if r["share_id"] == share["share_id"]]
     assert listed["past_retention"] is True
+
+
+def test_la_csv_tables_are_redacted_cell_by_cell(sh: Settings, census: Callable[..., Census]) -> None:
+    import csv
+    import io
+
+    folder, manifest = generated = census(
+        term="AUT", year=2017, seed=47, fmt="csv", schools=1, pupils_per_school=15
+    )
+    ingest_census(sh, generated)
+    result = apply_retention(sh, AS_OF)
+    redacted = {f["file"]: f for f in result["files"] if f["copy"] == "archive"}
+    names = {f["file"] for f in manifest["files"]}
+    assert {n for n in names if n.startswith(("addressesonroll", "pupilonroll"))} <= set(redacted)
+    for name, item in redacted.items():
+        before = list(csv.DictReader(io.StringIO((folder / name).read_text(encoding="utf-8-sig"))))
+        path = archive_path_for(sh.archive_dir, str(item["redacted_sha256"]))
+        after = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
+        assert len(after) == len(before)
+        assert [r["upn"] for r in after] == [r["upn"] for r in before]  # the rest is kept
+        for column in (
+            "postcode",
+            "street",
+            "uniquepropertyreferencenumber",
+            "nationality",
+            "countryofbirth",
+        ):
+            assert all(not r.get(column) for r in after), (name, column)
+        if name.startswith("addressesonroll"):
+            assert any(r["postcode"] for r in before)

@@ -42,7 +42,8 @@ from censustrace.lineage.facets import RetentionErasureDatasetFacet
 from censustrace.lineage.model import StepLineage
 from censustrace.lineage.naming import FILE_NAMESPACE, file_dataset_name
 from censustrace.warehouse.db import warehouse_engine, write_transaction
-from censustrace.warehouse.tables import DUPLICATE, extracts
+from censustrace.warehouse.tables import LOADED, extracts
+from censustrace.warehouse.tables import QUARANTINED as QUARANTINED_STATUS
 
 NEVER_SHARE_LEGACY: Final = "never_share_legacy"
 RETENTION_ENDED: Final = "retention_ended"
@@ -178,15 +179,19 @@ def erase_files(
     now = dt.datetime.now(dt.UTC)
     done: list[dict[str, Any]] = []
     with engine.connect() as conn:
+        head = extracts.alias("head")
         files = conn.execute(
             select(
                 extracts.c.sha256,
-                func.min(extracts.c.reference_date),
+                # An LA CSV table's census day and year are its pupilonroll table's (the extract head).
+                func.min(func.coalesce(extracts.c.reference_date, head.c.reference_date)),
                 func.min(extracts.c.received_at),
-                func.min(extracts.c.year),
+                func.min(func.coalesce(extracts.c.year, head.c.year)),
                 func.min(extracts.c.original_name),
             )
-            .where(extracts.c.status != DUPLICATE)
+            .outerjoin(head, head.c.extract_id == extracts.c.part_of)
+            # Only files that are done with: an unfinished receipt still needs its bytes to be staged.
+            .where(extracts.c.status.in_((LOADED, QUARANTINED_STATUS)))
             .group_by(extracts.c.sha256)
             .order_by(extracts.c.sha256)
         ).all()
