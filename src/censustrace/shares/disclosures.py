@@ -15,12 +15,8 @@ from typing import Any, Final
 
 from sqlalchemy import select
 
-from censustrace.census.identifiers import is_valid_upn
 from censustrace.config import Settings
-from censustrace.consent.objections import latest_decisions
-from censustrace.intake.ingest import pupil_key
 from censustrace.shares.tables import DELIVERED, disclosures, shares
-from censustrace.warehouse.db import warehouse_engine
 from censustrace.warehouse.tables import extracts
 
 _KEYS_PER_QUERY: Final = 500
@@ -42,29 +38,13 @@ _SHARE_COLUMNS: Final = (
 
 
 def subject_access(lines: Iterable[str], settings: Settings) -> dict[str, Any]:
-    """``{"requests": [{"line", "upn_format_valid", "shares": [...], "decisions": [...]}]}``: one entry
-    per non-empty input line, in input order; ``shares`` oldest first."""
-    secret = settings.pupil_key()
-    asked: list[tuple[int, str, bool]] = []
-    for number, text in enumerate(lines, start=1):
-        upn = text.strip().upper()
-        if upn:
-            asked.append((number, pupil_key(secret, upn), is_valid_upn(upn)))
-    keys = sorted({key for _, key, _ in asked})
-    with warehouse_engine(settings.warehouse_db_url).connect() as conn:
-        found = shares_of_keys(conn, keys)
-        decisions = {key: latest_decisions(conn, key) for key in keys}
-    return {
-        "requests": [
-            {
-                "line": number,
-                "upn_format_valid": valid,
-                "shares": found.get(key, []),
-                "decisions": decisions[key],
-            }
-            for number, key, valid in asked
-        ]
-    }
+    """``{"requests": [{"line", "upn_format_valid", "matched_by", "data", "shares", "decisions",
+    "notices"}]}``: one entry per non-empty input line, in input order; ``shares`` oldest first. A
+    current or former UPN finds the pupil (``censustrace.compliance.subject``, which records the
+    lookup by pupil key); values held are not included."""
+    from censustrace.compliance.subject import look_up_upns
+
+    return look_up_upns(settings, lines, values=False)
 
 
 def shares_of_keys(conn: Any, keys: Iterable[str]) -> dict[str, list[dict[str, Any]]]:

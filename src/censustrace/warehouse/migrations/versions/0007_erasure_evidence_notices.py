@@ -1,5 +1,6 @@
 """Compliance evidence: file tombstones (redacted copies of received and released files), Article 19
-notices, subject access lookups by pupil key, and the agreement's retention on each share.
+notices, subject access lookups by pupil key (and an index for lookups by former UPN), and the
+agreement's retention on each share.
 
 Revision ID: 0007
 Revises: 0003
@@ -81,9 +82,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_subject_lookups")),
     )
     op.create_index(op.f("ix_subject_lookups_pupil_key"), "subject_lookups", ["pupil_key"], unique=False)
+    op.create_index("ix_pupil_former_upn", "pupil", ["former_upn"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_pupil_former_upn", table_name="pupil")
     op.drop_index(op.f("ix_subject_lookups_pupil_key"), table_name="subject_lookups")
     op.drop_table("subject_lookups")
     op.drop_index("ix_article19_notices_notice_id", table_name="article19_notices")
