@@ -186,6 +186,19 @@ def test_restoring_an_older_backup_reapplies_later_erasures(
     assert addresses() == 0  # the restored values were erased again
     assert len(_tombstones(sh)) == tombstones
 
+    # The restored lineage store learns the erasures again: a trace's sources say what was erased.
+    from censustrace.intake.registry import list_extracts
+    from censustrace.warehouse.naming import warehouse_dataset_name, warehouse_namespace
+
+    url = sh.warehouse_db_url
+    loaded = next(r for r in list_extracts(sh) if r.status == "loaded")
+    engine = lineage_engine(sh)
+    target = f"dataset:{warehouse_namespace(url)}:{warehouse_dataset_name(url, 'pupil')}"
+    sources = trace_target(engine, target, loaded.extract_id)["sources"]
+    engine.dispose()
+    assert sources
+    assert all("postcode" in s["erased"]["fields"] for s in sources)
+
 
 def test_manifest_states_retention_and_register_shows_shares_past_it(
     sh: Settings, census: Callable[..., Census]

@@ -262,6 +262,8 @@ def _redact_copy(
             "copy": copy,
             "from_sha256": current,
             "redacted_sha256": new_sha,
+            "from_path": str(path),
+            "landing_path": str(settings.landing_dir / name) if copy == ARCHIVE else None,
             "path": str(target),
             "as_of": as_of.isoformat(),
             "erased_at": now.isoformat(),
@@ -369,6 +371,7 @@ def _erase_outbox(
                 "share_id": share.share_id,
                 "from_sha256": from_sha,
                 "redacted_sha256": new_sha,
+                "from_path": str(path),
                 "path": str(path),
                 "as_of": as_of.isoformat(),
                 "erased_at": now.isoformat(),
@@ -469,6 +472,7 @@ def reapply_tombstones(settings: Settings) -> dict[str, Any]:
     engine = warehouse_engine(settings.warehouse_db_url)
     restored = 0
     days: set[dt.date] = set()
+    replay: list[dict[str, Any]] = []  # restored steps, to describe again in the lineage store
     with write_transaction(engine) as conn:
         known = {
             (r.copy, r.from_sha256, r.redacted_sha256, r.rule)
@@ -505,11 +509,40 @@ def reapply_tombstones(settings: Settings) -> dict[str, Any]:
                 )
                 known.add(key)
                 restored += 1
+                if step.get("from_path"):
+                    replay.append(
+                        {
+                            "copy": step["copy"],
+                            "original_sha256": data["original_sha256"],
+                            "from_sha256": step["from_sha256"],
+                            "redacted_sha256": step["redacted_sha256"],
+                            "from_path": step["from_path"],
+                            "landing_path": step.get("landing_path"),
+                            "path": step["path"],
+                            "by_rule": {step["rule"]: step["fields"]},
+                            "whole_file": bool(step["whole_file"]),
+                            "values": 0,
+                            "as_of": step["as_of"],
+                        }
+                    )
     journal = _journal_days(settings)
     rows = 0
     for day in sorted(days | journal):
         rows += int(apply_retention(settings, day, files=False)["rows"])
-    return {"tombstones_restored": restored, "days_reapplied": len(days | journal), "rows_erased": rows}
+    # The restored lineage store predates these erasures too: describe them again, so traces say what
+    # was erased (the store keeps an identical event once).
+    lineage_runs = []
+    for day in sorted({item["as_of"] for item in replay}):
+        step = _lineage(dt.date.fromisoformat(day), [i for i in replay if i["as_of"] == day])
+        from censustrace.lineage.emit import emit_step
+
+        lineage_runs.append(emit_step(settings, "censustrace.retention_reapplied", step))
+    return {
+        "tombstones_restored": restored,
+        "days_reapplied": len(days | journal),
+        "rows_erased": rows,
+        "lineage_runs": lineage_runs,
+    }
 
 
 # --- the journal of retention days (outside the databases) ------------------------------------------------
