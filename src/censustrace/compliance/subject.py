@@ -277,7 +277,7 @@ def look_up_upns(
             result = answer(conn, keys, values=values)
             found = bool(result["data"] or result["shares"] or result["decisions"])
             if found:
-                found_keys.append((keys, method, len(result["shares"])))
+                found_keys.append((_held(conn, keys), method, len(result["shares"])))
             out.append(
                 {
                     "line": number,
@@ -302,11 +302,21 @@ def look_up_name(
     with warehouse_engine(settings.warehouse_db_url).connect() as conn:
         for keys in keys_for_name(conn, secret, who):
             result = answer(conn, keys, values=values)
-            found.append((keys, len(result["shares"])))
+            found.append((_held(conn, keys), len(result["shares"])))
             pupils.append({"matched_by": NAME_DOB, **result})
     for keys, count in found:
         record_lookup(settings, keys, method=NAME_DOB, user=by, via=via, shares=count)
     return {"pupils": pupils}
+
+
+def _held(conn: Connection, keys: set[str]) -> set[str]:
+    """The keys that have a census record: the ones a lookup is recorded under (``rekey`` maps keys
+    through the census records, so a key of a former UPN alone could not follow a new secret)."""
+    return set(
+        conn.execute(
+            select(pupil.c.pupil_key).where(pupil.c.pupil_key.in_(sorted(keys))).distinct()
+        ).scalars()
+    )
 
 
 def _os_user() -> str:
