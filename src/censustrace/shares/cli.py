@@ -179,8 +179,9 @@ def disclosures(
 def retention(as_of: AsOf = None, as_json: JsonFlag = False) -> None:
     """Erase values whose retention ended and never-share legacy items, with a lineage event.
 
-    Legacy items: nationality and country of birth. The lineage event records what, how many rows and
-    under which rule."""
+    Legacy items: nationality and country of birth. The warehouse, then every copy of a file (archive,
+    quarantine, outbox: a redacted copy and a tombstone). The lineage event records what, how many rows
+    and under which rule."""
     from censustrace.cli import _emit, _settings
     from censustrace.lineage.emit import emit_step
     from censustrace.lineage.model import StepLineage
@@ -193,6 +194,11 @@ def retention(as_of: AsOf = None, as_json: JsonFlag = False) -> None:
         result["lineage_run_id"] = emit_step(settings, "censustrace.retention", step)
     lines = [f"erased {result['rows']} values"]
     lines += [f"  {e['rule']}: {e['table']}.{e['field']} x{e['rows']}" for e in result["erasures"]]
+    lines += [
+        f"  {f['copy']} copy of {f['file']}: {', '.join(f['fields'])} erased ({', '.join(f['rules'])})"
+        + (", withheld whole" if f["whole_file"] else "")
+        for f in result["files"]
+    ]
     _emit(result, as_json, lines)
 
 
