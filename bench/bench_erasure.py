@@ -82,9 +82,8 @@ def main() -> None:
         done = erase_files(settings, dt.date(2026, 10, 15), lineage=step)
         ours_s = time.perf_counter() - start
         assert len([d for d in done if d["copy"] == "archive"]) == len(archived)
-        print(
-            f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}, SQLite"
-        )
+        machine = f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}"
+        print(f"machine: {machine}, SQLite")
         print(f"files: {len(archived)} ({args.pupils} pupils each, {size / 1e6:.1f} MB)")
         print(f"ours  erase_files: {ours_s:.2f} s ({1000 * ours_s / len(archived):.1f} ms/file)")
         print(f"naive lxml redact: {naive_s:.2f} s ({1000 * naive_s / len(archived):.1f} ms/file)")
