@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from censustrace.audit.cli import audit_app
+from censustrace.compliance.cli import article30, notices
 from censustrace.config import ConfigError, Settings, get_settings
 from censustrace.consent.cli import policy_app
 from censustrace.errors import CensustraceError, UsageError
@@ -52,6 +53,8 @@ app.command("disclosures")(disclosures)
 app.command("retention")(retention)
 app.add_typer(consent_app, name="consent")
 app.add_typer(audit_app, name="audit")
+app.command("article30")(article30)
+app.command("notices")(notices)
 
 
 class Term(StrEnum):

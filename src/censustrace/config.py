@@ -31,6 +31,13 @@ embedded Airflow home).
 | ``CENSUSTRACE_INGEST_BATCH_FILES`` | ``200`` | files per ``census_ingest`` batch task at most |
 | ``CENSUSTRACE_INGEST_BATCH_BYTES`` | ``268435456`` | bytes of files per batch at most |
 | ``CENSUSTRACE_VALIDATE_BATCH_ROWS`` | ``200000`` | staged rows per GX run over a batch at most |
+| ``CENSUSTRACE_CONTROLLER_NAME`` | ``Local authority $LA`` | the controller named in the Art 30 record |
+| ``CENSUSTRACE_CONTROLLER_ADDRESS`` | unset | its postal address (Art 30(1)(a)) |
+| ``CENSUSTRACE_CONTROLLER_CONTACT`` | unset | its contact (email or telephone) |
+| ``CENSUSTRACE_DPO_NAME`` | unset | the data protection officer |
+| ``CENSUSTRACE_DPO_CONTACT`` | unset | the DPO's contact |
+| ``CENSUSTRACE_SECURITY_MEASURES`` | a description of this system's | Art 30(1)(g) general description |
+| ``CENSUSTRACE_TRANSFERS_OUTSIDE_UK`` | ``{}`` (none) | JSON: recipient name -> country and safeguard |
 """
 
 from __future__ import annotations
@@ -72,6 +79,16 @@ def _default_expectations_dir(data: dict[str, Any]) -> Path:
     checkout = _checkout_dir()
     home = Path(data.get("home") or _default_home())
     return checkout / "expectations" if checkout else home / "expectations"
+
+
+#: Art 30(1)(g): what this system does to keep pupil data secure (override to add the host's own measures).
+SECURITY_MEASURES = (
+    "Named viewer users with roles and argon2-hashed passwords, API tokens stored hashed, sessions that end "
+    "when idle; every subject access and export logged; pupil identifiers replaced by keyed pseudonyms "
+    "(HMAC-SHA256 pupil keys) in logs, lineage and the disclosure log; received files kept read-only and "
+    "content-addressed by sha256; every share checked against a written agreement before it is built and "
+    "released only once its lineage is recorded; retention enforced in every copy with tombstones."
+)
 
 
 class ConfigError(Exception):
@@ -126,6 +143,16 @@ class Settings(BaseSettings):
     )
     # Bounds the validation frame (memory), whatever the batch's file count and file sizes.
     validate_batch_rows: int = Field(default=200_000, ge=1, description="CENSUSTRACE_VALIDATE_BATCH_ROWS")
+    # The record of processing (Art 30, censustrace.compliance.article30): who the controller is.
+    controller_name: str | None = Field(default=None, description="CENSUSTRACE_CONTROLLER_NAME")
+    controller_address: str | None = Field(default=None, description="CENSUSTRACE_CONTROLLER_ADDRESS")
+    controller_contact: str | None = Field(default=None, description="CENSUSTRACE_CONTROLLER_CONTACT")
+    dpo_name: str | None = Field(default=None, description="CENSUSTRACE_DPO_NAME")
+    dpo_contact: str | None = Field(default=None, description="CENSUSTRACE_DPO_CONTACT")
+    security_measures: str = Field(default=SECURITY_MEASURES, description="CENSUSTRACE_SECURITY_MEASURES")
+    transfers_outside_uk: dict[str, str] = Field(
+        default_factory=dict, description="CENSUSTRACE_TRANSFERS_OUTSIDE_UK"
+    )
 
     @field_validator("home")
     @classmethod

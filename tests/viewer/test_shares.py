@@ -201,10 +201,10 @@ def test_article_30_record(home: Home, as_user: UserClient) -> None:
     assert ALLOWED in page.text
     assert BLOCKED in page.text
     rows = list(csv.DictReader(io.StringIO(clara.get("/article-30.csv").text)))
-    admissions = next(r for r in rows if r["Agreement"] == ALLOWED)
-    assert admissions["Shares made"] == "1"
-    assert admissions["Lawful basis (Art 6)"] == "public_task"
-    assert next(r for r in rows if r["Agreement"] == BLOCKED)["Blocked attempts"] == "1"
+    admissions = next(r for r in rows if r["agreement"] == ALLOWED)
+    assert (admissions["section"], admissions["shares"]) == ("activities", "1")
+    assert admissions["lawful_basis"] == "public_task"
+    assert [r["section"] for r in rows if r["agreement"] == BLOCKED] == ["refused"]
     assert clara.get("/article-30.pdf").content.startswith(b"%PDF")
     assert [r["what"] for r in access_log(home)[:2]] == ["article30.pdf", "article30.csv"]
 

@@ -55,6 +55,8 @@ def receive(path: Path, settings: Settings, *, remove_landing: bool = True) -> R
     the file goes back to the landing folder and CT-LANDING-CHANGED is raised. Callers that record more
     before the file may go (the registry) pass ``remove_landing=False`` and call ``Receipt.done()``.
     """
+    from censustrace.compliance.erasure import ensure_not_erased, is_erased
+
     taken = claim(path)
     landing_name = file_dataset_name(taken.landing_path)
     try:
@@ -68,6 +70,14 @@ def receive(path: Path, settings: Settings, *, remove_landing: bool = True) -> R
             f"{taken.name}: changed while it was being received; left at {where.name} to be received again",
             code=CHANGED,
         )
+    if is_erased(settings, archived.sha256):
+        # Bytes erased under a retention rule must not come back through a new receipt or a retry: the
+        # copy just made goes, and so does the claimed one (it is the erased content).
+        if not archived.already_archived:
+            archived.archive_path.chmod(0o644)
+            archived.archive_path.unlink(missing_ok=True)
+        taken.release()
+        ensure_not_erased(settings, archived.sha256, archived.original_name)
     received_at = datetime.now(UTC)
     receipt = Receipt(archived, received_at, _lineage(landing_name, archived, received_at), taken)
     receipts = settings.home / "receipts.jsonl"

@@ -75,6 +75,20 @@ def _source(source: TraceSource) -> Json:
         "year": extract.get("year"),
         "format": extract.get("format"),
         "received_at": extract.get("receivedAt"),
+        # Retention erasure (censustrace.compliance.erasure): the bytes are now a redacted copy; the
+        # trace still names the original version and says what was erased, when and under which rule.
+        **({"erased": _erased(erasure)} if (erasure := source.facets.get("retentionErasure")) else {}),
+    }
+
+
+def _erased(facet: Json) -> Json:
+    items = facet.get("erasures") or []
+    return {
+        "as_of": facet.get("asOf"),
+        "rules": sorted({str(i.get("rule")) for i in items}),
+        "fields": sorted({str(i.get("field")) for i in items}),
+        "redacted_sha256": next((i.get("redactedSha256") for i in items if i.get("redactedSha256")), None),
+        "whole_file": any(bool(i.get("wholeFile")) for i in items),
     }
 
 

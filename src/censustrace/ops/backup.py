@@ -146,13 +146,17 @@ def restore(settings: Settings, folder: Path) -> dict[str, Any]:
             )
         if _sha256(folder / item["file"]) != item["sha256"]:
             raise BackupError(f"{folder / item['file']}: sha256 differs from the manifest; not restored")
+    from censustrace.warehouse.db import dispose_engines
+
+    dispose_engines()  # no pooled connection of this process may hold the files being replaced
     for store in stores:
         item = by_name[store.name]
         source = folder / item["file"]
         if item["backend"] == "sqlite":
             target = Path(str(store.url.database))
-            for suffix in ("-wal", "-shm"):
-                Path(f"{target}{suffix}").unlink(missing_ok=True)
+            if not target.exists():  # stale journal files of a lost database; a live one keeps its own
+                for suffix in ("-wal", "-shm"):
+                    Path(f"{target}{suffix}").unlink(missing_ok=True)
             restored = sqlite3.connect(str(target))
             try:
                 backup_db = sqlite3.connect(str(source))
@@ -172,11 +176,15 @@ def restore(settings: Settings, folder: Path) -> dict[str, Any]:
                 env,
                 "pg_restore",
             )  # fmt: skip
-    from censustrace.warehouse.db import dispose_engines
-
     dispose_engines()  # cached engines may hold connections to the old files/databases
+    # An older backup predates later erasures: put them back (tombstones and the retention journal live
+    # outside the databases), so a restore never brings erased values back.
+    from censustrace.compliance.erasure import reapply_tombstones
+
+    reapplied = reapply_tombstones(settings)
     return {
         "restored": [s.name for s in stores],
         "from": str(folder),
         "created_at": manifest.get("created_at"),
+        "erasures_reapplied": reapplied,
     }

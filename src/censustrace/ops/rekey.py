@@ -47,11 +47,19 @@ def _key(secret: bytes, upn: str) -> str:
 
 def _keyed_tables() -> tuple[tuple[Table, bool], ...]:
     """Tables holding pupil keys: (table, has the UPN beside the key)."""
+    from censustrace.compliance.tables import article19_notices, subject_lookups
     from censustrace.consent.tables import consent_decisions
     from censustrace.shares.tables import disclosures
     from censustrace.warehouse.tables import pupil, staged_pupil
 
-    return ((pupil, True), (staged_pupil, True), (consent_decisions, False), (disclosures, False))
+    return (
+        (pupil, True),
+        (staged_pupil, True),
+        (consent_decisions, False),
+        (disclosures, False),
+        (subject_lookups, False),
+        (article19_notices, False),
+    )
 
 
 def rekey(settings: Settings, new_secret: bytes) -> dict[str, Any]:

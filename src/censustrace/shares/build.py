@@ -558,6 +558,8 @@ def _manifest(share: ShareRow, name: str, built: _Built, check: ConsentCheck) ->
         "fields": list(share.fields),
         "transforms": {f: share.transforms.get(f, "none") for f in share.fields},
         "flags": list(share.flags),
+        # The agreement's retention: the recipient deletes the file this many days after receiving it.
+        "retention_days": share.retention_days,
         "consent_check": {
             "covering_purposes": list(check.covering),
             "consent_required": check.consent_required,

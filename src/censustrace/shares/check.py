@@ -80,6 +80,7 @@ def agreement_values(agreement: Any) -> dict[str, Any]:
         },
         "fields": list(agreement.fields),
         "transforms": {f: agreement.transform(f) for f in agreement.fields},
+        "retention_days": agreement.retention_days,
     }
 
 

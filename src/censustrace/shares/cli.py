@@ -4,7 +4,8 @@
 * ``censustrace share AGREEMENT_ID [--json]``: check, build and release one share, judged for today in
   Europe/London (``--as-of`` is refused: CT-SHARE-AS-OF, exit 2, nothing recorded);
 * ``censustrace shares list|verify [--json]``;
-* ``censustrace disclosures [--json] < upns.txt``: subject access, UPNs from standard input only;
+* ``censustrace disclosures [--by upn|name-dob] [--json] < ids.txt``: subject access (standard input
+  only);
 * ``censustrace retention [--as-of] [--json]``;
 * ``censustrace consent ingest FILE... [--json]``.
 """
@@ -144,37 +145,88 @@ def _log_lookups(settings: Any, upns: list[str], result: dict[str, Any]) -> None
     )
 
 
-def disclosures(as_json: JsonFlag = False) -> None:
-    """Subject access: every share that included each pupil (UPNs on standard input).
+def disclosures(
+    as_json: JsonFlag = False,
+    by: Annotated[
+        str,
+        typer.Option(
+            "--by",
+            help="upn: one current or former UPN per line; name-dob: 'surname,forename,YYYY-MM-DD' per line.",
+        ),
+    ] = "upn",
+    values: Annotated[
+        bool,
+        typer.Option("--values", help="Include the values held (the copy for the family); off by default."),
+    ] = False,
+) -> None:
+    """Subject access: the data held on each pupil, its source files, and every share that included them.
 
-    UPNs are read from standard input, one per line, never from arguments; the answer names each by its
-    line number and never echoes it."""
+    Identifiers are read from standard input, one per line, never from arguments; the answer names each
+    by its line number and never echoes it. A former UPN finds the pupil too. Each pupil found is
+    recorded by pupil key with the operating-system user (``subject_lookups``)."""
+    import csv
+
     from censustrace.cli import _emit, _settings
+    from censustrace.compliance.subject import NameDob, look_up_name, look_up_upns
     from censustrace.errors import UsageError
-    from censustrace.shares.disclosures import subject_access
 
+    if by not in ("upn", "name-dob"):
+        raise UsageError("--by must be upn or name-dob")
     if sys.stdin is None or sys.stdin.isatty():
-        raise UsageError("give the UPNs on standard input, one per line: censustrace disclosures < upns.txt")
+        raise UsageError(
+            "give the identifiers on standard input, one per line: censustrace disclosures < upns.txt"
+        )
     settings = _settings()
-    lines_in = list(sys.stdin)
-    result = subject_access(lines_in, settings)
-    _log_lookups(settings, [line for line in lines_in if line.strip()], result)
+    if by == "upn":
+        lines_in = list(sys.stdin)
+        result = look_up_upns(settings, lines_in, values=values)
+        _log_lookups(settings, [line for line in lines_in if line.strip()], result)
+    else:
+        requests = []
+        for number, cells in enumerate(csv.reader(sys.stdin), start=1):
+            if not any(c.strip() for c in cells):
+                continue
+            if len(cells) != 3:
+                raise UsageError(f"line {number}: expected surname,forename,YYYY-MM-DD")
+            found = look_up_name(settings, NameDob.parse(*cells), values=values)
+            for child in found["pupils"]:
+                requests.append({"line": number, **child})
+            if not found["pupils"]:
+                requests.append(
+                    {"line": number, "matched_by": None, "data": [], "shares": [], "decisions": []}
+                )
+        result = {"requests": requests}
+        # The children found are recorded by pupil key in subject_lookups (compliance.subject).
+        from censustrace.audit.log import os_actor, record
+
+        record(settings, os_actor(), "subject_access", "disclosures.cli.name", result_counts=[len(requests)])
     lines: list[str] = []
     for request in result["requests"]:
-        lines.append(f"line {request['line']}: {len(request['shares'])} share(s)")
+        lines.append(
+            f"line {request['line']}: {len(request['data'])} record(s) held, "
+            f"{len(request['shares'])} share(s)"
+            + (f" (found by {request['matched_by']})" if request.get("matched_by") else "")
+        )
+        lines += [
+            f"  held: {d['census']} from {d['source']['file']} (sha256 {d['source']['sha256'][:16]})"
+            + (" [file erased since]" if d["source"]["erased"] else "")
+            for d in request["data"]
+        ]
         lines += [
             f"  {s['date']} {s['share_id']} to {s['recipient']} for {s['purpose']} ({s['lawful_basis']}; "
-            f"{s['legal_gateway'] or 'no gateway'}): {', '.join(s['fields'])}"
+            f"{s['legal_gateway'] or 'no gateway'}; kept {s['retention_days'] or '?'} days): "
+            f"{', '.join(s['fields'])}"
             for s in request["shares"]
         ]
-    _emit(result, as_json, lines or ["no UPNs given"])
+    _emit(result, as_json, lines or ["no identifiers given"])
 
 
 def retention(as_of: AsOf = None, as_json: JsonFlag = False) -> None:
     """Erase values whose retention ended and never-share legacy items, with a lineage event.
 
-    Legacy items: nationality and country of birth. The lineage event records what, how many rows and
-    under which rule."""
+    Legacy items: nationality and country of birth. The warehouse, then every copy of a file (archive,
+    quarantine, outbox: a redacted copy and a tombstone). The lineage event records what, how many rows
+    and under which rule."""
     from censustrace.cli import _emit, _settings
     from censustrace.lineage.emit import emit_step
     from censustrace.lineage.model import StepLineage
@@ -187,6 +239,11 @@ def retention(as_of: AsOf = None, as_json: JsonFlag = False) -> None:
         result["lineage_run_id"] = emit_step(settings, "censustrace.retention", step)
     lines = [f"erased {result['rows']} values"]
     lines += [f"  {e['rule']}: {e['table']}.{e['field']} x{e['rows']}" for e in result["erasures"]]
+    lines += [
+        f"  {f['copy']} copy of {f['file']}: {', '.join(f['fields'])} erased ({', '.join(f['rules'])})"
+        + (", withheld whole" if f["whole_file"] else "")
+        for f in result["files"]
+    ]
     _emit(result, as_json, lines)
 
 

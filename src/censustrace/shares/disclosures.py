@@ -8,18 +8,15 @@ each by its line in the input. Only delivered shares count: a blocked or unfinis
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any, Final
 
 from sqlalchemy import select
 
-from censustrace.census.identifiers import is_valid_upn
 from censustrace.config import Settings
-from censustrace.consent.objections import latest_decisions
-from censustrace.intake.ingest import pupil_key
 from censustrace.shares.tables import DELIVERED, disclosures, shares
-from censustrace.warehouse.db import warehouse_engine
 from censustrace.warehouse.tables import extracts
 
 _KEYS_PER_QUERY: Final = 500
@@ -36,57 +33,47 @@ _SHARE_COLUMNS: Final = (
     "fields",
     "transforms",
     "delivered_at",
+    "retention_days",
 )
 
 
 def subject_access(lines: Iterable[str], settings: Settings) -> dict[str, Any]:
-    """``{"requests": [{"line", "upn_format_valid", "shares": [...], "decisions": [...]}]}``: one entry
-    per non-empty input line, in input order; ``shares`` oldest first."""
-    secret = settings.pupil_key()
-    asked: list[tuple[int, str, bool]] = []
-    for number, text in enumerate(lines, start=1):
-        upn = text.strip().upper()
-        if upn:
-            asked.append((number, pupil_key(secret, upn), is_valid_upn(upn)))
-    keys = sorted({key for _, key, _ in asked})
+    """``{"requests": [{"line", "upn_format_valid", "matched_by", "data", "shares", "decisions",
+    "notices"}]}``: one entry per non-empty input line, in input order; ``shares`` oldest first. A
+    current or former UPN finds the pupil (``censustrace.compliance.subject``, which records the
+    lookup by pupil key); values held are not included."""
+    from censustrace.compliance.subject import look_up_upns
+
+    return look_up_upns(settings, lines, values=False)
+
+
+def shares_of_keys(conn: Any, keys: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+    """pupil key -> every delivered share that included that pupil, oldest first."""
+    keys = sorted(set(keys))
     found: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    decisions: dict[str, list[dict[str, Any]]] = {}
-    with warehouse_engine(settings.warehouse_db_url).connect() as conn:
-        for start in range(0, len(keys), _KEYS_PER_QUERY):
-            batch = keys[start : start + _KEYS_PER_QUERY]
-            rows = conn.execute(
-                select(
-                    disclosures.c.pupil_key,
-                    disclosures.c.blank_fields,
-                    # Only what the answer shows: a share row also holds its lineage event (MBs).
-                    *(shares.c[name] for name in _SHARE_COLUMNS),
-                    extracts.c.original_name.label("source_file"),
-                    extracts.c.sha256.label("source_sha256"),
-                    extracts.c.laestab.label("source_laestab"),
-                    extracts.c.term.label("source_term"),
-                    extracts.c.year.label("source_year"),
-                    extracts.c.received_at.label("source_received_at"),
-                )
-                .join(shares, shares.c.share_id == disclosures.c.share_id)
-                .join(extracts, extracts.c.extract_id == disclosures.c.extract_id)
-                .where(disclosures.c.pupil_key.in_(batch), shares.c.status == DELIVERED)
-                .order_by(shares.c.delivered_at, shares.c.id)
-            ).mappings()
-            for row in rows:
-                found[row["pupil_key"]].append(_disclosure(row))
-        for key in keys:
-            decisions[key] = latest_decisions(conn, key)
-    return {
-        "requests": [
-            {
-                "line": number,
-                "upn_format_valid": valid,
-                "shares": found.get(key, []),
-                "decisions": decisions[key],
-            }
-            for number, key, valid in asked
-        ]
-    }
+    for start in range(0, len(keys), _KEYS_PER_QUERY):
+        batch = keys[start : start + _KEYS_PER_QUERY]
+        rows = conn.execute(
+            select(
+                disclosures.c.pupil_key,
+                disclosures.c.blank_fields,
+                # Only what the answer shows: a share row also holds its lineage event (MBs).
+                *(shares.c[name] for name in _SHARE_COLUMNS),
+                extracts.c.original_name.label("source_file"),
+                extracts.c.sha256.label("source_sha256"),
+                extracts.c.laestab.label("source_laestab"),
+                extracts.c.term.label("source_term"),
+                extracts.c.year.label("source_year"),
+                extracts.c.received_at.label("source_received_at"),
+            )
+            .join(shares, shares.c.share_id == disclosures.c.share_id)
+            .join(extracts, extracts.c.extract_id == disclosures.c.extract_id)
+            .where(disclosures.c.pupil_key.in_(batch), shares.c.status == DELIVERED)
+            .order_by(shares.c.delivered_at, shares.c.id)
+        ).mappings()
+        for row in rows:
+            found[row["pupil_key"]].append(_disclosure(row))
+    return found
 
 
 def _disclosure(row: Any) -> dict[str, Any]:
@@ -104,6 +91,11 @@ def _disclosure(row: Any) -> dict[str, Any]:
         "special_category_condition": row["special_category_condition"],
         "legal_gateway": row["legal_gateway"],
         "approval": approval.get("reference"),
+        # How long the recipient may keep it (the agreement's retention, from delivery).
+        "retention_days": row["retention_days"],
+        "retain_until": (delivered.date() + dt.timedelta(days=row["retention_days"])).isoformat()
+        if delivered and row["retention_days"] is not None
+        else None,
         # The fields that carried a value for this pupil (the others went blank), and how they were sent.
         "fields": [f for f in row["fields"] if f not in blank],
         "transforms": {f: t for f, t in (row["transforms"] or {}).items() if f not in blank and t != "none"},
@@ -118,4 +110,4 @@ def _disclosure(row: Any) -> dict[str, Any]:
     }
 
 
-__all__ = ["subject_access"]
+__all__ = ["shares_of_keys", "subject_access"]

@@ -80,6 +80,7 @@ class ShareRow:
     reasons: list[dict[str, Any]]
     fields: list[str]
     transforms: dict[str, str]
+    retention_days: int | None  # the agreement's, as checked: the recipient deletes the file this long after
     pupils: int | None
     excluded: dict[str, int] | None
     suppressed: dict[str, int] | None
@@ -126,7 +127,23 @@ class ShareRow:
             "as_of": self.as_of.isoformat(),
             "created_at": self.created_at.isoformat(),
             "delivered_at": self.delivered_at.isoformat() if self.delivered_at else None,
+            "retention_days": self.retention_days,
+            "retain_until": until.isoformat() if (until := self.retain_until) else None,
+            "past_retention": self.past_retention(),
         }
+
+    @property
+    def retain_until(self) -> dt.date | None:
+        """The last day the recipient may keep the delivered file (delivery day + the agreement's
+        retention); None for a share not delivered or made before retention was recorded."""
+        if self.delivered_at is None or self.retention_days is None:
+            return None
+        return self.delivered_at.date() + dt.timedelta(days=self.retention_days)
+
+    def past_retention(self, today: dt.date | None = None) -> bool:
+        """The recipient should have deleted the file by ``today`` (default: the UTC date now)."""
+        until = self.retain_until
+        return until is not None and (today or dt.datetime.now(dt.UTC).date()) > until
 
 
 def get_share(conn: Connection, share_id: str, *, lock: bool = False) -> ShareRow | None:

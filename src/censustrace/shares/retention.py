@@ -43,6 +43,7 @@ from censustrace.warehouse.tables import STAGING, extracts, pupil, pupil_address
 LEGACY_ITEMS: Final = ("nationality", "country_of_birth")
 NEVER_SHARE_LEGACY: Final = "never_share_legacy"
 RETENTION_ENDED: Final = "retention_ended"
+_INTERNAL: Final = ("from_path", "by_rule", "landing_path")  # file erasure details kept off the JSON
 _TABLES: Final[dict[str, Table]] = {"pupil": pupil, "pupil_address": pupil_address}
 
 
@@ -61,9 +62,11 @@ def _planned(policy: Any, as_of: dt.date) -> list[tuple[str, str, dt.date | None
 
 
 def apply_retention(
-    settings: Settings, as_of: dt.date, *, lineage: StepLineage | None = None
+    settings: Settings, as_of: dt.date, *, lineage: StepLineage | None = None, files: bool = True
 ) -> dict[str, Any]:
-    """Erase what the rules say (see the module docstring) in one transaction; what was erased."""
+    """Erase what the rules say (see the module docstring) in one transaction; what was erased. With
+    ``files`` (the default) the archive, quarantine and outbox copies follow
+    (``censustrace.compliance.erasure``)."""
     from censustrace.consent.policies import load_policy
 
     policy = load_policy(settings.policies_dir)
@@ -103,11 +106,18 @@ def apply_retention(
     version = f"retention-{as_of.isoformat()}-{uuid.uuid4().hex[:8]}" if done else None
     if lineage is not None and version is not None:
         lineage.extend(_lineage(settings, as_of, done, version))
+    copies: list[dict[str, Any]] = []
+    if files:
+        from censustrace.compliance.erasure import erase_files, journal_day
+
+        journal_day(settings, as_of)
+        copies = erase_files(settings, as_of, lineage=lineage)
     return {
         "as_of": as_of.isoformat(),
         "rows": sum(d["rows"] for d in done),
         "erasures": [{**d, "extracts": len(d["extracts"])} for d in done],
         "version": version,
+        "files": [{k: v for k, v in c.items() if k not in _INTERNAL} for c in copies],
     }
 
 

@@ -60,6 +60,7 @@ shares = Table(
     Column("reasons", JSON, nullable=False),  # [{code, message, field}]: why it was blocked
     Column("fields", JSON, nullable=False),
     Column("transforms", JSON, nullable=False),
+    Column("retention_days", Integer),  # the agreement's: the recipient deletes the file this long after
     # Filled by build: counts only (no pupil data).
     Column("pupils", Integer),
     Column("excluded", JSON(none_as_null=True)),  # {reason: pupils}

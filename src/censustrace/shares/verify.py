@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from censustrace.audit.verify import verify_audit
+from censustrace.compliance.erasure import outbox_current
 from censustrace.config import Settings
 from censustrace.intake.archive import sha256_of
 from censustrace.lineage.naming import FILE_NAMESPACE
@@ -63,6 +64,7 @@ def verify_shares(settings: Settings) -> dict[str, Any]:
     lineage = _released_versions(
         settings, [s.lineage_run_id or release_run_id(s.share_id) for s in rows if s.status == DELIVERED]
     )
+    erased = outbox_current(settings)
     for share in rows:
         if share.status in UNFINISHED:
             pending.append(
@@ -80,7 +82,7 @@ def verify_shares(settings: Settings) -> dict[str, Any]:
         manifest = target.with_name(manifest_name(target.name))
         expected[target.resolve()] = share
         expected[manifest.resolve()] = share
-        problems += _check_delivered(share, target, manifest, counts, lineage)
+        problems += _check_delivered(share, target, manifest, counts, lineage, erased.get(share.share_id))
     files = 0
     root = settings.share_outbox_dir
     for path in sorted(root.rglob("*")) if root.is_dir() else []:
@@ -119,15 +121,25 @@ def _check_delivered(
     manifest: Path,
     counts: dict[str, int],
     lineage: set[tuple[str, str]],
+    erased: tuple[str, bool] | None = None,
 ) -> list[dict[str, Any]]:
+    """``erased``: (sha256, withheld whole) of the outbox copy after retention erasure, if any."""
     found: list[dict[str, Any]] = []
     sid = share.share_id
+    expected_sha = erased[0] if erased else share.sha256
     if not target.is_file():
         found.append(
             _problem(MISSING, f"delivered share {sid}: {target.name} is not in the outbox", sid, str(target))
         )
+    elif erased is not None and erased[1]:
+        if sha256_of(target) != expected_sha:
+            found.append(
+                _problem(
+                    SHA256, f"{target.name}: bytes differ from share {sid}'s tombstone", sid, str(target)
+                )
+            )
     else:
-        if sha256_of(target) != share.sha256:
+        if sha256_of(target) != expected_sha:
             found.append(
                 _problem(SHA256, f"{target.name}: bytes differ from share {sid}'s sha256", sid, str(target))
             )

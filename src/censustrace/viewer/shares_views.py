@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections import Counter, defaultdict
+from collections import Counter
 from typing import Any, Final
 
 from censustrace.config import Settings
@@ -126,6 +126,9 @@ def register(
                 "flags": list(share.flags),
                 "reasons": [r.get("code", "") for r in share.reasons],
                 "reason_messages": [r.get("message", "") for r in share.reasons],
+                # The agreement's retention from delivery: a share past it should be gone at the recipient.
+                "retain_until": until.isoformat() if (until := share.retain_until) else "",
+                "past_retention": share.past_retention(),
             }
         )
     needle = text.strip().lower()
@@ -182,101 +185,6 @@ def charts_data(rows: list[Json]) -> Json:
     for r in delivered:
         excluded.update({str(k): int(v) for k, v in r["excluded"].items()})
     return {"months": months, "series": series, "excluded": sorted(excluded.items(), key=lambda kv: -kv[1])}
-
-
-def article30(settings: Settings) -> Json:
-    """The record of processing (UK GDPR Art 30(1)) from the agreements and the shares actually made."""
-    from censustrace.consent.policies import load_policy
-    from censustrace.shares.register import list_shares
-
-    policy = load_policy(settings.policies_dir)
-    made: dict[str, list[Any]] = defaultdict(list)
-    for share in list_shares(settings):
-        made[share.agreement_id].append(share)
-    records = []
-    for agreement in sorted(policy.agreements.values(), key=lambda a: a.id):
-        shares = made.get(agreement.id, [])
-        delivered = [s for s in shares if s.status == "delivered"]
-        records.append(
-            {
-                "agreement": agreement.id,
-                "purpose": agreement.purpose,
-                "recipient": agreement.recipient.name,
-                "recipient_type": agreement.recipient.type,
-                "lawful_basis": agreement.lawful_basis,
-                "special_category_condition": agreement.special_category_condition or "",
-                "legal_gateway": agreement.legal_gateway or "",
-                "approval": agreement.approval.reference if agreement.approval else "",
-                "data_categories": list(agreement.fields),
-                "data_subjects": "pupils on roll in the census (children)",
-                "retention_days": agreement.retention_days,
-                "valid": f"{agreement.valid_from.isoformat()} to {agreement.valid_to.isoformat()}",
-                "shares_delivered": len(delivered),
-                "shares_blocked": sum(1 for s in shares if s.status == "blocked"),
-                "pupils_disclosed": sum(s.pupils or 0 for s in delivered),
-                "last_delivered": max((s.delivered_at for s in delivered if s.delivered_at), default=None),
-            }
-        )
-    # Shares under agreements no longer in policies/ still happened: they stay on the record.
-    for agreement_id in sorted(set(made) - set(policy.agreements)):
-        shares = made[agreement_id]
-        first = shares[0]
-        delivered = [s for s in shares if s.status == "delivered"]
-        records.append(
-            {
-                "agreement": f"{agreement_id} (no longer in policies)",
-                "purpose": first.purpose or "",
-                "recipient": first.recipient or "",
-                "recipient_type": first.recipient_type or "",
-                "lawful_basis": first.lawful_basis or "",
-                "special_category_condition": first.special_category_condition or "",
-                "legal_gateway": first.legal_gateway or "",
-                "approval": (first.approval or {}).get("reference", ""),
-                "data_categories": list(first.fields),
-                "data_subjects": "pupils on roll in the census (children)",
-                "retention_days": None,
-                "valid": "",
-                "shares_delivered": len(delivered),
-                "shares_blocked": sum(1 for s in shares if s.status == "blocked"),
-                "pupils_disclosed": sum(s.pupils or 0 for s in delivered),
-                "last_delivered": max((s.delivered_at for s in delivered if s.delivered_at), default=None),
-            }
-        )
-    return {
-        "controller": f"Local authority {settings.la}",
-        "policy_version": policy.version_hash,
-        "records": records,
-    }
-
-
-ARTICLE30_COLUMNS: Final = (
-    ("agreement", "Agreement"),
-    ("purpose", "Purpose"),
-    ("recipient", "Recipient"),
-    ("recipient_type", "Recipient type"),
-    ("lawful_basis", "Lawful basis (Art 6)"),
-    ("special_category_condition", "Special category condition (Art 9)"),
-    ("legal_gateway", "Legal gateway"),
-    ("approval", "Approval"),
-    ("data_categories", "Categories of data"),
-    ("data_subjects", "Data subjects"),
-    ("retention_days", "Retention (days)"),
-    ("valid", "Valid"),
-    ("shares_delivered", "Shares made"),
-    ("shares_blocked", "Blocked attempts"),
-    ("pupils_disclosed", "Pupil records disclosed"),
-    ("last_delivered", "Last share"),
-)
-
-
-def article30_table(record: Json) -> tuple[list[str], list[list[object]]]:
-    def cell(value: object) -> object:
-        return "; ".join(map(str, value)) if isinstance(value, list) else ("" if value is None else value)
-
-    return (
-        [label for _, label in ARTICLE30_COLUMNS],
-        [[cell(r[key]) for key, _ in ARTICLE30_COLUMNS] for r in record["records"]],
-    )
 
 
 def pdf(title: str, intro: list[str], sections: list[tuple[str, list[str], list[list[object]]]]) -> bytes:

@@ -8,6 +8,7 @@ them, so one Alembic history covers the whole warehouse.
 from __future__ import annotations
 
 import censustrace.audit.tables
+import censustrace.compliance.tables
 import censustrace.consent.tables
 import censustrace.quality.tables
 import censustrace.shares.tables  # noqa: F401  (registers the tables)

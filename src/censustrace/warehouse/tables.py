@@ -227,7 +227,14 @@ def _child_of(parent: str) -> ForeignKeyConstraint:
     )
 
 
-pupil = Table("pupil", metadata, *_pupil_columns(), Index("ix_pupil_pupil_key", "pupil_key"))
+pupil = Table(
+    "pupil",
+    metadata,
+    *_pupil_columns(),
+    Index("ix_pupil_pupil_key", "pupil_key"),
+    # Subject access by a former UPN (censustrace.compliance.subject) runs on every UPN lookup.
+    Index("ix_pupil_former_upn", "former_upn"),
+)
 pupil_address = Table("pupil_address", metadata, *_address_columns(), _child_of("pupil"))
 fsm_period = Table("fsm_period", metadata, *_fsm_columns(), _child_of("pupil"))
 

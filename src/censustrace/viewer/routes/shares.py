@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from censustrace.errors import CensustraceError
 from censustrace.lineage.store.queries import LineageNotFound
 from censustrace.viewer import auth
 from censustrace.viewer.charts import bar_chart, stacked_columns
@@ -25,15 +26,12 @@ from censustrace.viewer.shares_views import (
     REGISTER_COLUMNS,
     SORTS,
     UpnRejected,
-    article30,
-    article30_table,
     charts_data,
     column_view,
     normalise_upn,
     pdf,
     register,
     register_csv,
-    to_csv,
 )
 
 router = APIRouter(include_in_schema=False)
@@ -182,98 +180,138 @@ async def subject_access_lookup(request: Request, user: PageUser) -> Response:
     form = await form_with_csrf(request, user)
     await run_in_threadpool(_may_look_up, request, user)
     as_pdf = form.get("format") == "pdf"
+    by_name = form.get("method") == "name_dob"
     if as_pdf and not user.can("export_pupil_data"):
         await run_in_threadpool(_log, request, user, "export", "subject_access.pdf", None, "denied")
         require(user, "export_pupil_data", "download a subject access response")
+    if by_name and not user.can("export_pupil_data"):
+        # Looking a child up by name and date of birth is for compliance staff only.
+        await run_in_threadpool(_log, request, user, "subject_access", "subject_access.name", None, "denied")
+        require(user, "export_pupil_data", "look a pupil up by name and date of birth")
+    what = "subject_access.name" if by_name else "subject_access.lookup"
     try:
-        upn = normalise_upn(form.get("upn", ""))
-    except UpnRejected as rejected:
-        await run_in_threadpool(
-            _log, request, user, "subject_access", "subject_access.lookup", None, "rejected"
-        )
+        if by_name:
+            from censustrace.compliance.subject import NameDob
+
+            who = NameDob.parse(form.get("surname", ""), form.get("forename", ""), form.get("dob", ""))
+            result = await run_in_threadpool(_lookup_name, request, user, who)
+            upn = ""
+        else:
+            upn = normalise_upn(form.get("upn", ""))
+            result = await run_in_threadpool(_lookup_upn, request, user, upn, "viewer")
+    except CensustraceError as rejected:
+        await run_in_threadpool(_log, request, user, "subject_access", what, None, "rejected")
         return _render(request, "subject_access.html", user, result=None, error=rejected.message)
-    result = await run_in_threadpool(_lookup, request, upn)
-    count = len(result["shares"])
+    count = sum(len(p["shares"]) for p in result["pupils"])
     if as_pdf:
         await run_in_threadpool(_log, request, user, "export", "subject_access.pdf", count, "ok", upn)
         return _download(_subject_access_pdf(request, result), "application/pdf", "subject-access.pdf")
-    await run_in_threadpool(_log, request, user, "subject_access", "subject_access.lookup", count, "ok", upn)
-    # The UPN goes back only inside this POST answer, so the PDF button can send it again.
-    return _render(request, "subject_access.html", user, result=result, error=None, upn=upn)
+    # A name lookup's pupils are recorded by pupil key in subject_lookups (compliance.subject).
+    await run_in_threadpool(_log, request, user, "subject_access", what, count, "ok", upn or None)
+    # The identifiers go back only inside this POST answer, so the PDF button can send them again.
+    return _render(
+        request, "subject_access.html", user, result=result, error=None, upn=upn, form=form if by_name else {}
+    )
 
 
-def _lookup(request: Request, upn: str) -> Json:
-    from censustrace.shares.disclosures import subject_access
+def _lookup_upn(request: Request, user: auth.Principal, upn: str, via: str) -> Json:
+    """One child found by a current or former UPN: ``{"pupils": [answer]}`` (empty if no one)."""
+    from censustrace.compliance.subject import look_up_upns
 
-    answer = subject_access([upn], viewer_of(request).settings)["requests"][0]
-    return {"shares": answer["shares"], "decisions": answer["decisions"]}
+    settings = viewer_of(request).settings
+    answer = look_up_upns(settings, [upn], user=user.name, via=via)["requests"][0]
+    found = answer["data"] or answer["shares"] or answer["decisions"]
+    return {"pupils": [answer] if found else [], "shares": answer["shares"], "decisions": answer["decisions"]}
+
+
+def _lookup_name(request: Request, user: auth.Principal, who: Any, via: str = "viewer") -> Json:
+    from censustrace.compliance.subject import look_up_name
+
+    return look_up_name(viewer_of(request).settings, who, user=user.name, via=via)
 
 
 SUBJECT_LABELS = [
     "Date",
     "Recipient",
     "Purpose",
+    "Agreement",
     "Lawful basis",
     "Gateway",
     "Approval",
     "Fields",
+    "Retention",
     "Source file",
 ]
+HELD_LABELS = ["Census", "Source file", "Current", "Data held"]
 
 
-def _subject_rows(result: Json) -> list[list[object]]:
+def _subject_rows(shares: list[Json]) -> list[list[object]]:
     return [
         [
             s["date"],
             s["recipient"],
             s["purpose"],
+            s["agreement"],
             s["lawful_basis"],
             s["legal_gateway"] or "-",
             s["approval"] or "-",
             ", ".join(s["fields"]),
+            f"{s['retention_days']} days (until {s['retain_until']})" if s.get("retention_days") else "-",
             "{file} ({term} {year}, sha256 {sha256})".format(**s["source"]),
         ]
-        for s in result["shares"]
+        for s in shares
+    ]
+
+
+def _held_rows(data: list[Json]) -> list[list[object]]:
+    return [
+        [
+            d["census"],
+            "{file} (sha256 {sha256})".format(**d["source"])
+            + (" - erased since, see tombstone" if d["source"]["erased"] else ""),
+            "yes" if d["current"] else "superseded",
+            "; ".join(f"{k}: {v}" for k, v in d["values"].items() if v not in (None, "")),
+        ]
+        for d in data
     ]
 
 
 def _subject_access_pdf(request: Request, result: Json) -> bytes:
     settings = viewer_of(request).settings
     intro = [
-        f"Local authority {settings.la}: recipients of a pupil's census data (UK GDPR Art 15(1)(c)).",
-        "The pupil is not named in this document; attach it to your reply to the family.",
-        f"Shares that included the pupil: {len(result['shares'])}.",
+        f"Local authority {settings.la}: a pupil's census data and its recipients (UK GDPR Art 15).",
+        "Attach this document to your reply to the family.",
+        f"Children found: {len(result['pupils'])}.",
     ]
-    return pdf(
-        "Subject access response: recipients", intro, [("Shares", SUBJECT_LABELS, _subject_rows(result))]
-    )
+    sections: list[tuple[str, list[str], list[list[object]]]] = []
+    for number, child in enumerate(result["pupils"], start=1):
+        sections.append((f"Child {number}: data held", HELD_LABELS, _held_rows(child["data"])))
+        sections.append((f"Child {number}: shares", SUBJECT_LABELS, _subject_rows(child["shares"])))
+    return pdf("Subject access response", intro, sections)
 
 
 # Article 30 -------------------------------------------------------------------------------------------
 @router.get("/article-30", name="article30")
 def article30_page(request: Request, user: PageUser) -> HTMLResponse:
-    record = article30(viewer_of(request).settings)
-    labels, rows = article30_table(record)
-    return _render(request, "article30.html", user, record=record, labels=labels, rows=rows)
+    from censustrace.compliance.article30 import record_of_processing, table
+
+    record = record_of_processing(viewer_of(request).settings)
+    sections = {name: table(record, name) for name in ("activities", "refused", "planned")}
+    return _render(request, "article30.html", user, record=record, sections=sections)
 
 
 @router.get("/article-30.{fmt}", name="article30_file")
 def article30_file(request: Request, user: PageUser, fmt: Literal["csv", "pdf"]) -> Response:
+    from censustrace.compliance.article30 import record_of_processing
+    from censustrace.compliance.article30 import to_csv as record_csv
+    from censustrace.compliance.article30 import to_pdf as record_pdf
+
     require(user, "export", "export the record of processing")
-    record = article30(viewer_of(request).settings)
-    labels, rows = article30_table(record)
-    _log(request, user, "export", f"article30.{fmt}", len(rows))
+    record = record_of_processing(viewer_of(request).settings)
+    _log(request, user, "export", f"article30.{fmt}", len(record["activities"]))
     if fmt == "csv":
-        return _download(to_csv(labels, rows), "text/csv; charset=utf-8", "record-of-processing.csv")
-    intro = [
-        f"Controller: {record['controller']}. Policy version {record['policy_version'][:16]}.",
-        "One entry per data sharing agreement, with the shares actually made under it.",
-    ]
-    return _download(
-        pdf("Record of processing activities (UK GDPR Article 30)", intro, [("Processing", labels, rows)]),
-        "application/pdf",
-        "record-of-processing.pdf",
-    )
+        return _download(record_csv(record), "text/csv; charset=utf-8", "record-of-processing.csv")
+    return _download(record_pdf(record), "application/pdf", "record-of-processing.pdf")
 
 
 def share_charts(request: Request) -> Json | None:
@@ -331,12 +369,20 @@ def api_share_trace(request: Request, user: ApiUser, share_id: str) -> Json:
 
 
 class DisclosureSearch(BaseModel):
-    upn: str = Field(max_length=64, description="The pupil's UPN (spaces and lower case are normalised)")
+    upn: str = Field(
+        max_length=64, description="The pupil's current or former UPN (spaces and case normalised)"
+    )
+
+
+class NameSearch(BaseModel):
+    surname: str = Field(max_length=100, description="Legal, preferred or former surname")
+    forename: str = Field(max_length=100)
+    dob: str = Field(max_length=10, description="Date of birth, YYYY-MM-DD")
 
 
 @api.post(
     "/disclosures/search",
-    summary="Subject access: every delivered share that included the pupil",
+    summary="Subject access by current or former UPN: data held, sources, every delivered share",
     responses={
         403: {"description": "Role may not look up pupils (logged)"},
         422: {"description": "Not a UPN"},
@@ -349,6 +395,37 @@ def api_disclosures(request: Request, user: ApiUser, body: DisclosureSearch) -> 
     except UpnRejected:
         _log(request, user, "subject_access", "subject_access.api", None, outcome="rejected")
         raise
-    result = _lookup(request, upn)
+    result = _lookup_upn(request, user, upn, "api")
     _log(request, user, "subject_access", "subject_access.api", len(result["shares"]), upn=upn)
+    return result
+
+
+@api.post(
+    "/disclosures/search-by-name",
+    summary="Subject access by name and date of birth (compliance only): one answer per child found",
+    responses={
+        403: {"description": "Role may not look up pupils by name (logged)"},
+        422: {"description": "Missing name or not a date"},
+    },
+)
+def api_disclosures_by_name(request: Request, user: ApiUser, body: NameSearch) -> Json:
+    from censustrace.compliance.subject import LookupRejected, NameDob
+
+    _may_look_up(request, user)
+    if not user.can("export_pupil_data"):
+        _log(request, user, "subject_access", "subject_access.api_name", None, outcome="denied")
+        require(user, "export_pupil_data", "look a pupil up by name and date of birth")
+    try:
+        who = NameDob.parse(body.surname, body.forename, body.dob)
+    except LookupRejected as rejected:
+        _log(request, user, "subject_access", "subject_access.api_name", None, outcome="rejected")
+        raise UpnRejected(rejected.message, code=rejected.code) from None  # a 422 like a bad UPN
+    result = _lookup_name(request, user, who, "api")
+    _log(
+        request,
+        user,
+        "subject_access",
+        "subject_access.api_name",
+        sum(len(p["shares"]) for p in result["pupils"]),
+    )
     return result
