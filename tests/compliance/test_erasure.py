@@ -19,6 +19,7 @@ from censustrace.compliance.tables import file_tombstones
 from censustrace.config import Settings
 from censustrace.intake.archive import archive_path_for, sha256_of
 from censustrace.intake.ingest import ingest_file
+from censustrace.intake.quarantine_ops import retry
 from censustrace.lineage.emit import run_event
 from censustrace.lineage.facets import schema_documents
 from censustrace.lineage.model import StepLineage
@@ -153,8 +154,12 @@ def test_erased_quarantined_file_cannot_be_retried(sh: Settings, census: Callabl
     assert not archive_path_for(sh.archive_dir, sha).exists()
 
     with pytest.raises(ErasedFileError) as raised:
-        ensure_not_erased(sh, sha, broken.name)  # what a quarantine retry calls first
+        ensure_not_erased(sh, sha, broken.name)
     assert raised.value.code == ERASED_FILE
+    # `censustrace quarantine retry` refuses it with the same code, before reading anything.
+    assert outcome.extract_id is not None
+    with pytest.raises(ErasedFileError):
+        retry(sh, outcome.extract_id)
     with pytest.raises(ErasedFileError):
         ingest_file(land(sh, broken), sh)
 

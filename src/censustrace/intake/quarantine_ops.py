@@ -289,7 +289,10 @@ def retry(settings: Settings, extract_id: str) -> RetryResult:
     engine = warehouse_engine(settings.warehouse_db_url)
     with engine.connect() as conn:
         original = _open_head(conn, settings, extract_id, resumable=True)
+    from censustrace.compliance.erasure import ensure_not_erased
+
     for f in original.files:
+        ensure_not_erased(settings, f.sha256, f.original_name)  # CT-ERASED-FILE: never brought back
         path = archive_path_for(settings.archive_dir, f.sha256)
         if not path.is_file() or sha256_of(path) != f.sha256:
             raise QuarantineError(
