@@ -30,7 +30,7 @@ from censustrace.viewer import auth
 from censustrace.viewer.tables import access_log
 from censustrace.warehouse.db import warehouse_engine
 from censustrace.warehouse.tables import pupil
-from tests.shares.fixtures import AS_OF, Census, ingest_census
+from tests.shares.fixtures import Census, ingest_census
 
 
 def kinds(result: dict[str, Any], log: str | None = None) -> set[str]:
@@ -74,10 +74,10 @@ def look_up(settings: Settings, wanted: list[str]) -> None:
 def filled(sh: Settings, census: Callable[..., Census]) -> Settings:
     """Two delivered shares, a blocked attempt, three lookups and a user: both chains non-empty."""
     ingest_census(sh, census())
-    run_share("t-research", sh, AS_OF)
-    run_share("t-nursing", sh, AS_OF)
+    run_share("t-research", sh)
+    run_share("t-nursing", sh)
     with pytest.raises(ShareBlocked):
-        run_share("t-marketing", sh, AS_OF)
+        run_share("t-marketing", sh)
     look_up(sh, upns(sh, 3))
     auth.add_user(store_engine(sh), "alice", "auditor", "a long test password 1")
     return sh
@@ -249,7 +249,7 @@ def test_a_restored_old_backup_is_detected(
 
     backup(filled, tmp_path / "old")
     look_up(filled, upns(filled, 2))
-    third = run_share("t-research", filled, AS_OF)["share_id"]  # its manifest goes to the outbox
+    third = run_share("t-research", filled)["share_id"]  # its manifest goes to the outbox
     assert verify_audit(filled)["ok"]
     from censustrace.shares import lineage as share_lineage
     from tests.ops.test_ops import _wipe
@@ -292,7 +292,7 @@ def test_two_concurrent_releases_both_complete_and_chain(sh: Settings, census: C
     ingest_census(sh, census())
     built = []
     for agreement in ("t-research", "t-nursing"):
-        share_id = str(check_share(agreement, sh, AS_OF)["share_id"])
+        share_id = str(check_share(agreement, sh)["share_id"])
         build_share(share_id, sh)
         built.append(share_id)
     errors: list[BaseException] = []

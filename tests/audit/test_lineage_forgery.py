@@ -20,14 +20,14 @@ from censustrace.viewer import auth
 from censustrace.viewer.app import create_viewer_app
 from censustrace.warehouse.naming import warehouse_dataset_name, warehouse_namespace
 from tests.lineage.factories import dataset, dataset_event, job_event, run_event
-from tests.shares.fixtures import AS_OF, Census, ingest_census
+from tests.shares.fixtures import Census, ingest_census
 
 
 @pytest.fixture
 def world(sh: Settings, census: Callable[..., Census]) -> Iterator[dict[str, Any]]:
     """A delivered share traced to its census files; the viewer; an external and a pipeline token."""
     ingest_census(sh, census())
-    share = find_share(sh, str(run_share("t-research", sh, AS_OF)["share_id"]))
+    share = find_share(sh, str(run_share("t-research", sh)["share_id"]))
     engine = store_engine(sh)
     tokens = {
         "external": auth.add_token(engine, "acme-lineage", "producer"),

@@ -49,9 +49,9 @@ def test_article_30_is_built_from_the_shares_as_they_happened(
         transfers_outside_uk={"Test University": "Ireland (UK adequacy regulations)"},
     )
     ingest_census(settings, census(schools=2, pupils_per_school=20, seed=61))
-    share = run_share("t-nursing", settings, AS_OF)
+    share = run_share("t-nursing", settings)
     with pytest.raises(ShareBlocked):
-        run_share("t-marketing", settings, AS_OF)
+        run_share("t-marketing", settings)
     # "language" went blank for every pupil (as if all were refused): it was not actually sent.
     with write_transaction(warehouse_engine(settings.warehouse_db_url)) as conn:
         conn.execute(
@@ -116,7 +116,7 @@ def test_article_19_notices_for_rectification_objection_and_erasure(
 ) -> None:
     folder, manifest = generated = census(schools=1, pupils_per_school=30, seed=62)
     ingest_census(sh, generated)
-    share = run_share("t-admissions", sh, AS_OF)  # names and addresses, UPN as it is
+    share = run_share("t-admissions", sh)  # names and addresses, UPN as it is
     assert pending_notices(sh) == []
 
     # Rectification: the school resubmits with one surname corrected.

@@ -59,7 +59,7 @@ def test_expired_address_is_erased_from_the_archive_and_outbox_with_tombstones(
     generated = census(term="AUT", year=2017, seed=43, schools=2, pupils_per_school=20)
     folder, manifest = generated
     ingest_census(sh, generated)
-    share = run_share("t-admissions", sh, AS_OF)  # names and addresses as they are
+    share = run_share("t-admissions", sh)  # names and addresses as they are
     engine = lineage_engine(sh)
     target = f"dataset:file:{share['file']}@{share['sha256']}"
     before = trace_target(engine, target)["sources"]
@@ -209,7 +209,7 @@ def test_manifest_states_retention_and_register_shows_shares_past_it(
     sh: Settings, census: Callable[..., Census]
 ) -> None:
     ingest_census(sh, census(schools=1, pupils_per_school=10, seed=46))
-    share = run_share("t-nursing", sh, AS_OF)
+    share = run_share("t-nursing", sh)
     row = find_share(sh, share["share_id"])
     manifest = Path(share["file"]).with_name(Path(share["file"]).name.removesuffix(".csv") + ".manifest.json")
     assert json.loads(manifest.read_text())["retention_days"] == 365

@@ -23,7 +23,7 @@ from censustrace.shares.steps import run_share
 from censustrace.shares.tables import disclosures
 from censustrace.warehouse.db import warehouse_engine
 from censustrace.warehouse.tables import extracts, pupil
-from tests.shares.fixtures import AS_OF, Census, ingest_census
+from tests.shares.fixtures import Census, ingest_census
 
 
 def _shared_pupil_with_former_upn(settings: Settings, share_id: str) -> dict[str, Any]:
@@ -51,7 +51,7 @@ def test_former_upn_and_name_find_the_child_and_the_answer_is_full(
 ) -> None:
     generated = census(schools=2, pupils_per_school=40, seed=51)
     ingest_census(sh, generated)
-    share = run_share("t-nursing", sh, AS_OF)
+    share = run_share("t-nursing", sh)
     child = _shared_pupil_with_former_upn(sh, share["share_id"])
 
     by_current = look_up_upns(sh, [child["upn"]], user="clara", via="viewer")["requests"][0]
@@ -128,7 +128,7 @@ def test_a_share_made_under_a_temporary_upn_is_found_by_the_permanent_one(
     """Disclosures keyed by the temporary UPN (before the permanent one was known) are found from the
     permanent UPN through the record's FormerUPN."""
     ingest_census(sh, census(schools=2, pupils_per_school=40, seed=51))
-    share = run_share("t-research", sh, AS_OF)
+    share = run_share("t-research", sh)
     child = _shared_pupil_with_former_upn(sh, share["share_id"])
     secret = sh.pupil_key()
     current, temporary = pupil_key(secret, child["upn"]), pupil_key(secret, child["former_upn"])
