@@ -39,6 +39,13 @@ class Viewer:
         self._lock = threading.Lock()
         self.templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
         self.templates.env.globals["href"] = href
+        from censustrace.viewer import timefmt
+
+        zone = settings.viewer_timezone
+        self.templates.env.filters["human_time"] = lambda value, seconds=False: timefmt.human(
+            value, zone, seconds=seconds
+        )
+        self.templates.env.filters["time_el"] = lambda value: timefmt.time_element(value, zone)
 
     def engine(self) -> Engine:
         if self._engine is None:

@@ -83,6 +83,30 @@ def _share_trace(request: Request, share: Any) -> Json | None:
         return trace_view(result, lambda kind, **params: href(request, kind, **params), conn)
 
 
+def _share_lineage(request: Request, share: Any, by: str, page: int) -> Json | None:
+    """The grouped graph and one page of received files behind the released file (None if there is
+    no released file or its lineage is not in the store)."""
+    from censustrace.lineage.store.queries import find_dataset, find_dataset_version
+    from censustrace.viewer.share_graph import EXPANSIONS, share_lineage
+
+    if not share.file_path or not share.sha256:
+        return None
+    with viewer_of(request).engine().connect() as conn:
+        dataset_id = find_dataset(conn, "file", share.file_path)
+        start = find_dataset_version(conn, dataset_id, share.sha256) if dataset_id is not None else None
+        if start is None:
+            return None
+        return share_lineage(
+            conn,
+            start,
+            share_id=share.share_id,
+            start_label=f"to {share.recipient or 'the recipient'}",
+            by=by if by in EXPANSIONS else "",
+            page=page,
+            href=lambda kind, **params: href(request, kind, **params),
+        )
+
+
 # Register ------------------------------------------------------------------------------------------------
 @router.get("/shares", name="shares")
 def shares_page(
@@ -134,7 +158,13 @@ def shares_csv(
 
 
 @router.get("/shares/{share_id}", name="share")
-def share_page(request: Request, user: PageUser, share_id: str) -> HTMLResponse:
+def share_page(
+    request: Request,
+    user: PageUser,
+    share_id: str,
+    by: Annotated[str, Query(max_length=10)] = "",
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+) -> HTMLResponse:
     share = _share_or_404(request, share_id)
     return _render(
         request,
@@ -142,7 +172,7 @@ def share_page(request: Request, user: PageUser, share_id: str) -> HTMLResponse:
         user,
         share=share,
         summary=share.summary(),
-        trace=_share_trace(request, share),
+        trace=_share_lineage(request, share, by, page),
         columns=column_view(share),
     )
 
