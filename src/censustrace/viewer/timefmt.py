@@ -13,6 +13,7 @@ from markupsafe import Markup, escape
 
 # Fractions of a second beyond microseconds (OpenLineage producers send nanoseconds) and a "Z" suffix.
 _FRACTION = re.compile(r"(\.\d{6})\d+")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 @lru_cache(maxsize=8)
@@ -41,6 +42,8 @@ def human(value: object, zone: str, *, seconds: bool = False) -> str:
     unparseable as given; None as an em dash."""
     if value is None or value == "":
         return "—"
+    if isinstance(value, str) and _DATE.fullmatch(value.strip()):
+        value = date.fromisoformat(value.strip())
     if isinstance(value, date) and not isinstance(value, datetime):
         return f"{value.day} {value:%b %Y}"
     when = parse(value)

@@ -24,6 +24,7 @@ from censustrace.viewer.lineage_views import trace_view
 from censustrace.viewer.shares_views import (
     REGISTER_COLUMNS,
     SORTS,
+    RegisterQuery,
     UpnRejected,
     article30,
     article30_table,
@@ -33,6 +34,7 @@ from censustrace.viewer.shares_views import (
     pdf,
     register,
     register_csv,
+    register_page,
     to_csv,
 )
 
@@ -108,6 +110,9 @@ def _share_lineage(request: Request, share: Any, by: str, page: int) -> Json | N
 
 
 # Register ------------------------------------------------------------------------------------------------
+REGISTER_PAGE_SIZE = 100
+
+
 @router.get("/shares", name="shares")
 def shares_page(
     request: Request,
@@ -118,15 +123,11 @@ def shares_page(
     q: Text = "",
     sort: Text = "date",
     order: Text = "desc",
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
 ) -> HTMLResponse:
-    rows = register(
-        viewer_of(request).settings,
-        status=status,
-        recipient=recipient,
-        purpose=purpose,
-        text=q,
-        sort=sort,
-        descending=order != "asc",
+    query = RegisterQuery(status, recipient, purpose, q, sort if sort in SORTS else "date", order != "asc")
+    rows, total = register_page(
+        viewer_of(request).settings, query, limit=REGISTER_PAGE_SIZE, offset=(page - 1) * REGISTER_PAGE_SIZE
     )
     filters = {"status": status, "recipient": recipient, "purpose": purpose, "q": q}
     return _render(
@@ -134,8 +135,11 @@ def shares_page(
         "shares.html",
         user,
         rows=rows,
+        total=total,
+        page=page,
+        pages=max(1, -(-total // REGISTER_PAGE_SIZE)),
         filters=filters,
-        sort=sort if sort in SORTS else "date",
+        sort=query.sort,
         order="asc" if order == "asc" else "desc",
         columns=REGISTER_COLUMNS,
         sorts=SORTS,
@@ -307,25 +311,22 @@ def share_charts(request: Request) -> Json | None:
 
 
 # JSON API ---------------------------------------------------------------------------------------------
-@api.get("/shares", summary="The share register: every share and blocked attempt")
+@api.get("/shares", summary="The share register: every share and blocked attempt, filtered, sorted, paged")
 def api_shares(
     request: Request,
     user: ApiUser,
     status: Text = "",
     recipient: Text = "",
     purpose: Text = "",
+    q: Text = "",
     sort: Text = "date",
     order: Text = "desc",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Json:
-    rows = register(
-        viewer_of(request).settings,
-        status=status,
-        recipient=recipient,
-        purpose=purpose,
-        sort=sort,
-        descending=order != "asc",
-    )
-    return {"shares": rows, "totalCount": len(rows)}
+    query = RegisterQuery(status, recipient, purpose, q, sort if sort in SORTS else "date", order != "asc")
+    rows, total = register_page(viewer_of(request).settings, query, limit=limit, offset=offset)
+    return {"shares": rows, "totalCount": total, "limit": limit, "offset": offset}
 
 
 @api.get("/shares/{share_id}", summary="One share: agreement, recipient, counts, fields and transforms")
