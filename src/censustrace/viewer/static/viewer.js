@@ -62,14 +62,21 @@ document.addEventListener("DOMContentLoaded", () => {
       setBox(svg, [x + dx * w, y + dy * h, w, h]);
     };
     const focusOn = (id) => {
+      // Centre the node and zoom so it fills about half of the view (never zooming out).
       const svg = visible();
       const node = Array.from(svg.querySelectorAll("g.node")).find((g) => g.id.slice(2) === id);
       if (!node) return;
-      const b = node.getBBox();
-      const full = home.get(svg);
-      const w = Math.max(b.width * 3, full[2] / 4);
-      const h = w * (svg.clientHeight / Math.max(svg.clientWidth, 1));
-      setBox(svg, [b.x + b.width / 2 - w / 2, b.y + b.height / 2 - h / 2, w, h]);
+      const r = node.getBoundingClientRect();
+      const inverse = svg.getScreenCTM().inverse();
+      const corner = (x, y) => { const p = svg.createSVGPoint(); p.x = x; p.y = y; return p.matrixTransform(inverse); };
+      const a = corner(r.left, r.top);
+      const b = corner(r.right, r.bottom);
+      const [, , cw, ch] = box(svg);
+      const aspect = svg.clientHeight / Math.max(svg.clientWidth, 1);
+      let w = Math.min(cw, (b.x - a.x) * 2);
+      if (w * aspect < (b.y - a.y) * 2) w = Math.min(cw, ((b.y - a.y) * 2) / aspect);
+      const h = w * aspect;
+      setBox(svg, [(a.x + b.x) / 2 - w / 2, (a.y + b.y) / 2 - h / 2, w, h]);
     };
     const select = (id) => {
       selected = id;
