@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 
 from censustrace.lineage.store import store_event, trace_upstream
 from censustrace.lineage.store.queries import find_dataset, find_dataset_version
-from censustrace.lineage.store.upstream import source_page, upstream
+from censustrace.lineage.store.upstream import upstream
 
 from .factories import at, dataset, facet, run_event, unique
 
@@ -69,9 +69,9 @@ def test_one_recursive_query_finds_the_same_sources_grouped(engine: Engine) -> N
     )
     start = start_id(engine, "file", f"/outbox/{tag}.csv", sha(tag))
     with engine.connect() as conn:
-        found = upstream(conn, start)
-        page = source_page(conn, start, 0, 3)
-        rest = source_page(conn, start, 3, 3)
+        found = upstream(conn, start, offset=0, limit=3)
+        page = found.page
+        rest = upstream(conn, start, offset=3, limit=3).page
         expected = trace_upstream(conn, "file", f"/outbox/{tag}.csv", sha(tag))
     assert found.source_count == 5
     assert sorted(s["name"] for s in page + rest) == sorted(s.name for s in expected.sources)

@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from sqlalchemy.engine import Connection
 
-from censustrace.lineage.store.upstream import Group, GroupKey, Upstream, source_page, upstream
+from censustrace.lineage.store.upstream import Group, GroupKey, Upstream, upstream
 from censustrace.viewer import dot
 from censustrace.viewer.lineage_views import census_facets_by_sha, short_name, source_row
 
@@ -211,10 +211,12 @@ def share_lineage(
     href: Href,
 ) -> Json:
     """Everything "Where it came from" shows: the grouped graph and one page of the received files."""
-    up = upstream(conn, start_version)
+    up = upstream(conn, start_version, offset=(max(page, 1) - 1) * PAGE_SIZE, limit=PAGE_SIZE)
     pages = max(1, -(-up.source_count // PAGE_SIZE))
-    page = min(max(page, 1), pages)
-    rows = source_page(conn, start_version, (page - 1) * PAGE_SIZE, PAGE_SIZE)
+    if page > pages:  # past the end: show the last page
+        page = pages
+        up = upstream(conn, start_version, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+    rows = up.page
     from censustrace.lineage.store.queries import merged_facets
     from censustrace.lineage.store.tables import facets
 

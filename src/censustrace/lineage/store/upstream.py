@@ -16,6 +16,8 @@ come back:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -24,8 +26,9 @@ from sqlalchemy.engine import Connection
 
 Json = dict[str, Any]
 
-#: The walk: every version upstream of :start (itself included), and the (run, version) read edges.
+#: The walk, one recursive statement: every version upstream of :start (itself included).
 _WALK: Final = """
+INSERT INTO ct_up (version_id)
 WITH RECURSIVE up(version_id) AS (
     SELECT :start
     UNION
@@ -33,86 +36,86 @@ WITH RECURSIVE up(version_id) AS (
     FROM up
     JOIN run_dataset_versions o ON o.dataset_version_id = up.version_id AND o.direction = 'output'
     JOIN run_dataset_versions i ON i.run_id = o.run_id AND i.direction = 'input'
-),
-wrote AS (
-    SELECT DISTINCT o.run_id, o.dataset_version_id AS version_id
-    FROM up
-    JOIN run_dataset_versions o ON o.dataset_version_id = up.version_id AND o.direction = 'output'
-    WHERE EXISTS (
-        SELECT 1 FROM run_dataset_versions x WHERE x.run_id = o.run_id AND x.direction = 'input'
-    )
-),
-vkey AS (
-    SELECT up.version_id, d.namespace_id,
-           CASE WHEN up.version_id = :start THEN -1 ELSE 0 END AS dkey,
-           CASE WHEN n.name = 'file' THEN 0 ELSE d.id END AS tkey,
-           COALESCE(MIN(r.job_id), 0) AS writer
-    FROM up
-    JOIN dataset_versions dv ON dv.id = up.version_id
-    JOIN datasets d ON d.id = dv.dataset_id
-    JOIN namespaces n ON n.id = d.namespace_id
-    LEFT JOIN wrote w ON w.version_id = up.version_id
-    LEFT JOIN runs r ON r.id = w.run_id
-    GROUP BY up.version_id, d.namespace_id, d.id, n.name
 )
+SELECT version_id FROM up
 """
 
-_GROUPS: Final = (
-    _WALK
-    + """
-SELECT v.namespace_id, v.writer, v.dkey, v.tkey, COUNT(*) AS versions, MIN(v.version_id) AS first_version,
-       COUNT(DISTINCT dv.dataset_id) AS datasets
-FROM vkey v JOIN dataset_versions dv ON dv.id = v.version_id
-GROUP BY v.namespace_id, v.writer, v.dkey, v.tkey
+#: The runs that wrote them having read something (a run that read nothing makes its output a source).
+_WROTE: Final = """
+INSERT INTO ct_wrote (version_id, run_id)
+SELECT DISTINCT o.dataset_version_id, o.run_id
+FROM ct_up up
+JOIN run_dataset_versions o ON o.dataset_version_id = up.version_id AND o.direction = 'output'
+WHERE EXISTS (SELECT 1 FROM run_dataset_versions x WHERE x.run_id = o.run_id AND x.direction = 'input')
 """
-)
 
-_EDGES: Final = (
-    _WALK
-    + """
-SELECT vi.namespace_id, vi.writer, vi.dkey, vo.namespace_id, vo.writer, vo.dkey, r.job_id,
-       COUNT(DISTINCT r.id) AS runs
-FROM wrote w
-JOIN runs r ON r.id = w.run_id
-JOIN vkey vo ON vo.version_id = w.version_id
-JOIN run_dataset_versions i ON i.run_id = w.run_id AND i.direction = 'input'
-JOIN vkey vi ON vi.version_id = i.dataset_version_id
-GROUP BY vi.namespace_id, vi.writer, vi.dkey, vo.namespace_id, vo.writer, vo.dkey, r.job_id
-"""
-)
-
-_SOURCES: Final = _WALK + ", src AS (SELECT version_id FROM vkey WHERE writer = 0 AND version_id <> :start)"  # noqa: S608
-
-_SOURCE_PAGE: Final = (
-    _SOURCES
-    + """
-SELECT src.version_id, n.name AS namespace, d.name, dv.version, dv.version_source
-FROM src
-JOIN dataset_versions dv ON dv.id = src.version_id
+#: Each version's group: (namespace, writing job or 0, -1 for the start), and its table (0 for files).
+_VKEY: Final = """
+INSERT INTO ct_vkey (version_id, namespace_id, writer, dkey, tkey, version)
+SELECT up.version_id, d.namespace_id, COALESCE(MIN(r.job_id), 0),
+       CASE WHEN up.version_id = :start THEN -1 ELSE 0 END,
+       CASE WHEN n.name = 'file' THEN 0 ELSE d.id END,
+       dv.version
+FROM ct_up up
+JOIN dataset_versions dv ON dv.id = up.version_id
 JOIN datasets d ON d.id = dv.dataset_id
 JOIN namespaces n ON n.id = d.namespace_id
-ORDER BY d.name, dv.version, src.version_id
+LEFT JOIN ct_wrote w ON w.version_id = up.version_id
+LEFT JOIN runs r ON r.id = w.run_id
+GROUP BY up.version_id, d.namespace_id, d.id, n.name, dv.version
+"""
+
+_GROUPS: Final = """
+SELECT namespace_id, writer, dkey, tkey, COUNT(*), MIN(version_id), COUNT(DISTINCT tkey)
+FROM ct_vkey GROUP BY namespace_id, writer, dkey, tkey
+"""
+
+_EDGES: Final = """
+SELECT vi.namespace_id, vi.writer, vi.dkey, vo.namespace_id, vo.writer, vo.dkey, r.job_id,
+       COUNT(DISTINCT r.id) AS runs
+FROM ct_wrote w
+JOIN runs r ON r.id = w.run_id
+JOIN ct_vkey vo ON vo.version_id = w.version_id
+JOIN run_dataset_versions i ON i.run_id = w.run_id AND i.direction = 'input'
+JOIN ct_vkey vi ON vi.version_id = i.dataset_version_id
+GROUP BY vi.namespace_id, vi.writer, vi.dkey, vo.namespace_id, vo.writer, vo.dkey, r.job_id
+"""
+
+_SOURCE_PAGE: Final = """
+SELECT s.version_id, n.name AS namespace, d.name, dv.version, dv.version_source
+FROM ct_vkey s
+JOIN dataset_versions dv ON dv.id = s.version_id
+JOIN datasets d ON d.id = dv.dataset_id
+JOIN namespaces n ON n.id = d.namespace_id
+WHERE s.writer = 0 AND s.dkey = 0
+ORDER BY d.name, dv.version, s.version_id
 LIMIT :limit OFFSET :offset
 """
-)
 
-#: LAESTAB per source, from the richest ``censusExtract`` facet on any version of the same bytes: the
-#: received file is described before its header is read, its archived copy (same sha256) after.
-_SCHOOLS: Final = (
-    _SOURCES  # noqa: S608 - fixed text; {laestab} is one of two fixed expressions
-    + """,
-upv AS (SELECT up.version_id, dv.version FROM up JOIN dataset_versions dv ON dv.id = up.version_id),
-school AS (
-    SELECT src.version_id, MAX({laestab}) AS laestab
-    FROM src
-    JOIN upv s ON s.version_id = src.version_id
-    LEFT JOIN upv same ON same.version = s.version
+#: LAESTAB per source, from the richest ``censusExtract`` facet on any version of the same bytes in the
+#: walk: the received file is described before its header is read, its archived copy (same sha256) after.
+_SCHOOLS: Final = """
+SELECT laestab, COUNT(*) FROM (
+    SELECT s.version_id, MAX({laestab}) AS laestab
+    FROM ct_vkey s
+    LEFT JOIN ct_vkey same ON same.version = s.version
     LEFT JOIN facets f ON f.dataset_version_id = same.version_id AND f.name = 'censusExtract'
-    GROUP BY src.version_id
-)
-SELECT laestab, COUNT(*) FROM school GROUP BY laestab
+    WHERE s.writer = 0 AND s.dkey = 0
+    GROUP BY s.version_id
+) school GROUP BY laestab
 """
+
+_TEMP_TABLES: Final = (
+    "CREATE TEMPORARY TABLE IF NOT EXISTS ct_up (version_id INTEGER PRIMARY KEY)",
+    "CREATE TEMPORARY TABLE IF NOT EXISTS ct_wrote (version_id INTEGER, run_id INTEGER, "
+    "PRIMARY KEY (version_id, run_id))",
+    "CREATE TEMPORARY TABLE IF NOT EXISTS ct_vkey (version_id INTEGER PRIMARY KEY, namespace_id INTEGER, "
+    "writer INTEGER, dkey INTEGER, tkey INTEGER, version VARCHAR)",
+    "CREATE INDEX IF NOT EXISTS ct_vkey_version ON ct_vkey (version)",
 )
+_WORK_TABLES: Final = ("ct_vkey", "ct_wrote", "ct_up")
+#: Marks a DBAPI connection (``Connection.info`` lives as long as it) whose temporary tables exist.
+_READY: Final = "censustrace_upstream_tables"
 
 
 def _laestab_sql(conn: Connection) -> str:
@@ -154,6 +157,8 @@ class Upstream:
     source_count: int
     #: Sources per LAESTAB ("" when no facet names the school).
     schools: dict[str, int] = field(default_factory=dict)
+    #: One page of the sources by name (``{version_id, namespace, name, version, versionSource}``).
+    page: list[Json] = field(default_factory=list)
 
 
 def _names(conn: Connection, table: str, ids: set[int]) -> dict[int, str]:
@@ -165,12 +170,46 @@ def _names(conn: Connection, table: str, ids: set[int]) -> dict[int, str]:
     return {int(row[0]): str(row[1]) for row in rows}
 
 
-def upstream(conn: Connection, start_version: int) -> Upstream:
-    """The grouped graph upstream of ``start_version`` and its sources' schools (four statements)."""
-    params = {"start": start_version}
-    group_rows = conn.execute(text(_GROUPS), params).all()
-    edge_rows = conn.execute(text(_EDGES), params).all()
-    school_rows = conn.execute(text(_SCHOOLS.format(laestab=_laestab_sql(conn))), params).all()
+@contextmanager
+def _walked(conn: Connection, start_version: int) -> Iterator[None]:
+    """The walk from ``start_version`` materialised in indexed temporary tables of this connection (the
+    grouping statements join them several times; as common table expressions PostgreSQL's planner could
+    not estimate them and joined them by nested loops). The tables are made once per database connection
+    (committed, so a rollback keeps them) and emptied around each use."""
+    if not conn.info.get(_READY):
+        if conn.in_transaction():
+            conn.commit()  # nothing of ours is pending: a page's connection only reads
+        for statement in _TEMP_TABLES:
+            conn.execute(text(statement))
+        conn.commit()
+        conn.info[_READY] = True
+    try:
+        for table in _WORK_TABLES:
+            conn.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - our fixed table names
+        params = {"start": start_version}
+        analyse = conn.dialect.name == "postgresql"  # row counts for the planner (none for temp tables)
+        for statement, table in ((_WALK, "ct_up"), (_WROTE, "ct_wrote"), (_VKEY, "ct_vkey")):
+            conn.execute(text(statement), params if ":start" in statement else {})
+            if analyse:
+                conn.execute(text(f"ANALYZE {table}"))
+        yield
+    finally:
+        for table in _WORK_TABLES:
+            conn.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - our fixed table names
+
+
+def upstream(conn: Connection, start_version: int, *, offset: int = 0, limit: int = 0) -> Upstream:
+    """The grouped graph upstream of ``start_version``, its sources' schools, and (``limit`` > 0) one page
+    of its sources by name. One recursive statement walks the graph; the rest group what it found."""
+    with _walked(conn, start_version):
+        group_rows = conn.execute(text(_GROUPS)).all()
+        edge_rows = conn.execute(text(_EDGES)).all()
+        school_rows = conn.execute(text(_SCHOOLS.format(laestab=_laestab_sql(conn)))).all()
+        page_rows = (
+            conn.execute(text(_SOURCE_PAGE), {"offset": max(offset, 0), "limit": limit}).all()
+            if limit > 0
+            else []
+        )
     namespace_names = _names(conn, "namespaces", {int(r[0]) for r in group_rows})
     job_names = _names(conn, "jobs", {int(r[1]) for r in group_rows if r[1]} | {int(r[6]) for r in edge_rows})
     dataset_names = _names(conn, "datasets", {int(r[3]) for r in group_rows if int(r[3]) > 0})
@@ -199,21 +238,8 @@ def upstream(conn: Connection, start_version: int) -> Upstream:
         for r in edge_rows
     ]
     schools = {str(laestab or ""): int(n) for laestab, n in school_rows}
-    return Upstream(start_version, groups, edges, sum(schools.values()), schools)
-
-
-def source_page(conn: Connection, start_version: int, offset: int, limit: int) -> list[Json]:
-    """One page of the sources (received files) upstream of ``start_version``, by name."""
-    rows = conn.execute(
-        text(_SOURCE_PAGE), {"start": start_version, "offset": max(offset, 0), "limit": limit}
-    ).all()
-    return [
-        {
-            "version_id": int(row[0]),
-            "namespace": row[1],
-            "name": row[2],
-            "version": row[3],
-            "versionSource": row[4],
-        }
-        for row in rows
+    page = [
+        {"version_id": int(r[0]), "namespace": r[1], "name": r[2], "version": r[3], "versionSource": r[4]}
+        for r in page_rows
     ]
+    return Upstream(start_version, groups, edges, sum(schools.values()), schools, page)
