@@ -20,6 +20,8 @@ embedded Airflow home).
 | ``CENSUSTRACE_API_PORT`` | ``8000`` | port of the lineage API (``censustrace serve``) |
 | ``CENSUSTRACE_PUBLIC_URL`` | ``http://127.0.0.1:$API_PORT`` | where browsers reach the viewer |
 | ``CENSUSTRACE_VIEWER_SESSION_MINUTES`` | ``30`` | viewer sessions end after this long idle (12 h at most) |
+| ``CENSUSTRACE_VIEWER_TIMEZONE`` | ``Europe/London`` | IANA time zone the viewer shows times in |
+| ``CENSUSTRACE_VIEWER_AIRFLOW_ROLES`` | ``Admin=compliance,Op=engineer,...`` | Airflow → viewer roles |
 | ``CENSUSTRACE_LA`` | ``330`` | the local authority this instance serves |
 | ``CENSUSTRACE_POLICIES_DIR`` | ``<checkout>/policies`` | fields, purposes, rules, agreements, schemas |
 | ``CENSUSTRACE_SHARE_OUTBOX`` | ``$HOME/shares/outbox`` | released shares, one folder per recipient |
