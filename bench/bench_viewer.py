@@ -1221,7 +1221,7 @@ def bench_share_page(
         wide_page = time_page(client, wide_id, args.requests, wide_sources, dbs)
         log(
             "  GET /shares/{{id}} of the wide share ({count} sources): "
-            "median {p50:.0f} ms, p95 {p95:.0f} ms".format(n=wide_sources, **wide_page["wall_ms"])
+            "median {p50:.0f} ms, p95 {p95:.0f} ms".format(count=wide_sources, **wide_page["wall_ms"])
         )
         by_school = time_page(client, share_id, args.requests, sources, dbs, query="?by=school")
         paged = time_page(client, share_id, args.requests, sources, dbs, query="?page=20")
@@ -1495,7 +1495,7 @@ def profile_page(app: Any, share_id: str) -> Json:
 REGISTER_QUERIES: tuple[tuple[str, dict[str, str]], ...] = (
     ("newest first, page 1", {}),
     ("status = blocked", {"status": "blocked"}),
-    ("recipient contains 'health'", {"recipient": "health"}),
+    ("recipient contains 'council'", {"recipient": "council"}),
     ("any text 'immigration'", {"q": "immigration"}),
     ("sorted by pupils, ascending", {"sort": "pupils", "order": "asc"}),
     ("page 50", {"page": "50"}),
