@@ -50,19 +50,22 @@ def test_fab_users_roles_are_mapped_too() -> None:
 
 
 @pytest.fixture(scope="module")
-def airflow_tokens(airflow_db: Settings) -> Any:
+def airflow_tokens(airflow_db: Settings) -> Iterator[Any]:
     """Airflow's real auth manager (SimpleAuthManager, from this session's Airflow config), initialised
     as the API server does; returns a function making the JWT Airflow would set as its ``_token``."""
-    from airflow.api_fastapi.app import create_auth_manager
+    from airflow.api_fastapi import app as airflow_app
     from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
 
-    manager = create_auth_manager()
+    before = airflow_app._AuthManagerState.instance
+    manager = airflow_app.create_auth_manager()
     manager.init()
 
     def token(name: str, role: str | None) -> str:
         return str(manager.generate_jwt(SimpleAuthManagerUser(username=name, role=role)))
 
-    return token
+    yield token
+    # Leave the process as we found it: other tests mount the viewer outside any API server.
+    airflow_app._AuthManagerState.instance = before
 
 
 def mounted(home: Home, settings: Settings | None = None) -> TestClient:
