@@ -1154,6 +1154,8 @@ def bench_share_page(
     )
 
     copies = args.terms
+    with engine.connect() as conn:
+        versions_before_copy = int(conn.execute(text("SELECT max(id) FROM dataset_versions")).scalar_one())
     log(f"share page: {copies - 1} renamed copies of every row of the store (SQL)")
     with Clock(dbs) as copy_clock:
         copied = copy_store(engine, copies)
@@ -1161,10 +1163,26 @@ def bench_share_page(
     counts = store_counts(engine)
     log(f"  {copied_rows:,} rows in {copy_clock.wall:.0f} s; store {counts}")
 
+    wide_rounds = min(args.wide_rounds, copies)
+    wide_id = make_wide_share(engine, settings, row_of_traced, wide_rounds, versions_before_copy)
+    log(
+        f"  wide share: the traced share's release reading {wide_rounds} rounds "
+        f"({wide_rounds * seed_schools} extracts)"
+    )
+
     # Breakdown by direct calls -----------------------------------------------------------------------------
     share = find_share(settings, share_id)
     if not share.file_path or not share.sha256:
         raise RuntimeError("the traced share has no released file")
+    ours_direct = []
+    for _ in range(args.breakdown):
+        t0 = time.perf_counter()
+        ours_model = share_lineage_direct(engine, share)
+        ours_direct.append(time.perf_counter() - t0)
+    log(
+        f"  ours, share_lineage() direct: median {statistics.median(ours_direct) * 1e3:.0f} ms, "
+        f"{ours_model['source_count']} sources, {len(ours_model['nodes'])} graph nodes"
+    )
     parts: dict[str, list[float]] = {
         "find_share": [],
         "trace_upstream": [],
@@ -1199,6 +1217,14 @@ def bench_share_page(
     with client:
         page = time_page(client, share_id, args.requests, sources, dbs)
         log("  GET /shares/{{id}}: median {p50:.0f} ms, p95 {p95:.0f} ms".format(**page["wall_ms"]))
+        wide_sources = wide_rounds * seed_schools
+        wide_page = time_page(client, wide_id, args.requests, wide_sources, dbs)
+        log(
+            "  GET /shares/{{id}} of the wide share ({count} sources): "
+            "median {p50:.0f} ms, p95 {p95:.0f} ms".format(count=wide_sources, **wide_page["wall_ms"])
+        )
+        by_school = time_page(client, share_id, args.requests, sources, dbs, query="?by=school")
+        paged = time_page(client, share_id, args.requests, sources, dbs, query="?page=20")
         scaling = []
         for size, smaller in smaller_shares:
             timed = time_page(client, smaller, args.requests // 2, size, dbs)
@@ -1208,6 +1234,18 @@ def bench_share_page(
             )
     profile = profile_page(app, share_id)
     log(f"  page handler called directly: {profile['handler_ms']:.0f} ms; profile {profile['cumulative_ms']}")
+    # The page's old path on the wide share (trace_upstream walk level by level, then the old page model).
+    wide = find_share(settings, wide_id)
+    wide_old = []
+    for _ in range(max(1, args.breakdown - 1)):
+        t0 = time.perf_counter()
+        with engine.connect() as conn:
+            wide_result = trace_upstream(conn, "file", wide.file_path or "", wide.sha256 or "")
+            trace_view(wide_result, lambda kind, **params: f"/{kind}", conn)
+        wide_old.append(time.perf_counter() - t0)
+    if len(wide_result.sources) != wide_sources:
+        raise RuntimeError(f"the wide share traces to {len(wide_result.sources)} sources, not {wide_sources}")
+    log(f"  old path on the wide share: {statistics.median(wide_old):.1f} s")
 
     # naive: the per-edge walk -------------------------------------------------------------------------------
     ours_sources = sorted((s.namespace, s.name, s.version) for s in result.sources)
@@ -1242,6 +1280,11 @@ def bench_share_page(
         "breakdown_ms": {k: statistics.median(v) * 1e3 for k, v in parts.items()},
         "trace_upstream_cpu_ms": statistics.median(trace_cpu) * 1e3,
         "page": page,
+        "ours_direct_ms": summary(ours_direct),
+        "old_path_ms": {k: statistics.median(v) * 1e3 for k, v in parts.items()},
+        "page_by_school": by_school,
+        "page_20": paged,
+        "wide": {"sources": wide_sources, "page": wide_page, "old_path_s": wide_old},
         "smaller_shares": scaling,
         "wide_share_lookups": wide_lookups,
         "profile": profile,
@@ -1254,16 +1297,23 @@ def bench_share_page(
     return result_json
 
 
-def time_page(client: Any, share_id: str, requests: int, sources: int, dbs: Sequence[str]) -> Json:
-    """``GET /shares/{id}`` ``requests`` times after 3 warm-ups; every answer must list every source."""
+def time_page(
+    client: Any, share_id: str, requests: int, sources: int, dbs: Sequence[str], query: str = ""
+) -> Json:
+    """``GET /shares/{id}`` ``requests`` times after 3 warm-ups; every answer must count every source and
+    list one page of them."""
+    from censustrace.viewer.share_graph import PAGE_SIZE
+
     walls, cpus, server_cpus, sizes = [], [], [], []
     for n in range(3 + requests):
         with Clock(dbs) as clock:
-            response = client.get(f"/shares/{share_id}")
+            response = client.get(f"/shares/{share_id}{query}")
         if response.status_code != 200:
-            raise RuntimeError(f"GET /shares/{share_id}: {response.status_code}")
-        if response.text.count('<td class="mono sha">') != sources:
-            raise RuntimeError("the share page does not list every source file")
+            raise RuntimeError(f"GET /shares/{share_id}{query}: {response.status_code}")
+        if f"Received census files behind this share: {sources}" not in response.text:
+            raise RuntimeError("the share page does not count every source file")
+        if "page=" not in query and response.text.count('<td class="mono sha">') != min(sources, PAGE_SIZE):
+            raise RuntimeError("the share page does not list a full page of source files")
         if n >= 3:
             walls.append(clock.wall)
             cpus.append(clock.cpu)
@@ -1275,6 +1325,94 @@ def time_page(client: Any, share_id: str, requests: int, sources: int, dbs: Sequ
         "postgres_cpu_ms": summary(server_cpus),
         "bytes": statistics.median(sizes),
     }
+
+
+def share_lineage_direct(engine: Engine, share: Any) -> Json:
+    """What the page computes for "Where it came from", called directly (no HTTP, template)."""
+    from censustrace.lineage.store.queries import find_dataset, find_dataset_version
+    from censustrace.viewer.share_graph import share_lineage
+
+    with engine.connect() as conn:
+        dataset_id = find_dataset(conn, "file", share.file_path)
+        start = find_dataset_version(conn, dataset_id or -1, share.sha256)
+        if start is None:
+            raise RuntimeError("no lineage for the share file")
+        return share_lineage(
+            conn, start, share_id=share.share_id, start_label="to x", by="", page=1, href=lambda *a, **k: "/"
+        )
+
+
+def make_wide_share(
+    engine: Engine, settings: Settings, traced_row: Json, rounds: int, top_version: int
+) -> str:
+    """A share whose release read the same tables as the traced share in ``rounds`` census rounds (the
+    original and ``rounds - 1`` copies made by :func:`copy_store`, whose version ids are the original's
+    plus ``n * top_version``): its lineage is made in SQL, its register row copied from the traced one."""
+    from censustrace.shares.check import share_id_for
+
+    share_id = share_id_for(TRACED_AGREEMENT, f"bench-wide-{rounds}")
+    file_path = f"{traced_row['file_path']}.wide{rounds}"
+    sha = hashlib.sha256(file_path.encode()).hexdigest()
+    with engine.begin() as conn:
+        start = conn.execute(
+            text(
+                "SELECT dv.id, d.namespace_id FROM dataset_versions dv "
+                "JOIN datasets d ON d.id = dv.dataset_id "
+                "WHERE d.name = :name AND dv.version = :version"
+            ),
+            {"name": traced_row["file_path"], "version": traced_row["sha256"]},
+        ).one()
+        release = conn.execute(
+            text(
+                "SELECT run_id FROM run_dataset_versions "
+                "WHERE dataset_version_id = :v AND direction = 'output'"
+            ),
+            {"v": start[0]},
+        ).scalar_one()
+        now = "2026-10-15T06:00:00.000000000Z"
+        run_id = conn.execute(
+            text(
+                "INSERT INTO runs (run_uuid, job_id, parent_run_uuid, state, state_time, started_at, "
+                "ended_at, created_at, updated_at) SELECT :uuid, job_id, NULL, state, state_time, "
+                "started_at, ended_at, "
+                "created_at, updated_at FROM runs WHERE id = :run RETURNING id"
+            ),
+            {"uuid": str(uuid.uuid4()), "run": release},
+        ).scalar_one()
+        dataset_id = conn.execute(
+            text(
+                "INSERT INTO datasets (namespace_id, name, created_at) VALUES (:ns, :name, :at) RETURNING id"
+            ),
+            {"ns": start[1], "name": file_path, "at": now},
+        ).scalar_one()
+        version_id = conn.execute(
+            text(
+                "INSERT INTO dataset_versions (dataset_id, version, version_source, created_by_run_id, "
+                "created_at, produced_at) VALUES (:d, :v, 'facet', :r, :at, :at) RETURNING id"
+            ),
+            {"d": dataset_id, "v": sha, "r": run_id, "at": now},
+        ).scalar_one()
+        conn.execute(
+            text(
+                "INSERT INTO run_dataset_versions (run_id, dataset_version_id, direction, created_at) "
+                "VALUES (:r, :v, 'output', :at)"
+            ),
+            {"r": run_id, "v": version_id, "at": now},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO run_dataset_versions (run_id, dataset_version_id, direction, created_at) "
+                "SELECT :r, i.dataset_version_id + n * :top, 'input', :at FROM run_dataset_versions i "
+                "CROSS JOIN generate_series(0, :last) n WHERE i.run_id = :release AND i.direction = 'input'"
+            ),
+            {"r": run_id, "top": top_version, "last": rounds - 1, "at": now, "release": release},
+        )
+        conn.execute(text("ANALYZE run_dataset_versions"))
+    row = {**traced_row, "share_id": share_id, "file_path": file_path, "sha256": sha}
+    row.pop("id", None)
+    with warehouse_db.write_transaction(warehouse_db.warehouse_engine(settings.warehouse_db_url)) as conn:
+        conn.execute(insert(shares), [row])
+    return share_id
 
 
 PROFILED = (
@@ -1353,6 +1491,138 @@ def profile_page(app: Any, share_id: str) -> Json:
 
 
 # Report -----------------------------------------------------------------------------------------------------
+# 3. The share register -----------------------------------------------------------------------------------
+REGISTER_QUERIES: tuple[tuple[str, dict[str, str]], ...] = (
+    ("newest first, page 1", {}),
+    ("status = blocked", {"status": "blocked"}),
+    ("recipient contains 'council'", {"recipient": "council"}),
+    ("any text 'immigration'", {"q": "immigration"}),
+    ("sorted by pupils, ascending", {"sort": "pupils", "order": "asc"}),
+    ("page 50", {"page": "50"}),
+)
+
+
+def naive_register(settings: Settings, params: dict[str, str], limit: int) -> tuple[list[str], int]:
+    """The register as the viewer made it before: every share row (every column, release events too) read
+    by ``list_shares``, filtered and sorted in Python, then one page cut out."""
+    from censustrace.shares.register import list_shares
+    from censustrace.viewer.shares_views import _register_row, _sensitive_fields
+
+    sensitive = _sensitive_fields(settings)
+    rows = [_register_row(share, sensitive) for share in list_shares(settings)]
+    status, recipient = params.get("status", ""), params.get("recipient", "").lower()
+    purpose, needle = params.get("purpose", "").lower(), params.get("q", "").strip().lower()
+    rows = [
+        r
+        for r in rows
+        if (not status or r["status"] == status)
+        and (not recipient or recipient in str(r["recipient"]).lower())
+        and (not purpose or purpose in str(r["purpose"]).lower())
+        and (not needle or any(needle in str(v).lower() for v in r.values()))
+    ]
+    key = params.get("sort", "date")
+    descending = params.get("order") != "asc"
+    rows.sort(key=lambda r: (r[key] if r[key] is not None else -1, r["share_id"]), reverse=descending)
+    offset = (int(params.get("page", "1")) - 1) * limit
+    return [r["share_id"] for r in rows[offset : offset + limit]], len(rows)
+
+
+def bench_register(args: argparse.Namespace, settings: Settings, schools: list[str], dbs: list[str]) -> Json:
+    """``--register-shares`` rows in the register (clones of real rows of every agreement, delivered and
+    blocked, over five years), then ``GET /shares`` with each filter of REGISTER_QUERIES through the app
+    (ours: filtered, sorted and paged in SQL) against :func:`naive_register`, in the same run."""
+    from urllib.parse import urlencode
+
+    from censustrace.consent.policies import load_policy
+    from censustrace.shares.check import share_id_for
+    from censustrace.viewer.routes.shares import REGISTER_PAGE_SIZE
+
+    policy = load_policy(settings.policies_dir)
+    rng = random.Random(args.seed + 16)
+    bases: list[Json] = []
+    for agreement in sorted(policy.agreements.values(), key=lambda a: a.id):
+        delivered = share_values(
+            settings,
+            agreement,
+            share_id_for(agreement.id, "register-base"),
+            status=DELIVERED,
+            pupils=500,
+            source_extracts=schools[:3],
+            as_of=date(2026, 10, 15),
+            rng=rng,
+        )
+        reason = {"code": "CT-POLICY-NO-APPROVAL", "message": f"{agreement.id}: no approval", "field": None}
+        blocked = {
+            **delivered,
+            "status": "blocked",
+            "reasons": [reason],
+            "file_path": None,
+            "lineage_event": None,
+            "delivered_at": None,
+            "recorded_at": None,
+        }
+        bases += [delivered, blocked]
+    log(f"register: {args.register_shares} shares cloned from {len(bases)} real rows")
+    rows = []
+    for n in range(args.register_shares):
+        base = rng.choice(bases)
+        created = BASE_TIME - timedelta(days=rng.randint(0, 5 * 365), minutes=rng.randint(0, 1440))
+        share_id = share_id_for(base["agreement_id"], f"register-{n}")
+        rows.append(
+            {
+                **base,
+                "share_id": share_id,
+                "pupils": rng.randint(10, 60_000),
+                "created_at": created,
+                "built_at": created,
+                "delivered_at": created + timedelta(minutes=5) if base["status"] == DELIVERED else None,
+                "file_name": f"{share_id}.csv",
+                "file_path": f"{base['file_path']}.{n}" if base["file_path"] else None,
+            }
+        )
+    engine = warehouse_db.warehouse_engine(settings.warehouse_db_url)
+    with Clock(dbs) as insert_clock:
+        for start in range(0, len(rows), 1000):
+            with warehouse_db.write_transaction(engine) as conn:
+                conn.execute(insert(shares), rows[start : start + 1000])
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE shares"))
+            total = int(conn.execute(text("SELECT count(*) FROM shares")).scalar_one())
+            mib = float(conn.execute(text("SELECT pg_total_relation_size('shares')")).scalar_one()) / 2**20
+    log(f"  {len(rows)} rows in {insert_clock.wall:.0f} s; register holds {total} shares, {mib:.0f} MiB")
+    _, client, _ = viewer_client(settings)
+    results = []
+    with client:
+        for label, params in REGISTER_QUERIES:
+            url = "/shares" + ("?" + urlencode(params) if params else "")
+            walls = []
+            for n in range(2 + args.requests):
+                t0 = time.perf_counter()
+                response = client.get(url)
+                if n >= 2:
+                    walls.append(time.perf_counter() - t0)
+                if response.status_code != 200:
+                    raise RuntimeError(f"GET {url}: {response.status_code}")
+            matched = re.search(r"(\d+) match", response.text)
+            ours_total = int(matched.group(1)) if matched else -1
+            naive_walls = []
+            for _ in range(args.naive_register):
+                t0 = time.perf_counter()
+                _, naive_total = naive_register(settings, params, REGISTER_PAGE_SIZE)
+                naive_walls.append(time.perf_counter() - t0)
+            if naive_total != ours_total:
+                raise RuntimeError(f"{label}: ours counts {ours_total} shares, naive {naive_total}")
+            ours, naive = summary(walls), summary(naive_walls)
+            results.append(
+                {"query": label, "url": url, "matches": ours_total, "ours_ms": ours, "naive_ms": naive}
+            )
+            log(
+                f"  {label}: {ours_total} match; ours p50 {ours['p50']:.0f} ms, p95 {ours['p95']:.0f} ms; "
+                f"naive p50 {naive['p50']:.0f} ms"
+            )
+    return {"shares": total, "table_mib": mib, "insert": insert_clock.as_dict(), "queries": results}
+
+
 def markdown(report: Json) -> str:
     out = []
     sa = report.get("subject_access")
@@ -1391,13 +1661,44 @@ def markdown(report: Json) -> str:
             ("CPU of the PostgreSQL backends", sp["page"]["postgres_cpu_ms"]),
         ):
             out.append(f"| {label} | {s['n']} | {s['p50']:.0f} | {s['p95']:.0f} | {s['max']:.0f} |")
+        for label, s in (
+            (
+                f"wide share ({sp['wide']['sources']} sources) `GET /shares/{{id}}` wall",
+                sp["wide"]["page"]["wall_ms"],
+            ),
+            ("`GET /shares/{id}?by=school` wall", sp["page_by_school"]["wall_ms"]),
+            ("`GET /shares/{id}?page=20` wall", sp["page_20"]["wall_ms"]),
+            ("`share_lineage()` called directly", sp["ours_direct_ms"]),
+        ):
+            out.append(f"| {label} | {s['n']} | {s['p50']:.0f} | {s['p95']:.0f} | {s['max']:.0f} |")
+        old = sp["old_path_ms"]
+        out.append(
+            "| old path (find_share + trace_upstream + trace_view), the traced share | - "
+            f"| {sum(old.values()):.0f} | | |"
+        )
+        out.append(
+            f"| old path, wide share | - | {statistics.median(sp['wide']['old_path_s']) * 1e3:.0f} | | |"
+        )
+    rg = report.get("register")
+    if rg:
+        out.append("")
+        out.append(f"Register of {rg['shares']:,} shares:")
+        out.append("")
+        out.append("| query | matches | ours p50 ms | ours p95 ms | naive p50 ms | naive p95 ms |")
+        out.append("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for q in rg["queries"]:
+            o, n = q["ours_ms"], q["naive_ms"]
+            cells = f"{o['p50']:.0f} | {o['p95']:.0f} | {n['p50']:.0f} | {n['p95']:.0f}"
+            out.append(f"| {q['query']} | {q['matches']:,} | {cells} |")
     return "\n".join(out)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL)
-    parser.add_argument("--parts", default="subject,share", help="comma-separated: subject, share")
+    parser.add_argument(
+        "--parts", default="subject,share,register", help="comma-separated: subject, share, register"
+    )
     parser.add_argument("--disclosures", type=int, default=10_000_000)
     parser.add_argument("--pupils", type=int, default=9_000_000, help="distinct pupils in the disclosure log")
     parser.add_argument("--shares", type=int, default=2000)
@@ -1409,6 +1710,11 @@ def main() -> None:
     parser.add_argument("--breakdown", type=int, default=3)
     parser.add_argument("--smaller", default="25,100,500", help="also time shares of this many extracts")
     parser.add_argument("--naive-traces", type=int, default=1)
+    parser.add_argument(
+        "--wide-rounds", type=int, default=10, help="rounds behind the wide share (x schools)"
+    )
+    parser.add_argument("--register-shares", type=int, default=10_000)
+    parser.add_argument("--naive-register", type=int, default=3, help="naive register calls per query")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of a minute or two")
@@ -1418,7 +1724,7 @@ def main() -> None:
     if args.quick:
         args.disclosures, args.pupils, args.shares, args.lookups = 200_000, 180_000, 200, 60
         args.naive_lookups, args.schools, args.terms, args.requests = 3, 100, 3, 5
-        args.smaller = "10,50"
+        args.smaller, args.wide_rounds, args.register_shares = "10,50", 2, 1000
     parts = set(args.parts.split(","))
     report: Json = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
@@ -1451,6 +1757,10 @@ def main() -> None:
             with Clock(dbs) as clock:
                 report["share_page"] = bench_share_page(args, settings, schools, dbs)
             report["share_page"]["part"] = clock.as_dict()
+        if "register" in parts:
+            with Clock(dbs) as clock:
+                report["register"] = bench_register(args, settings, schools, dbs)
+            report["register"]["part"] = clock.as_dict()
         warehouse_db.dispose_engines()
     report["total"] = run_clock.as_dict()
     report["load_average_end"] = os.getloadavg()

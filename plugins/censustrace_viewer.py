@@ -1,8 +1,10 @@
 """Airflow plugin: the censustrace compliance viewer inside Airflow's API server, with navigation.
 
 The viewer is mounted at ``/censustrace`` (``fastapi_apps``); ``external_views`` add "Lineage viewer"
-entries to Airflow's navigation. Apps mounted by a plugin are NOT behind Airflow's login: the viewer's
-own login, roles and tokens apply (see docs/viewer.md).
+entries to Airflow's navigation. Apps mounted by a plugin are not behind Airflow's login by themselves,
+so the viewer checks Airflow's token itself (``create_viewer_app(airflow=True)``): the user signed in to
+Airflow is let in with the viewer role their Airflow role maps to (CENSUSTRACE_VIEWER_AIRFLOW_ROLES),
+without a second login; viewer API tokens keep working (see docs/viewer.md).
 
 Importing this file must stay cheap (every Airflow component loads plugins): no database, no FastAPI.
 The viewer app is built on its first request by a small ASGI wrapper.
@@ -30,7 +32,7 @@ class LazyViewer:
             if self._app is None:
                 from censustrace.viewer.app import create_viewer_app
 
-                self._app = create_viewer_app()
+                self._app = create_viewer_app(airflow=True)
         return self._app
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:

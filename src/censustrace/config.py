@@ -20,6 +20,8 @@ embedded Airflow home).
 | ``CENSUSTRACE_API_PORT`` | ``8000`` | port of the lineage API (``censustrace serve``) |
 | ``CENSUSTRACE_PUBLIC_URL`` | ``http://127.0.0.1:$API_PORT`` | where browsers reach the viewer |
 | ``CENSUSTRACE_VIEWER_SESSION_MINUTES`` | ``30`` | viewer sessions end after this long idle (12 h at most) |
+| ``CENSUSTRACE_VIEWER_TIMEZONE`` | ``Europe/London`` | IANA time zone the viewer shows times in |
+| ``CENSUSTRACE_VIEWER_AIRFLOW_ROLES`` | ``Admin=compliance,Op=engineer,...`` | Airflow → viewer roles |
 | ``CENSUSTRACE_LA`` | ``330`` | the local authority this instance serves |
 | ``CENSUSTRACE_INSTANCE`` | ``censustrace-la$LA`` | this instance's name in SQLite and file dataset names |
 | ``CENSUSTRACE_POLICIES_DIR`` | ``<checkout>/policies`` (or ``$HOME/policies``) | agreements and rules |
@@ -122,6 +124,11 @@ class Settings(BaseSettings):
     viewer_session_minutes: int = Field(
         default=30, ge=1, le=24 * 60, description="CENSUSTRACE_VIEWER_SESSION_MINUTES"
     )
+    viewer_timezone: str = Field(default="Europe/London", description="CENSUSTRACE_VIEWER_TIMEZONE")
+    viewer_airflow_roles: str = Field(
+        default="Admin=compliance,Op=engineer,User=engineer,Viewer=auditor",
+        description="CENSUSTRACE_VIEWER_AIRFLOW_ROLES",
+    )
     policies_dir: Path = Field(default_factory=_default_policies_dir, description="CENSUSTRACE_POLICIES_DIR")
     share_outbox: Path | None = Field(default=None, description="CENSUSTRACE_SHARE_OUTBOX")
     expectations_dir: Path = Field(
@@ -153,6 +160,38 @@ class Settings(BaseSettings):
     transfers_outside_uk: dict[str, str] = Field(
         default_factory=dict, description="CENSUSTRACE_TRANSFERS_OUTSIDE_UK"
     )
+
+    @field_validator("viewer_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"CENSUSTRACE_VIEWER_TIMEZONE={value!r} is not an IANA time zone") from exc
+        return value
+
+    @field_validator("viewer_airflow_roles")
+    @classmethod
+    def _role_map(cls, value: str) -> str:
+        allowed = {"compliance", "engineer", "auditor"}
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            airflow_role, sep, viewer_role = item.partition("=")
+            if not sep or not airflow_role.strip() or viewer_role.strip() not in allowed:
+                raise ValueError(
+                    f"CENSUSTRACE_VIEWER_AIRFLOW_ROLES: {item!r} is not "
+                    "AIRFLOW_ROLE=compliance|engineer|auditor"
+                )
+        return value
+
+    def airflow_role_map(self) -> dict[str, str]:
+        """Airflow role (lower case) -> viewer role, from ``CENSUSTRACE_VIEWER_AIRFLOW_ROLES``."""
+        found: dict[str, str] = {}
+        for item in filter(None, (part.strip() for part in self.viewer_airflow_roles.split(","))):
+            airflow_role, _, viewer_role = item.partition("=")
+            found[airflow_role.strip().lower()] = viewer_role.strip()
+        return found
 
     @field_validator("home")
     @classmethod

@@ -153,11 +153,11 @@ def test_register_to_share_to_source_files_and_subject_access_pdf(page: Page, se
         page.get_by_role("link", name="Download CSV").click()
     assert "Share,Status" in Path(csv_download.value.path()).read_text()
     page.get_by_role("link", name=share_id).click()
-    graph = page.locator("svg.graph")
-    expect(graph.locator(".node-source").first).to_be_visible()
+    graph = page.locator("svg.graph:visible")
+    expect(graph.locator("g.gnode-source").first).to_be_visible()
     loaded = {o.sha256 for o in server.home.filled.loaded}
-    shown = graph.text_content() or ""
-    assert any(f"sha256 {sha}" in shown for sha in loaded)
+    shown = page.locator("table.sources").text_content() or ""
+    assert any(sha in shown for sha in loaded)
     page.get_by_role("link", name="Subject access").click()
     upn = disclosed_upn(server.home)
     page.get_by_label("Pupil's UPN").fill(upn.lower())

@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import and_, select
 
+from censustrace.lineage.store.trace import trace_upstream
 from censustrace.shares.register import find_share
 from censustrace.shares.tables import disclosures
 from censustrace.viewer import auth
 from censustrace.viewer.shares_views import UpnRejected, csv_cell, normalise_upn
 from censustrace.warehouse.db import warehouse_engine
-from censustrace.warehouse.tables import pupil
+from censustrace.warehouse.tables import extracts, pupil
 
 from .conftest import Home, csrf_of
 from .pipeline import ALLOWED, BLOCKED
@@ -88,16 +90,42 @@ def test_share_detail_traces_back_to_the_exact_files(home: Home, as_user: UserCl
     share = find_share(home.settings, home.filled.shares[ALLOWED])
     page = as_user("ed").get(f"/shares/{share.share_id}")
     assert page.status_code == 200
-    svg = page.text[page.text.index("<svg") : page.text.index("</svg>")]
     loaded = {o.sha256 for o in home.filled.loaded}
-    shown = {sha for sha in loaded if f"sha256 {sha}" in svg}
-    assert shown
-    assert shown <= loaded
+    with home.app.state.viewer.engine().connect() as conn:
+        traced = trace_upstream(conn, "file", str(share.file_path), str(share.sha256)).sources
+    behind = {source.version for source in traced}
+    assert behind
+    assert behind <= loaded
+    with warehouse_engine(home.settings.warehouse_db_url).connect() as conn:
+        schools = set(conn.execute(select(extracts.c.laestab).where(extracts.c.sha256.in_(behind))).scalars())
+    assert len(schools) == len(behind)
+    # The graph: one grouped node for the received files, laid out by Graphviz twice (wide, narrow).
+    wide = page.text[page.text.index('class="graph graph-wide"') : page.text.index("</svg>")]
+    words = " ".join(re.sub(r"<[^>]+>", " ", wide).split())
+    assert f"{len(behind)} census files from {len(schools)} schools" in words
+    assert wide.count('class="node gnode gnode&#45;source"') == 1
+    assert 'class="graph graph-narrow"' in page.text
+    for heading in ("Received files", "Extracts", "Warehouse tables", "Share file"):
+        assert heading in wide
+    # The table lists exactly the received files behind it.
+    table = page.text[page.text.index('<table class="sources"') :]
+    table = table[: table.index("</table>")]
+    assert {sha for sha in loaded if sha in table} == behind
     assert "postcode" in page.text
     assert "pupil_address.postcode" in page.text
+    assert "Fields sent and how" in page.text
+    # Expanded by school: one node per school, edges kept.
+    by_school = as_user("ed").get(f"/shares/{share.share_id}?by=school").text
+    wide = by_school[by_school.index('class="graph graph-wide"') : by_school.index("</svg>")]
+    assert wide.count('class="node gnode gnode&#45;source"') == len(schools)
+    for school in schools:
+        assert f"School {school}" in " ".join(re.sub(r"<[^>]+>", " ", wide).split())
     blocked = as_user("ed").get(f"/shares/{home.filled.shares[BLOCKED]}")
-    assert "Why it was blocked" in blocked.text
-    assert "No released file" in blocked.text
+    assert "Blocked: nothing was sent." in blocked.text
+    assert "Why it was not sent" in blocked.text
+    assert "What would have been sent" in blocked.text
+    assert "Fields sent and how" not in blocked.text
+    assert "<svg" not in blocked.text
     assert as_user("ed").get("/shares/no-such-share").status_code == 404
 
 

@@ -62,6 +62,25 @@ class SecurityHeaders(BaseHTTPMiddleware):
         return response
 
 
+class AirflowUser(BaseHTTPMiddleware):
+    """Inside Airflow: validate the Airflow token (cookie or non-viewer bearer) with Airflow's auth
+    manager once per request and leave the user for :func:`~censustrace.viewer.deps.principal_of`."""
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        from censustrace.viewer import airflow_auth
+
+        header = request.headers.get("authorization", "")
+        scheme, _, bearer = header.partition(" ")
+        token = airflow_auth.token_of(
+            bearer.strip() if scheme.lower() == "bearer" else None, dict(request.cookies)
+        )
+        if token:
+            user = await airflow_auth.user_from_token(token)
+            if user is not None:
+                request.state.airflow_user = (user, token)
+        return await call_next(request)
+
+
 def render(
     request: Request,
     template: str,
@@ -99,6 +118,8 @@ def _error_page(request: Request, status: int, error: CensustraceError) -> Respo
     principal, _ = (
         principal_of(request) if request.cookies or request.headers.get("authorization") else (None, False)
     )
+    if principal is not None and principal.role is None:
+        principal = None  # e.g. an Airflow user whose role maps to none of ours: no navigation
     return render(request, "error.html", principal, status_code=status, status=status, error=error)
 
 
@@ -108,9 +129,14 @@ def create_viewer_app(
     engine: Engine | None = None,
     migrate: bool = True,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    airflow: bool = False,
 ) -> FastAPI:
     """The viewer over the lineage store at ``settings.lineage_db_url`` (or ``engine``). Nothing touches
-    the database until the first request (see :class:`~censustrace.viewer.deps.Viewer`)."""
+    the database until the first request (see :class:`~censustrace.viewer.deps.Viewer`).
+
+    ``airflow=True`` (the plugin mounts it so in Airflow's API server): the user Airflow signed in is
+    accepted, with roles mapped by ``CENSUSTRACE_VIEWER_AIRFLOW_ROLES``, and a visitor without a login
+    is sent to Airflow's login page (see :mod:`censustrace.viewer.airflow_auth`)."""
     from censustrace.lineage.spec import require_schemas
     from censustrace.viewer.routes import api as api_routes
     from censustrace.viewer.routes import pages, session, shares
@@ -125,11 +151,13 @@ def create_viewer_app(
         redoc_url=None,
         openapi_url=None,
     )
-    viewer = Viewer(settings, engine, migrate=migrate)
+    viewer = Viewer(settings, engine, migrate=migrate, airflow=airflow)
     app.state.viewer = viewer
     app.state.lineage_engine = viewer.engine
     # Worked out on the first POST: creating the app (at Airflow plugin import) stays cheap.
     app.state.lineage_ownership = functools.cache(lambda: Ownership.of(settings))
+    if airflow:
+        app.add_middleware(AirflowUser)
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.include_router(
@@ -157,6 +185,14 @@ def create_viewer_app(
             target += "?" + request.url.query
         if request.method != "GET":
             target = href(request, "home")
+        if viewer_of(request).airflow:
+            from censustrace.viewer import airflow_auth
+
+            # One login: Airflow's, which comes back here with its token cookie set. (request.url.path
+            # already holds the mount point, /censustrace/...)
+            airflow_login = airflow_auth.login_url(target)
+            if airflow_login is not None:
+                return RedirectResponse(airflow_login, status_code=303)
         return RedirectResponse(
             href(request, "login", next=target, expired="1" if exc.expired else None), status_code=303
         )

@@ -58,6 +58,10 @@ def bar_chart(
     return "".join(parts)
 
 
+#: Height of one legend line (12 px text).
+LEGEND_ROW = 18
+
+
 def stacked_columns(
     periods: Sequence[str],
     series: Mapping[str, Sequence[float]],
@@ -66,12 +70,15 @@ def stacked_columns(
     width: int = 640,
     height: int = 260,
 ) -> str:
-    """One column per period, stacked by series (e.g. shares per recipient per month), with a legend."""
+    """One column per period, stacked by series (e.g. shares per recipient per month), with a legend of
+    one series per line under the plot: long recipient names never run into each other, and the
+    drawing grows taller with the number of series instead."""
     names = list(series)
     totals = [sum(series[name][i] for name in names) for i in range(len(periods))]
     top = max(totals, default=0.0) or 1.0
-    legend_rows = (len(names) + 2) // 3
-    plot_top, plot_bottom = 10, height - 40 - legend_rows * 18
+    legend_rows = len(names)
+    plot_top, plot_bottom = 10, height - 40
+    height += legend_rows * LEGEND_ROW
     plot_left, plot_right = 40, width - 10
     slot = (plot_right - plot_left) / max(len(periods), 1)
     column = min(slot * 0.7, 48)
@@ -107,11 +114,11 @@ def stacked_columns(
             f'text-anchor="middle">{escape(period)}</text>'
         )
     for j, name in enumerate(names):
-        lx = plot_left + (j % 3) * ((plot_right - plot_left) / 3)
-        ly = plot_bottom + 30 + (j // 3) * 18
+        lx = plot_left
+        ly = plot_bottom + 34 + j * LEGEND_ROW
         parts.append(
             f'<rect x="{lx:.1f}" y="{ly - 10}" width="12" height="12" fill="{PALETTE[j % len(PALETTE)]}"/>'
-            f'<text class="chart-label" x="{lx + 16:.1f}" y="{ly}">{escape(name[:32])}</text>'
+            f'<text class="chart-label legend-label" x="{lx + 18:.1f}" y="{ly}">{escape(name[:80])}</text>'
         )
     parts.append("</svg>")
     return "".join(parts)

@@ -32,13 +32,24 @@ class Viewer:
     an app mounted inside Airflow's API server gets no lifespan events, and plugin import must stay
     cheap."""
 
-    def __init__(self, settings: Settings, engine: Engine | None = None, *, migrate: bool = True) -> None:
+    def __init__(
+        self, settings: Settings, engine: Engine | None = None, *, migrate: bool = True, airflow: bool = False
+    ) -> None:
         self.settings = settings
+        #: Mounted in Airflow's API server: Airflow's signed-in user is accepted (airflow_auth).
+        self.airflow = airflow
         self._engine = engine
         self._migrate = migrate
         self._lock = threading.Lock()
         self.templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
         self.templates.env.globals["href"] = href
+        from censustrace.viewer import timefmt
+
+        zone = settings.viewer_timezone
+        self.templates.env.filters["human_time"] = lambda value, seconds=False: timefmt.human(
+            value, zone, seconds=seconds
+        )
+        self.templates.env.filters["time_el"] = lambda value: timefmt.time_element(value, zone)
 
     def engine(self) -> Engine:
         if self._engine is None:
@@ -152,7 +163,14 @@ def principal_of(request: Request) -> tuple[Principal | None, bool]:
     viewer = viewer_of(request)
     token = _bearer(request)
     found: tuple[Principal | None, bool]
-    if token is not None:
+    airflow_user = getattr(request.state, "airflow_user", None)
+    if airflow_user is not None:
+        # Set by the app's middleware from a token Airflow's auth manager validated (inside Airflow only).
+        from censustrace.viewer import airflow_auth
+
+        user, airflow_token = airflow_user
+        found = (airflow_auth.principal_for(user, viewer.settings.airflow_role_map(), airflow_token), False)
+    elif token is not None:
         found = (auth.check_token(viewer.engine(), token), False)
     elif cookie := request.cookies.get(SESSION_COOKIE):
         check = auth.check_session(viewer.engine(), cookie, viewer.idle_timeout)
@@ -163,9 +181,18 @@ def principal_of(request: Request) -> tuple[Principal | None, bool]:
     return found
 
 
+def _refuse_unmapped(principal: Principal | None) -> None:
+    if principal is not None and principal.via == "airflow" and principal.role is None:
+        raise Forbidden(
+            f"{principal.name} is signed in to Airflow, but no Airflow role of theirs is mapped to a viewer "
+            "role (CENSUSTRACE_VIEWER_AIRFLOW_ROLES)"
+        )
+
+
 def page_user(request: Request) -> Principal:
     """A signed-in user for a page (a producer token is not a user)."""
     principal, expired = principal_of(request)
+    _refuse_unmapped(principal)
     if principal is None or principal.role is None:
         raise LoginRequired(expired)
     if not principal.can("read"):
@@ -176,6 +203,7 @@ def page_user(request: Request) -> Principal:
 def api_user(request: Request) -> Principal:
     """A user (API token or session) for the JSON API."""
     principal, _ = principal_of(request)
+    _refuse_unmapped(principal)
     if principal is None or principal.role is None:
         raise ApiUnauthorized("send a user API token (Authorization: Bearer cta_...) or log in")
     if not principal.can("read"):
@@ -206,8 +234,9 @@ async def form_with_csrf(request: Request, principal: Principal) -> dict[str, st
     """The POSTed form, after checking its ``csrf_token`` against the session's (403 if not)."""
     form = await request.form()
     values = {key: value for key, value in form.items() if isinstance(value, str)}
-    expected = principal.csrf_token if principal.via == "session" else None
-    if principal.via == "session" and not auth.csrf_matches(expected, values.get("csrf_token")):
+    cookie_based = principal.via in ("session", "airflow")
+    expected = principal.csrf_token if cookie_based else None
+    if cookie_based and not auth.csrf_matches(expected, values.get("csrf_token")):
         raise CsrfRejected("the form was not sent from this session's page (missing or wrong CSRF token)")
     return values
 

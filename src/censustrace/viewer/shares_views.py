@@ -9,8 +9,12 @@ invalid one is rejected without ever being written anywhere.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 from collections import Counter
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 from typing import Any, Final
 
 from censustrace.config import Settings
@@ -72,12 +76,22 @@ def to_csv(header: list[str], rows: list[list[object]]) -> str:
     return out.getvalue()
 
 
-def _sensitive_fields(settings: Settings) -> frozenset[str]:
-    """Fields the policy marks as special category or highly sensitive (tier/sensitivity A)."""
+def _policy_stamp(folder: Path) -> tuple[tuple[str, int, int], ...]:
+    """Names, sizes and modification times of the policy files: changes when any file does."""
+    found = []
+    for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
+        if path.is_file():
+            stat = path.stat()
+            found.append((str(path), stat.st_size, stat.st_mtime_ns))
+    return tuple(found)
+
+
+@lru_cache(maxsize=4)
+def _sensitive_for(folder: Path, stamp: tuple[tuple[str, int, int], ...]) -> frozenset[str]:
     try:
         from censustrace.consent.policies import load_policy
 
-        policy = load_policy(settings.policies_dir)
+        policy = load_policy(folder)
     except Exception:
         return frozenset()
     sensitive = set()
@@ -85,6 +99,157 @@ def _sensitive_fields(settings: Settings) -> frozenset[str]:
         if field_policy.special_category or field_policy.sensitivity.upper() == "A":
             sensitive.add(name)
     return frozenset(sensitive)
+
+
+def _sensitive_fields(settings: Settings) -> frozenset[str]:
+    """Fields the policy marks as special category or highly sensitive (tier/sensitivity A). Reading and
+    checking the policy costs about 0.1 s, so it is kept until a policy file changes."""
+    return _sensitive_for(settings.policies_dir, _policy_stamp(settings.policies_dir))
+
+
+#: Register columns read from ``shares`` (never ``lineage_event``: up to megabytes per share).
+_REGISTER_READ: Final = (
+    "share_id",
+    "status",
+    "recipient",
+    "recipient_type",
+    "purpose",
+    "lawful_basis",
+    "special_category_condition",
+    "legal_gateway",
+    "agreement_id",
+    "approval",
+    "pupils",
+    "excluded",
+    "fields",
+    "flags",
+    "reasons",
+    "created_at",
+    "delivered_at",
+    "retention_days",
+)
+#: "Any text" searches these (JSON columns as their text).
+_TEXT_COLUMNS: Final = (
+    "share_id",
+    "status",
+    "recipient",
+    "purpose",
+    "lawful_basis",
+    "legal_gateway",
+    "agreement_id",
+    "approval",
+    "fields",
+    "flags",
+    "reasons",
+)
+
+
+@dataclass(frozen=True)
+class RegisterQuery:
+    """A filter of the share register: exact status, case-insensitive substrings elsewhere."""
+
+    status: str = ""
+    recipient: str = ""
+    purpose: str = ""
+    text: str = ""
+    sort: str = "date"
+    descending: bool = True
+
+
+def _contains(column: Any, needle: str) -> Any:
+    from sqlalchemy import String, cast, func
+
+    from censustrace.viewer.lineage_views import like_pattern
+
+    return func.lower(cast(column, String)).like(like_pattern(needle.lower()), escape="\\")
+
+
+def _register_select(query: RegisterQuery) -> Any:
+    from sqlalchemy import and_, case, func, or_, select
+
+    from censustrace.shares.tables import shares
+
+    conditions = []
+    if query.status:
+        conditions.append(shares.c.status == query.status)
+    if query.recipient.strip():
+        conditions.append(_contains(shares.c.recipient, query.recipient.strip()))
+    if query.purpose.strip():
+        conditions.append(_contains(shares.c.purpose, query.purpose.strip()))
+    if query.text.strip():
+        conditions.append(or_(*(_contains(shares.c[name], query.text.strip()) for name in _TEXT_COLUMNS)))
+    date = func.coalesce(shares.c.delivered_at, shares.c.created_at)
+    keys = {
+        "date": date,
+        "recipient": func.coalesce(shares.c.recipient, ""),
+        "purpose": func.coalesce(shares.c.purpose, ""),
+        "status": shares.c.status,
+        "pupils": case((shares.c.status == "blocked", 0), else_=func.coalesce(shares.c.pupils, -1)),
+        "agreement": shares.c.agreement_id,
+    }
+    key = keys.get(query.sort, date)
+    order = (
+        [key.desc(), shares.c.share_id.desc()] if query.descending else [key.asc(), shares.c.share_id.asc()]
+    )
+    where = and_(*conditions) if conditions else None
+    rows = select(*(shares.c[name] for name in _REGISTER_READ)).order_by(*order)
+    count = select(func.count()).select_from(shares)
+    if where is not None:
+        rows, count = rows.where(where), count.where(where)
+    return rows, count
+
+
+def _register_row(share: Any, sensitive: frozenset[str]) -> Json:
+    approval = share.approval or {}
+    fields = list(share.fields or [])
+    return {
+        "date": (share.delivered_at or share.created_at).date().isoformat(),
+        "share_id": share.share_id,
+        "status": share.status,
+        "recipient": share.recipient or "",
+        "recipient_type": share.recipient_type or "",
+        "purpose": share.purpose or "",
+        "lawful_basis": share.lawful_basis or "",
+        "special_category_condition": share.special_category_condition or "",
+        "legal_gateway": share.legal_gateway or "",
+        "agreement": share.agreement_id,
+        "approval": approval.get("reference") or "",
+        "approved_by": approval.get("approved_by") or "",
+        "pupils": share.pupils if share.status != "blocked" else 0,
+        "excluded": dict(share.excluded or {}),
+        "fields": fields,
+        "sensitive": [f for f in fields if f in sensitive],
+        "flags": list(share.flags or []),
+        "reasons": [r.get("code", "") for r in share.reasons or []],
+        "reason_messages": [r.get("message", "") for r in share.reasons or []],
+        # The agreement's retention from delivery: a share past it should be gone at the recipient.
+        "retain_until": until.isoformat() if (until := _retain_until(share)) else "",
+        "past_retention": until is not None and dt.datetime.now(dt.UTC).date() > until,
+    }
+
+
+def _retain_until(share: Any) -> dt.date | None:
+    """As ``ShareRow.retain_until``, from the register columns the page reads."""
+    if share.delivered_at is None or share.retention_days is None:
+        return None
+    until: dt.date = share.delivered_at.date() + dt.timedelta(days=share.retention_days)
+    return until
+
+
+def register_page(
+    settings: Settings, query: RegisterQuery, *, limit: int | None = None, offset: int = 0
+) -> tuple[list[Json], int]:
+    """One page of the register (filtered, sorted and paged by the database) and how many rows match."""
+    from censustrace.warehouse.db import warehouse_engine
+
+    rows_query, count_query = _register_select(query)
+    if limit is not None:
+        rows_query = rows_query.limit(limit).offset(max(offset, 0))
+    sensitive = _sensitive_fields(settings)
+    with warehouse_engine(settings.warehouse_db_url).connect() as conn:
+        found = [_register_row(row, sensitive) for row in conn.execute(rows_query)]
+        total = int(conn.execute(count_query).scalar_one()) if limit is not None else len(found)
+    return found, total
 
 
 def register(
@@ -97,52 +262,10 @@ def register(
     sort: str = "date",
     descending: bool = True,
 ) -> list[Json]:
-    """Every share and blocked attempt as register rows, filtered (exact status, substring elsewhere)
-    and sorted."""
-    from censustrace.shares.register import list_shares
-
-    sensitive = _sensitive_fields(settings)
-    rows: list[Json] = []
-    for share in list_shares(settings):
-        approval = share.approval or {}
-        rows.append(
-            {
-                "date": (share.delivered_at or share.created_at).date().isoformat(),
-                "share_id": share.share_id,
-                "status": share.status,
-                "recipient": share.recipient or "",
-                "recipient_type": share.recipient_type or "",
-                "purpose": share.purpose or "",
-                "lawful_basis": share.lawful_basis or "",
-                "special_category_condition": share.special_category_condition or "",
-                "legal_gateway": share.legal_gateway or "",
-                "agreement": share.agreement_id,
-                "approval": approval.get("reference") or "",
-                "approved_by": approval.get("approved_by") or "",
-                "pupils": share.pupils if share.status != "blocked" else 0,
-                "excluded": dict(share.excluded or {}),
-                "fields": list(share.fields),
-                "sensitive": [f for f in share.fields if f in sensitive],
-                "flags": list(share.flags),
-                "reasons": [r.get("code", "") for r in share.reasons],
-                "reason_messages": [r.get("message", "") for r in share.reasons],
-                # The agreement's retention from delivery: a share past it should be gone at the recipient.
-                "retain_until": until.isoformat() if (until := share.retain_until) else "",
-                "past_retention": share.past_retention(),
-            }
-        )
-    needle = text.strip().lower()
-    rows = [
-        r
-        for r in rows
-        if (not status or r["status"] == status)
-        and (not recipient or recipient.lower() in str(r["recipient"]).lower())
-        and (not purpose or purpose.lower() in str(r["purpose"]).lower())
-        and (not needle or any(needle in str(v).lower() for v in r.values()))
-    ]
-    key = sort if sort in SORTS else "date"
-    rows.sort(key=lambda r: (r[key] if r[key] is not None else -1, r["share_id"]), reverse=descending)
-    return rows
+    """Every share and blocked attempt matching the filter (exact status, substring elsewhere), sorted:
+    the whole register (CSV export, charts); pages use :func:`register_page`."""
+    query = RegisterQuery(status, recipient, purpose, text, sort if sort in SORTS else "date", descending)
+    return register_page(settings, query)[0]
 
 
 def register_csv(rows: list[Json]) -> str:

@@ -25,6 +25,7 @@ from censustrace.viewer.lineage_views import trace_view
 from censustrace.viewer.shares_views import (
     REGISTER_COLUMNS,
     SORTS,
+    RegisterQuery,
     UpnRejected,
     charts_data,
     column_view,
@@ -32,6 +33,7 @@ from censustrace.viewer.shares_views import (
     pdf,
     register,
     register_csv,
+    register_page,
 )
 
 router = APIRouter(include_in_schema=False)
@@ -98,7 +100,34 @@ def _share_trace(request: Request, share: Any) -> Json | None:
         return trace_view(result, lambda kind, **params: href(request, kind, **params), conn)
 
 
+def _share_lineage(request: Request, share: Any, by: str, page: int) -> Json | None:
+    """The grouped graph and one page of received files behind the released file (None if there is
+    no released file or its lineage is not in the store)."""
+    from censustrace.lineage.store.queries import find_dataset, find_dataset_version
+    from censustrace.viewer.share_graph import EXPANSIONS, share_lineage
+
+    if not share.file_path or not share.sha256:
+        return None
+    with viewer_of(request).engine().connect() as conn:
+        dataset_id = find_dataset(conn, "file", share.file_path)
+        start = find_dataset_version(conn, dataset_id, share.sha256) if dataset_id is not None else None
+        if start is None:
+            return None
+        return share_lineage(
+            conn,
+            start,
+            share_id=share.share_id,
+            start_label=f"to {share.recipient or 'the recipient'}",
+            by=by if by in EXPANSIONS else "",
+            page=page,
+            href=lambda kind, **params: href(request, kind, **params),
+        )
+
+
 # Register ------------------------------------------------------------------------------------------------
+REGISTER_PAGE_SIZE = 100
+
+
 @router.get("/shares", name="shares")
 def shares_page(
     request: Request,
@@ -109,15 +138,11 @@ def shares_page(
     q: Text = "",
     sort: Text = "date",
     order: Text = "desc",
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
 ) -> HTMLResponse:
-    rows = register(
-        viewer_of(request).settings,
-        status=status,
-        recipient=recipient,
-        purpose=purpose,
-        text=q,
-        sort=sort,
-        descending=order != "asc",
+    query = RegisterQuery(status, recipient, purpose, q, sort if sort in SORTS else "date", order != "asc")
+    rows, total = register_page(
+        viewer_of(request).settings, query, limit=REGISTER_PAGE_SIZE, offset=(page - 1) * REGISTER_PAGE_SIZE
     )
     filters = {"status": status, "recipient": recipient, "purpose": purpose, "q": q}
     return _render(
@@ -125,8 +150,11 @@ def shares_page(
         "shares.html",
         user,
         rows=rows,
+        total=total,
+        page=page,
+        pages=max(1, -(-total // REGISTER_PAGE_SIZE)),
         filters=filters,
-        sort=sort if sort in SORTS else "date",
+        sort=query.sort,
         order="asc" if order == "asc" else "desc",
         columns=REGISTER_COLUMNS,
         sorts=SORTS,
@@ -149,7 +177,13 @@ def shares_csv(
 
 
 @router.get("/shares/{share_id}", name="share")
-def share_page(request: Request, user: PageUser, share_id: str) -> HTMLResponse:
+def share_page(
+    request: Request,
+    user: PageUser,
+    share_id: str,
+    by: Annotated[str, Query(max_length=10)] = "",
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+) -> HTMLResponse:
     share = _share_or_404(request, share_id)
     return _render(
         request,
@@ -157,7 +191,7 @@ def share_page(request: Request, user: PageUser, share_id: str) -> HTMLResponse:
         user,
         share=share,
         summary=share.summary(),
-        trace=_share_trace(request, share),
+        trace=_share_lineage(request, share, by, page),
         columns=column_view(share),
     )
 
@@ -332,25 +366,22 @@ def share_charts(request: Request) -> Json | None:
 
 
 # JSON API ---------------------------------------------------------------------------------------------
-@api.get("/shares", summary="The share register: every share and blocked attempt")
+@api.get("/shares", summary="The share register: every share and blocked attempt, filtered, sorted, paged")
 def api_shares(
     request: Request,
     user: ApiUser,
     status: Text = "",
     recipient: Text = "",
     purpose: Text = "",
+    q: Text = "",
     sort: Text = "date",
     order: Text = "desc",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Json:
-    rows = register(
-        viewer_of(request).settings,
-        status=status,
-        recipient=recipient,
-        purpose=purpose,
-        sort=sort,
-        descending=order != "asc",
-    )
-    return {"shares": rows, "totalCount": len(rows)}
+    query = RegisterQuery(status, recipient, purpose, q, sort if sort in SORTS else "date", order != "asc")
+    rows, total = register_page(viewer_of(request).settings, query, limit=limit, offset=offset)
+    return {"shares": rows, "totalCount": total, "limit": limit, "offset": offset}
 
 
 @api.get("/shares/{share_id}", summary="One share: agreement, recipient, counts, fields and transforms")
