@@ -16,6 +16,10 @@ embedded Airflow home).
 | ``CENSUSTRACE_AIRFLOW_DB_URL`` | ``sqlite:///$HOME/airflow/airflow.db`` | Airflow metadata DB |
 | ``CENSUSTRACE_AIRFLOW_PARALLELISM`` | ``2`` | LocalExecutor parallelism |
 | ``CENSUSTRACE_AIRFLOW_PORT`` | ``8080`` | port of the Airflow UI/API server |
+| ``CENSUSTRACE_CELERY_BROKER_URL`` | ``redis://127.0.0.1:6379/0`` | Celery broker (``--executor celery``) |
+| ``CENSUSTRACE_CELERY_WORKERS`` | ``2`` | Celery worker processes ``pipeline --executor celery`` starts |
+| ``CENSUSTRACE_CELERY_WORKER_CONCURRENCY`` | ``1`` | task slots per Celery worker |
+| ``CENSUSTRACE_TASK_HEARTBEAT_TIMEOUT`` | ``60`` | seconds without a heartbeat: the task's worker is lost |
 | ``CENSUSTRACE_OPENLINEAGE_SPEC_DIR`` | ``<checkout>/../shared/openlineage-spec`` | OpenLineage schemas |
 | ``CENSUSTRACE_API_PORT`` | ``8000`` | port of the lineage API (``censustrace serve``) |
 | ``CENSUSTRACE_PUBLIC_URL`` | ``http://127.0.0.1:$API_PORT`` | where browsers reach the viewer |
@@ -81,6 +85,16 @@ class Settings(BaseSettings):
     airflow_db_url: str | None = Field(default=None, description="CENSUSTRACE_AIRFLOW_DB_URL")
     airflow_parallelism: int = Field(default=2, ge=1, le=64, description="CENSUSTRACE_AIRFLOW_PARALLELISM")
     airflow_port: int = Field(default=8080, ge=1, le=65535, description="CENSUSTRACE_AIRFLOW_PORT")
+    celery_broker_url: str = Field(
+        default="redis://127.0.0.1:6379/0", description="CENSUSTRACE_CELERY_BROKER_URL"
+    )
+    celery_workers: int = Field(default=2, ge=1, le=32, description="CENSUSTRACE_CELERY_WORKERS")
+    celery_worker_concurrency: int = Field(
+        default=1, ge=1, le=64, description="CENSUSTRACE_CELERY_WORKER_CONCURRENCY"
+    )
+    task_heartbeat_timeout: int = Field(
+        default=60, ge=10, le=3600, description="CENSUSTRACE_TASK_HEARTBEAT_TIMEOUT"
+    )
     api_port: int = Field(default=8000, ge=1, le=65535, description="CENSUSTRACE_API_PORT")
     public_url: str | None = Field(default=None, description="CENSUSTRACE_PUBLIC_URL")
     openlineage_spec_dir: Path | None = Field(default=None, description="CENSUSTRACE_OPENLINEAGE_SPEC_DIR")
@@ -206,15 +220,16 @@ class Settings(BaseSettings):
                 fh.write(secrets.token_hex(32))
         return path.read_text().strip().encode()
 
-    def airflow_env(self) -> dict[str, str]:
-        """Environment for the embedded Airflow: its home, SQLite metadata DB, our DAGs and lineage."""
+    def airflow_env(self, executor: str = "LocalExecutor") -> dict[str, str]:
+        """Environment for the embedded Airflow: its home, SQLite metadata DB, our DAGs and lineage.
+        ``executor="CeleryExecutor"`` adds the broker and the workers' settings."""
         env = {
             "AIRFLOW_HOME": str(self.airflow_home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_dir),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(self.plugins_dir),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__EXECUTOR": executor,
             "AIRFLOW__CORE__PARALLELISM": str(self.airflow_parallelism),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.airflow_metadata_url,
             "AIRFLOW__API__PORT": str(self.airflow_port),
@@ -226,7 +241,18 @@ class Settings(BaseSettings):
             "AIRFLOW__OPENLINEAGE__DISABLED": "False",
             "AIRFLOW__OPENLINEAGE__TRANSPORT": self.openlineage_transport_json(),
             "CENSUSTRACE_HOME": str(self.home),
+            # A task whose worker died stops heartbeating; after this long it is retried elsewhere.
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(self.task_heartbeat_timeout),
         }
+        if executor == "CeleryExecutor":
+            env |= {
+                "AIRFLOW__CELERY__BROKER_URL": self.celery_broker_url,
+                "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.celery_worker_concurrency),
+                # One sync process: the executor runs inside the DAG runner, not a scheduler.
+                "AIRFLOW__CELERY__SYNC_PARALLELISM": "1",
+                # The broker answers within seconds or counts as down (no hour-long retries).
+                "AIRFLOW__CELERY__OPERATION_TIMEOUT": "5",
+            }
         return env
 
     def openlineage_transport(self) -> dict[str, object]:
