@@ -22,6 +22,7 @@ embedded Airflow home).
 | ``CENSUSTRACE_TASK_HEARTBEAT_TIMEOUT`` | ``60`` | seconds without a heartbeat: the task's worker is lost |
 | ``CENSUSTRACE_OPENLINEAGE_SPEC_DIR`` | ``<checkout>/../shared/openlineage-spec`` | OpenLineage schemas |
 | ``CENSUSTRACE_API_PORT`` | ``8000`` | port of the lineage API (``censustrace serve``) |
+| ``CENSUSTRACE_API_WORKERS`` | CPU count, 2 to 8 | server processes of ``censustrace api``/``viewer`` |
 | ``CENSUSTRACE_PUBLIC_URL`` | ``http://127.0.0.1:$API_PORT`` | where browsers reach the viewer |
 | ``CENSUSTRACE_VIEWER_SESSION_MINUTES`` | ``30`` | viewer sessions end after this long idle (12 h at most) |
 | ``CENSUSTRACE_LA`` | ``330`` | the local authority this instance serves |
@@ -67,6 +68,11 @@ def _default_expectations_dir() -> Path:
     return checkout / "expectations" if checkout else PACKAGE_DIR / "expectations"
 
 
+def _default_api_workers() -> int:
+    """One server process per core (lineage intake is CPU-bound), at least 2, at most 8."""
+    return max(2, min(8, os.cpu_count() or 1))
+
+
 class ConfigError(Exception):
     """A setting is missing, malformed or points somewhere unusable. Exit code 2 on the CLI."""
 
@@ -96,6 +102,9 @@ class Settings(BaseSettings):
         default=60, ge=10, le=3600, description="CENSUSTRACE_TASK_HEARTBEAT_TIMEOUT"
     )
     api_port: int = Field(default=8000, ge=1, le=65535, description="CENSUSTRACE_API_PORT")
+    api_workers: int = Field(
+        default_factory=_default_api_workers, ge=1, le=64, description="CENSUSTRACE_API_WORKERS"
+    )
     public_url: str | None = Field(default=None, description="CENSUSTRACE_PUBLIC_URL")
     openlineage_spec_dir: Path | None = Field(default=None, description="CENSUSTRACE_OPENLINEAGE_SPEC_DIR")
     la: str = Field(default="330", pattern=r"^\d{3}$", description="CENSUSTRACE_LA")

@@ -11,7 +11,7 @@ import os
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -172,15 +172,25 @@ def serve_viewer(settings: Settings, host: str, port: int) -> None:
     cookies are marked Secure when a local TLS proxy forwards ``X-Forwarded-Proto: https``."""
     import uvicorn
 
+    from censustrace.lineage.store.db import upgrade
     from censustrace.viewer.app import create_viewer_app
 
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": "info",
+        "proxy_headers": True,
+        "forwarded_allow_ips": "127.0.0.1",
+    }
+    if settings.api_workers == 1:
+        uvicorn.run(create_viewer_app(settings), **options)
+        return
+    # Several processes (CENSUSTRACE_API_WORKERS), each building the app from the same environment:
+    # lineage intake is CPU-bound (validation), one process uses one core. Migrated once, here.
+    upgrade(settings.lineage_db_url)
+    os.environ["CENSUSTRACE_HOME"] = str(settings.home)
     uvicorn.run(
-        create_viewer_app(settings),
-        host=host,
-        port=port,
-        log_level="info",
-        proxy_headers=True,
-        forwarded_allow_ips="127.0.0.1",
+        "censustrace.viewer.app:create_viewer_app", factory=True, workers=settings.api_workers, **options
     )
 
 
