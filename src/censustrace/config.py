@@ -261,6 +261,12 @@ class Settings(BaseSettings):
                 "AIRFLOW__CELERY__SYNC_PARALLELISM": "1",
                 # The broker answers within seconds or counts as down (no hour-long retries).
                 "AIRFLOW__CELERY__OPERATION_TIMEOUT": "5",
+                # A message taken by a worker that died before starting the task goes back to the
+                # queue after this long (Airflow's default is a day). A redelivered message whose task
+                # is still running elsewhere is ignored by the worker (TaskAlreadyRunningError).
+                "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": str(
+                    5 * self.task_heartbeat_timeout
+                ),
             }
         return env
 

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from types import TracebackType
@@ -78,8 +79,12 @@ class CeleryWorkers:
         self.ready_timeout = ready_timeout
         self.state_dir = settings.home / "celery"
         self.procs: list[tuple[subprocess.Popen[bytes], Path, Path]] = []
+        self._previous_sigterm: Any = None
 
     def __enter__(self) -> CeleryWorkers:
+        if threading.current_thread() is threading.main_thread():
+            # `kill PID` of the pipeline command must stop its workers too: run the exit path.
+            self._previous_sigterm = signal.signal(signal.SIGTERM, _exit_on_sigterm)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         logs = self.settings.home / "logs"
         logs.mkdir(parents=True, exist_ok=True)
@@ -142,9 +147,15 @@ class CeleryWorkers:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+        if self._previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
 
     def describe(self) -> list[dict[str, Any]]:
         return [json.loads(info.read_text()) for _, _, info in self.procs if info.exists()]
+
+
+def _exit_on_sigterm(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
