@@ -197,11 +197,20 @@ def serve_viewer(settings: Settings, host: str, port: int) -> None:
 def viewer(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8090,
+    demo_login: Annotated[
+        bool,
+        typer.Option(
+            "--demo-login/--no-demo-login",
+            help="Create a demo compliance login on first start and print it (a deployment says no: "
+            "add users with `censustrace users add`).",
+        ),
+    ] = True,
 ) -> None:
     """Serve the compliance lineage viewer (pages, JSON API, lineage intake) standalone."""
     settings = get_settings()
-    user, password = ensure_demo_login(settings)
     typer.echo(f"censustrace viewer: http://{host}:{port}/")
-    if password:
-        typer.echo(f"login: {user} / {password}  (kept in {settings.home / DEMO_LOGIN_FILE})")
+    if demo_login:
+        user, password = ensure_demo_login(settings)
+        if password:
+            typer.echo(f"login: {user} / {password}  (kept in {settings.home / DEMO_LOGIN_FILE})")
     serve_viewer(settings, host, port)
