@@ -91,6 +91,29 @@ def _summary(stdout: str) -> dict:
     return json.loads(stdout.strip().splitlines()[-1])
 
 
+def _runs_a_task(env: dict[str, str], group: int) -> bool:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    engine = create_engine(env["CENSUSTRACE_AIRFLOW_DB_URL"])
+    try:
+        with engine.connect() as conn:
+            pids = conn.scalars(
+                text("SELECT pid FROM task_instance WHERE state = 'running' AND pid IS NOT NULL")
+            ).all()
+    except SQLAlchemyError:  # not migrated yet
+        return False
+    finally:
+        engine.dispose()
+    for pid in pids:
+        try:
+            if os.getpgid(int(pid)) == group:
+                return True
+        except ProcessLookupError:
+            continue
+    return False
+
+
 def _extract_states(env: dict[str, str]) -> dict[str, str]:
     from sqlalchemy import create_engine, text
 
@@ -128,17 +151,15 @@ def test_worker_killed_mid_task_its_task_finishes_on_the_other(
     manifest = _sample(tmp_path / "sample", schools=4)
     proc = _pipeline(celery_env, tmp_path / "sample", "--ingest-only")
     home = Path(celery_env["CENSUSTRACE_HOME"])
-    info, log = home / "celery" / "worker-1.json", home / "logs" / "celery-worker-1.log"
+    info = home / "celery" / "worker-1.json"
     deadline = time.monotonic() + 900
     killed = False
     while not killed and time.monotonic() < deadline and proc.poll() is None:
-        text = log.read_text(errors="replace") if log.exists() else ""
-        # Worker 1 started a task (its supervisor marks the task instance running within seconds).
-        if info.exists() and "Executing workload in Celery" in text:
-            time.sleep(4)
+        # Worker 1 runs a task: a running task instance whose process is in worker 1's process group.
+        if info.exists() and _runs_a_task(celery_env, json.loads(info.read_text())["pid"]):
             os.killpg(json.loads(info.read_text())["pid"], signal.SIGKILL)
             killed = True
-        time.sleep(0.2)
+        time.sleep(0.5)
     assert killed, "worker 1 never started a task"
     stdout, stderr = proc.communicate(timeout=1800)
     assert proc.returncode == 0, stderr[-3000:]

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -59,12 +61,21 @@ def _watch_heartbeats(dag_ids: list[str], timeout_seconds: int, stop: threading.
             log.exception("heartbeat watch failed")
 
 
+def _exit_with_parent(parent: int) -> None:
+    """The pipeline command owns this process: when it is gone (killed), stop queueing work."""
+    while True:
+        time.sleep(2)
+        if os.getppid() != parent:
+            os._exit(3)
+
+
 def run(
     dag_ids: list[str], dags_dir: Path, *, use_executor: bool = False, requeue_lost: int | None = None
 ) -> list[dict[str, Any]]:
     from airflow.dag_processing.dagbag import DagBag
 
     stop = threading.Event()
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True, name="parent").start()
     if requeue_lost:
         threading.Thread(
             target=_watch_heartbeats, args=(dag_ids, requeue_lost, stop), daemon=True, name="heartbeats"
