@@ -1364,6 +1364,28 @@ def main() -> None:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
 
 
+def validation_cpu(payloads: list[str]) -> Json:
+    """CPU ms per event of ``parse_event`` (decode + full validation + index fields): with the compiled
+    yes/no check in front (as served), and with ``jsonschema`` alone (the naive baseline), same events.
+    CPU time, so a loaded machine changes it less than wall time."""
+    from censustrace.lineage.store.ingest import _lenient_validator, parse_event
+
+    validator = _lenient_validator()
+    assert validator is not None
+    fast = validator._fast
+    results: Json = {}
+    for label, compiled in (("compiled_first", fast), ("jsonschema_only", None)):
+        validator._fast = compiled
+        for payload in payloads[:20]:
+            parse_event(payload)  # warm caches
+        began = time.process_time()
+        for payload in payloads:
+            parse_event(payload)
+        results[label] = round((time.process_time() - began) / len(payloads) * 1e3, 3)
+    validator._fast = fast
+    return results
+
+
 def main_concurrent(args: argparse.Namespace) -> None:
     """``--concurrent``: events/s from ``--clients`` concurrent clients, one event per request."""
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
@@ -1378,6 +1400,8 @@ def main_concurrent(args: argparse.Namespace) -> None:
         }
         warmup = [Serde.to_json(e) for e in task_events(args.seed + 1, 100)]
         payloads = [Serde.to_json(e) for e in task_events(args.seed, args.events, start=100)]
+        report["validation_cpu_ms"] = validation_cpu(payloads[:300])
+        print(f"validation CPU per event: {report['validation_cpu_ms']}", flush=True)
         for backend in backends:
             dbs = Databases(backend, workdir, args.postgres_url, stack)
             for row in bench_concurrent(dbs, workdir, warmup, payloads, args.clients):

@@ -91,7 +91,9 @@ def _summary(stdout: str) -> dict:
     return json.loads(stdout.strip().splitlines()[-1])
 
 
-def _runs_a_task(env: dict[str, str], group: int) -> bool:
+def _tasks_of(env: dict[str, str], group: int) -> list[int]:
+    """Pids of running task processes that worker ``group`` started (the supervisor, in the worker's
+    process group, starts each task process in a session of its own)."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -102,16 +104,19 @@ def _runs_a_task(env: dict[str, str], group: int) -> bool:
                 text("SELECT pid FROM task_instance WHERE state = 'running' AND pid IS NOT NULL")
             ).all()
     except SQLAlchemyError:  # not migrated yet
-        return False
+        return []
     finally:
         engine.dispose()
-    for pid in pids:
+    found = []
+    for pid in map(int, pids):
         try:
-            if os.getpgid(int(pid)) == group:
-                return True
-        except ProcessLookupError:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            if group in (os.getpgid(pid), os.getpgid(parent)):
+                found.append(pid)
+        except (OSError, ValueError, IndexError):
             continue
-    return False
+    return found
 
 
 def _extract_states(env: dict[str, str]) -> dict[str, str]:
@@ -155,9 +160,13 @@ def test_worker_killed_mid_task_its_task_finishes_on_the_other(
     deadline = time.monotonic() + 900
     killed = False
     while not killed and time.monotonic() < deadline and proc.poll() is None:
-        # Worker 1 runs a task: a running task instance whose process is in worker 1's process group.
-        if info.exists() and _runs_a_task(celery_env, json.loads(info.read_text())["pid"]):
-            os.killpg(json.loads(info.read_text())["pid"], signal.SIGKILL)
+        # Worker 1 runs a task: kill the worker and its task processes, as if its machine died.
+        group = json.loads(info.read_text())["pid"] if info.exists() else None
+        tasks = _tasks_of(celery_env, group) if group else []
+        if tasks:
+            os.killpg(group, signal.SIGKILL)
+            for pid in tasks:
+                os.kill(pid, signal.SIGKILL)
             killed = True
         time.sleep(0.5)
     assert killed, "worker 1 never started a task"
