@@ -248,7 +248,8 @@ class Settings(BaseSettings):
             "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "30",
             "AIRFLOW__OPENLINEAGE__NAMESPACE": self.lineage_namespace,
             "AIRFLOW__OPENLINEAGE__DISABLED": "False",
-            "AIRFLOW__OPENLINEAGE__TRANSPORT": self.openlineage_transport_json(),
+            # Airflow's workers send over HTTP without waiting (AsyncHttpTransport, outbox behind it).
+            "AIRFLOW__OPENLINEAGE__TRANSPORT": self.openlineage_transport_json(http_async=True),
             "CENSUSTRACE_HOME": str(self.home),
             # A task whose worker died stops heartbeating; after this long it is retried elsewhere.
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(self.task_heartbeat_timeout),
@@ -270,7 +271,7 @@ class Settings(BaseSettings):
             }
         return env
 
-    def openlineage_transport(self) -> dict[str, object]:
+    def openlineage_transport(self, *, http_async: bool = False) -> dict[str, object]:
         """The one OpenLineage transport config (Airflow provider, CLI, tests): the lineage store, plus
         ``CENSUSTRACE_LINEAGE_HTTP_URL`` if set, with an outbox for what cannot be delivered yet. The
         HTTP API key is read from the environment by the transport, so it never appears in Airflow's
@@ -280,12 +281,13 @@ class Settings(BaseSettings):
             "store_url": self.lineage_db_url,
             "http_url": self.lineage_http_url,
             "outbox_dir": str(self.outbox_dir),
+            "http_async": http_async,
         }
 
-    def openlineage_transport_json(self) -> str:
+    def openlineage_transport_json(self, *, http_async: bool = False) -> str:
         import json
 
-        return json.dumps(self.openlineage_transport())
+        return json.dumps(self.openlineage_transport(http_async=http_async))
 
 
 @lru_cache(maxsize=1)

@@ -88,12 +88,29 @@ class HttpDestination:
             raise DeliveryRejected(f"HTTP {response.status_code} from {self.url}: {response.text[:300]}")
 
 
+class AsyncHttpDestination:
+    """Hands the event to the client's ``AsyncHttpTransport`` and returns (Airflow workers: a task never
+    waits for the endpoint); undelivered events go to the outbox (``lineage.async_delivery``)."""
+
+    name = "http"
+
+    def __init__(self, url: str, api_key: str | None, timeout: float, outbox: Outbox) -> None:
+        from censustrace.lineage.async_delivery import OutboxAsyncHttpTransport
+
+        self.sender = OutboxAsyncHttpTransport(url, api_key, timeout, outbox, self.name)
+
+    def deliver(self, payload: str) -> None:
+        self.sender.send(payload)
+
+
 @attr.define
 class CensustraceTransportConfig(Config):
     outbox_dir: str
     store_url: str | None = None
     http_url: str | None = None
     timeout: float = 5.0
+    #: Send to ``http_url`` without waiting (AsyncHttpTransport; Airflow workers), else synchronously.
+    http_async: bool = False
 
     @classmethod
     def from_dict(cls, params: dict[str, Any]) -> CensustraceTransportConfig:
@@ -110,6 +127,7 @@ class CensustraceTransportConfig(Config):
             store_url=store_url,
             http_url=params.get("http_url") or None,
             timeout=float(params.get("timeout", 5.0)),
+            http_async=str(params.get("http_async", False)).lower() in ("true", "1"),
         )
 
 
@@ -133,9 +151,13 @@ class CensustraceTransport(Transport):
             from censustrace.config import get_settings
 
             key = get_settings().lineage_http_api_key
-            self.destinations.append(
-                HttpDestination(config.http_url, key.get_secret_value() if key else None, config.timeout)
-            )
+            secret = key.get_secret_value() if key else None
+            if config.http_async:
+                self.destinations.append(
+                    AsyncHttpDestination(config.http_url, secret, config.timeout, self.outbox)
+                )
+            else:
+                self.destinations.append(HttpDestination(config.http_url, secret, config.timeout))
 
     def emit(self, event: Event) -> EmitReport:
         return self.emit_json(Serde.to_json(event))
