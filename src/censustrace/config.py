@@ -251,11 +251,11 @@ class Settings(BaseSettings):
             # Airflow's workers send over HTTP without waiting (AsyncHttpTransport, outbox behind it).
             "AIRFLOW__OPENLINEAGE__TRANSPORT": self.openlineage_transport_json(http_async=True),
             "CENSUSTRACE_HOME": str(self.home),
-            # A task whose worker died stops heartbeating; after this long it is retried elsewhere.
-            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(self.task_heartbeat_timeout),
         }
         if executor == "CeleryExecutor":
             env |= {
+                # A task whose worker died stops heartbeating; after this long it is retried elsewhere.
+                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(self.task_heartbeat_timeout),
                 "AIRFLOW__CELERY__BROKER_URL": self.celery_broker_url,
                 "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.celery_worker_concurrency),
                 # One sync process: the executor runs inside the DAG runner, not a scheduler.
