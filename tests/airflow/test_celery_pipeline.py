@@ -88,7 +88,9 @@ def _pipeline(env: dict[str, str], sample: Path, *extra: str) -> subprocess.Pope
 
 
 def _summary(stdout: str) -> dict:
-    return json.loads(stdout.strip().splitlines()[-1])
+    """The pipeline's --json result: the last (indented) JSON document on standard output."""
+    start = stdout.rfind("\n{\n")
+    return json.loads(stdout[start + 1 if start >= 0 else 0 :])
 
 
 def _tasks_of(env: dict[str, str], group: int) -> list[int]:
