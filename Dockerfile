@@ -1,4 +1,6 @@
 # Airflow image with censustrace installed; used by docker-compose.yaml (Airflow services and the viewer).
+# Production: the runtime requirements only (requirements.txt); the test tools (pytest, ruff, mypy,
+# Playwright) are in requirements-dev.txt and never enter the image.
 FROM apache/airflow:3.3.2-python3.11
 COPY --chown=airflow:0 requirements.txt constraints.txt pyproject.toml README.md /opt/censustrace/
 COPY --chown=airflow:0 src /opt/censustrace/src

@@ -5,13 +5,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo pipeline pipeline-postgres serve test lint format constraints clean
+.PHONY: install demo pipeline pipeline-postgres pipeline-celery serve test lint format constraints clean
 
-$(STAMP): requirements.txt constraints.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "censustrace needs Python 3.11 or newer")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt -c constraints.txt
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt -c constraints.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
@@ -39,6 +39,21 @@ pipeline-postgres: install
 # `censustrace pipeline` writes the demo agreements, dated onto the academic year containing today, into
 # the home's policies/ folder: serve them when they are there (docs/policies.md, "Shipped agreements").
 DEMO_POLICIES ?= $(CURDIR)/.censustrace/policies
+## The same on CeleryExecutor: Redis (CELERY_BROKER, its own DB number) as broker, Airflow's metadata DB,
+## the warehouse and the lineage store on PostgreSQL under their own names, two Celery workers started
+## and stopped by the command. State under CENSUSTRACE_HOME when set, else .censustrace-celery/.
+CELERY_BROKER ?= redis://127.0.0.1:6379/5
+CELERY_HOME   ?= $(if $(CENSUSTRACE_HOME),$(CENSUSTRACE_HOME),$(CURDIR)/.censustrace-celery)
+CELERY_PORT   ?= 8093
+pipeline-celery: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" CENSUSTRACE_HOME="$(CELERY_HOME)" \
+	CENSUSTRACE_WAREHOUSE_URL="$(PG_SERVER)/censustrace_celery_warehouse" \
+	CENSUSTRACE_LINEAGE_URL="$(PG_SERVER)/censustrace_celery_lineage" \
+	CENSUSTRACE_AIRFLOW_DB_URL="$(PG_SERVER)/censustrace_celery_airflow" \
+	CENSUSTRACE_CELERY_BROKER_URL="$(CELERY_BROKER)" \
+	CENSUSTRACE_CELERY_WORKERS=2 CENSUSTRACE_AIRFLOW_PORT=$(CELERY_PORT) \
+	$(BIN)/censustrace pipeline --create-databases --executor celery
+
 serve: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(if $(wildcard $(DEMO_POLICIES)),CENSUSTRACE_POLICIES_DIR="$(DEMO_POLICIES)") \
 	$(BIN)/censustrace serve
@@ -62,4 +77,4 @@ constraints: install
 	 $(BIN)/pip freeze --exclude-editable | grep -v '^censustrace') > constraints.txt
 
 clean:
-	rm -rf $(VENV) .censustrace .censustrace-pg .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .censustrace .censustrace-pg .censustrace-celery .mypy_cache .ruff_cache .pytest_cache

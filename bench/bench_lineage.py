@@ -478,6 +478,152 @@ def api_server(url: str, home: Path) -> Iterator[str]:
             server.wait(timeout=10)
 
 
+# 1b. Concurrent clients ---------------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def served(command: list[str], env: dict[str, str], port: int, cwd: Path) -> Iterator[str]:
+    """A server process (its own session, stopped with its workers) answering /api/v1/health."""
+    server = subprocess.Popen(command, env=env, cwd=cwd, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{base}/api/v1/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{command[:4]} on {base} did not start")
+            time.sleep(0.2)
+        yield base
+    finally:
+        os.killpg(server.pid, 15)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, 9)
+            server.wait(timeout=10)
+
+
+async def _post_all(
+    url: str, payloads: list[str], clients: int, token: str | None
+) -> tuple[float, list[float]]:
+    """``clients`` concurrent connections, one event per request, until every payload was accepted."""
+    import asyncio
+
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    latencies: list[float] = []
+    next_index = iter(range(len(payloads)))
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+
+        async def worker() -> None:
+            for index in next_index:
+                began = time.perf_counter()
+                response = await client.post(url, content=payloads[index].encode(), headers=headers)
+                latencies.append(time.perf_counter() - began)
+                if response.status_code != 201:
+                    raise RuntimeError(f"{url}: HTTP {response.status_code} {response.text[:300]}")
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        return time.perf_counter() - started, latencies
+
+
+def _stored_bodies(url: str, table: str) -> list[str]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [row[0] for row in conn.execute(text(f"SELECT body FROM {table} ORDER BY id"))]
+    finally:
+        engine.dispose()
+
+
+def bench_concurrent(
+    dbs: Databases, workdir: Path, warmup: list[str], payloads: list[str], clients: int
+) -> list[Json]:
+    """The lineage API as ``censustrace api`` serves it (no flags: workers from CENSUSTRACE_API_WORKERS,
+    producer token required) against the raw-insert endpoint, both fed by ``clients`` concurrent
+    clients; then every event's raw text is checked in the store, byte for byte."""
+    import asyncio
+
+    from censustrace.config import Settings
+
+    workers = Settings().api_workers
+    bench_dir = Path(__file__).resolve().parent
+    results: list[Json] = []
+    raw_url, api_url = dbs.new("raw"), dbs.new("api")
+    home = workdir / "api-home"
+    env = {**os.environ, "CENSUSTRACE_HOME": str(home), "CENSUSTRACE_LINEAGE_URL": raw_url}
+    env |= {"RAW_INSERT_URL": raw_url}
+    port = _free_port()
+    uvicorn = [sys.executable, "-m", "uvicorn", "--factory", "raw_insert_app:create_app", "--app-dir"]
+    uvicorn += [str(bench_dir), "--port", str(port), "--workers", str(workers), "--log-level", "warning"]
+    with served([*uvicorn, "--no-access-log"], env, port, workdir) as base:
+        asyncio.run(_post_all(f"{base}/api/v1/lineage", warmup, clients, None))
+        seconds, latencies = asyncio.run(_post_all(f"{base}/api/v1/lineage", payloads, clients, None))
+    stored = _stored_bodies(raw_url, "raw")[len(warmup) :]
+    results.append(
+        _concurrent_row(
+            "raw INSERT only (practical limit)", workers, clients, payloads, seconds, latencies, stored
+        )
+    )
+
+    env = {**os.environ, "CENSUSTRACE_HOME": str(home), "CENSUSTRACE_LINEAGE_URL": api_url}
+    cli = [sys.executable, "-m", "censustrace.cli"]
+    added = subprocess.run(
+        [*cli, "tokens", "add", "bench", "--kind", "producer", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    token = json.loads(added.stdout)["token"]
+    port = _free_port()
+    with served([*cli, "api", "--port", str(port)], env, port, workdir) as base:
+        asyncio.run(_post_all(f"{base}/api/v1/lineage", warmup, clients, token))
+        seconds, latencies = asyncio.run(_post_all(f"{base}/api/v1/lineage", payloads, clients, token))
+    stored = _stored_bodies(api_url, "raw_events")[len(warmup) :]
+    results.append(
+        _concurrent_row(
+            "`censustrace api` (validated, indexed)", workers, clients, payloads, seconds, latencies, stored
+        )
+    )
+    return results
+
+
+def _concurrent_row(
+    path: str,
+    workers: int,
+    clients: int,
+    payloads: list[str],
+    seconds: float,
+    latencies: list[float],
+    stored: list[str],
+) -> Json:
+    median, p95 = median_p95(latencies)
+    return {
+        "path": path,
+        "workers": workers,
+        "clients": clients,
+        "events": len(payloads),
+        "seconds": seconds,
+        "rate": len(payloads) / seconds,
+        "median_ms": median * 1e3,
+        "p95_ms": p95 * 1e3,
+        # Lossless: every event stored once, its text exactly as sent (order may differ across clients).
+        "lossless": sorted(stored) == sorted(payloads),
+    }
+
+
 def _client(transport: Any) -> OpenLineageClient:
     return OpenLineageClient(transport=transport)
 
@@ -1145,7 +1291,16 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a short smoke run (~30 s)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--seed", type=int, default=20261128, help="random seed of the generated data")
+    parser.add_argument(
+        "--concurrent",
+        action="store_true",
+        help="only the concurrent-clients benchmark: `censustrace api` against a raw-insert endpoint",
+    )
+    parser.add_argument("--clients", type=int, default=16, help="concurrent clients (default 16)")
     args = parser.parse_args()
+    if args.concurrent:
+        main_concurrent(args)
+        return
     if args.quick:
         args.events, args.runs, args.versions = 60, 400, 4000
         args.seed_chains, args.traces, args.reps = 10, 20, 10
@@ -1205,6 +1360,59 @@ def main() -> None:
     report["seconds"] = time.perf_counter() - began
     print()
     print(markdown(report))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+
+
+def validation_cpu(payloads: list[str]) -> Json:
+    """CPU ms per event of ``parse_event`` (decode + full validation + index fields): with the compiled
+    yes/no check in front (as served), and with ``jsonschema`` alone (the naive baseline), same events.
+    CPU time, so a loaded machine changes it less than wall time."""
+    from censustrace.lineage.store.ingest import _lenient_validator, parse_event
+
+    validator = _lenient_validator()
+    assert validator is not None
+    fast = validator._fast
+    results: Json = {}
+    for label, compiled in (("compiled_first", fast), ("jsonschema_only", None)):
+        validator._fast = compiled
+        for payload in payloads[:20]:
+            parse_event(payload)  # warm caches
+        began = time.process_time()
+        for payload in payloads:
+            parse_event(payload)
+        results[label] = round((time.process_time() - began) / len(payloads) * 1e3, 3)
+    validator._fast = fast
+    return results
+
+
+def main_concurrent(args: argparse.Namespace) -> None:
+    """``--concurrent``: events/s from ``--clients`` concurrent clients, one event per request."""
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    began = time.perf_counter()
+    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="censustrace-bench-") as tmp:
+        workdir = Path(tmp)
+        report: Json = {
+            "command": " ".join([".venv/bin/python", "bench/bench_lineage.py", *sys.argv[1:]]),
+            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": machine(workdir),
+            "concurrent": [],
+        }
+        warmup = [Serde.to_json(e) for e in task_events(args.seed + 1, 100)]
+        payloads = [Serde.to_json(e) for e in task_events(args.seed, args.events, start=100)]
+        report["validation_cpu_ms"] = validation_cpu(payloads[:300])
+        print(f"validation CPU per event: {report['validation_cpu_ms']}", flush=True)
+        for backend in backends:
+            dbs = Databases(backend, workdir, args.postgres_url, stack)
+            for row in bench_concurrent(dbs, workdir, warmup, payloads, args.clients):
+                report["concurrent"].append({"backend": backend, **row})
+                print(
+                    f"{backend:8} {row['path']:42} {row['rate']:7.0f} events/s"
+                    f"  median {row['median_ms']:.1f} ms  p95 {row['p95_ms']:.1f} ms"
+                    f"  lossless {row['lossless']}",
+                    flush=True,
+                )
+    report["seconds"] = time.perf_counter() - began
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
 

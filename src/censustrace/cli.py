@@ -352,8 +352,15 @@ def pipeline(
     ] = None,
     use_executor: Annotated[
         bool,
-        typer.Option("--use-executor", help="Run tasks on the configured executor (LocalExecutor)."),
+        typer.Option("--use-executor", help="Run tasks on the LocalExecutor (same as --executor local)."),
     ] = False,
+    executor: Annotated[
+        str | None,
+        typer.Option(
+            help="inline (in the runner, the default), local (LocalExecutor) or celery (CeleryExecutor: "
+            "starts and stops CENSUSTRACE_CELERY_WORKERS workers on CENSUSTRACE_CELERY_BROKER_URL)."
+        ),
+    ] = None,
     create_databases: Annotated[
         bool,
         typer.Option("--create-databases", help="Create missing PostgreSQL databases named in the URLs."),
@@ -374,6 +381,15 @@ def pipeline(
     from censustrace.lineage.emit import emit_step
 
     settings = _settings()
+    mode = executor or ("local" if use_executor else "inline")
+    if mode not in ("inline", "local", "celery"):
+        raise UsageError(f"--executor {mode}: expected inline, local or celery")
+    if mode == "celery":
+        from censustrace.airflow.workers import check_broker, check_metadata_db
+
+        # Before anything changes: a dead broker or a SQLite metadata DB is a clear error, not a hang.
+        check_metadata_db(settings)
+        check_broker(settings.celery_broker_url)
     if create_databases:
         _create_databases(settings)
     _migrate(settings)
@@ -403,7 +419,7 @@ def pipeline(
     with contextlib.suppress(typer.Exit):
         deliver(sample, as_json=as_json)
     log = settings.home / "logs" / "pipeline.log"
-    runs = _run_dags(settings, ["census_ingest"], log, use_executor=use_executor)
+    runs = _run_dags(settings, ["census_ingest"], log, executor=mode)
     counts = _extract_counts(settings)
     ingest = runs.get("census_ingest", {})
     ingest_state = str(ingest.get("state", "failed"))
@@ -415,7 +431,15 @@ def pipeline(
         "seconds": ingest.get("seconds"),
         "extracts": counts,
         "log": str(log),
+        "executor": mode,
     }
+    if mode == "celery":
+        from censustrace.airflow.workers import redacted
+
+        lines.append(
+            f"executor: celery, {settings.celery_workers} workers x {settings.celery_worker_concurrency} "
+            f"slots, broker {redacted(settings.celery_broker_url)} (worker logs in {log.parent})"
+        )
     if ingest_only:
         _emit(result, as_json, lines)
         raise typer.Exit(0 if ingest_state == "success" else 1)
@@ -428,7 +452,7 @@ def pipeline(
         consents["rows_rejected"] += outcome.rows_rejected
     lines.append("consents: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(consents.items())))
     share_dags = [spec.dag_id for spec in share_dag_specs(settings.policies_dir, today)]
-    runs |= _run_dags(settings, share_dags, log, use_executor=use_executor)
+    runs |= _run_dags(settings, share_dags, log, executor=mode)
     shares = {dag: str(runs.get(dag, {}).get("state", "failed")) for dag in share_dags}
     lines.append(
         "shares: "
@@ -443,25 +467,31 @@ def pipeline(
 
 
 def _run_dags(
-    settings: Settings, dag_ids: list[str], log: Path, *, use_executor: bool
+    settings: Settings, dag_ids: list[str], log: Path, *, executor: str = "inline"
 ) -> dict[str, dict[str, Any]]:
     """Run DAGs once each in one Airflow process (``censustrace.airflow.runner``): dag id ->
-    ``{"state", "tasks", "seconds"}``."""
-    env = {**os.environ, **settings.airflow_env()}
+    ``{"state", "tasks", "seconds"}``. ``executor``: inline, local or celery (workers started here)."""
+    from contextlib import ExitStack
+
+    from censustrace.airflow.workers import CeleryWorkers
+
+    airflow_executor = "CeleryExecutor" if executor == "celery" else "LocalExecutor"
+    env = {**os.environ, **settings.airflow_env(airflow_executor)}
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     cmd = [sys.executable, "-m", "censustrace.airflow.runner", *dag_ids]
-    if use_executor:
+    if executor != "inline":
         cmd.append("--use-executor")
+    if executor == "celery":
+        cmd.append("--requeue-lost")
     log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as fh:
-        # The executor's workers run each task as its own process that talks to the API server.
-        server = _start_api_server(settings, env, fh) if use_executor else None
-        try:
-            proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=fh, check=False)
-        finally:
-            if server is not None:
-                server.terminate()
-                server.wait(timeout=60)
+    with log.open("ab") as fh, ExitStack() as stack:
+        if executor != "inline":
+            # The executor's workers run each task as its own process that talks to the API server.
+            server = _start_api_server(settings, env, fh)
+            stack.callback(_stop, server)
+        if executor == "celery":
+            stack.enter_context(CeleryWorkers(settings, env))
+        proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=fh, check=False)
         fh.write(proc.stdout)
     states: dict[str, dict[str, Any]] = {}
     for line in proc.stdout.decode("utf-8", "replace").splitlines():
@@ -475,6 +505,15 @@ def _run_dags(
             code="CT-PIPELINE",
         )
     return states
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _start_api_server(settings: Settings, env: dict[str, str], log: Any) -> subprocess.Popen[bytes]:

@@ -17,7 +17,12 @@ embedded Airflow home).
 | ``CENSUSTRACE_AIRFLOW_DB_URL`` | ``sqlite:///$HOME/airflow/airflow.db`` | Airflow metadata DB |
 | ``CENSUSTRACE_AIRFLOW_PARALLELISM`` | ``2`` | LocalExecutor parallelism |
 | ``CENSUSTRACE_AIRFLOW_PORT`` | ``8080`` | port of the Airflow UI/API server |
+| ``CENSUSTRACE_CELERY_BROKER_URL`` | ``redis://127.0.0.1:6379/0`` | Celery broker (``--executor celery``) |
+| ``CENSUSTRACE_CELERY_WORKERS`` | ``2`` | Celery worker processes ``pipeline --executor celery`` starts |
+| ``CENSUSTRACE_CELERY_WORKER_CONCURRENCY`` | ``1`` | task slots per Celery worker |
+| ``CENSUSTRACE_TASK_HEARTBEAT_TIMEOUT`` | ``60`` | seconds without a heartbeat: the task's worker is lost |
 | ``CENSUSTRACE_API_PORT`` | ``8000`` | port of the lineage API (``censustrace serve``) |
+| ``CENSUSTRACE_API_WORKERS`` | CPU count, 2 to 8 | server processes of ``censustrace api``/``viewer`` |
 | ``CENSUSTRACE_PUBLIC_URL`` | ``http://127.0.0.1:$API_PORT`` | where browsers reach the viewer |
 | ``CENSUSTRACE_VIEWER_SESSION_MINUTES`` | ``30`` | viewer sessions end after this long idle (12 h at most) |
 | ``CENSUSTRACE_VIEWER_TIMEZONE`` | ``Europe/London`` | IANA time zone the viewer shows times in |
@@ -93,6 +98,11 @@ SECURITY_MEASURES = (
 )
 
 
+def _default_api_workers() -> int:
+    """One server process per core (lineage intake is CPU-bound), at least 2, at most 8."""
+    return max(2, min(8, os.cpu_count() or 1))
+
+
 class ConfigError(Exception):
     """A setting is missing, malformed or points somewhere unusable. Exit code 2 on the CLI."""
 
@@ -114,7 +124,20 @@ class Settings(BaseSettings):
     airflow_db_url: str | None = Field(default=None, description="CENSUSTRACE_AIRFLOW_DB_URL")
     airflow_parallelism: int = Field(default=2, ge=1, le=64, description="CENSUSTRACE_AIRFLOW_PARALLELISM")
     airflow_port: int = Field(default=8080, ge=1, le=65535, description="CENSUSTRACE_AIRFLOW_PORT")
+    celery_broker_url: str = Field(
+        default="redis://127.0.0.1:6379/0", description="CENSUSTRACE_CELERY_BROKER_URL"
+    )
+    celery_workers: int = Field(default=2, ge=1, le=32, description="CENSUSTRACE_CELERY_WORKERS")
+    celery_worker_concurrency: int = Field(
+        default=1, ge=1, le=64, description="CENSUSTRACE_CELERY_WORKER_CONCURRENCY"
+    )
+    task_heartbeat_timeout: int = Field(
+        default=60, ge=10, le=3600, description="CENSUSTRACE_TASK_HEARTBEAT_TIMEOUT"
+    )
     api_port: int = Field(default=8000, ge=1, le=65535, description="CENSUSTRACE_API_PORT")
+    api_workers: int = Field(
+        default_factory=_default_api_workers, ge=1, le=64, description="CENSUSTRACE_API_WORKERS"
+    )
     public_url: str | None = Field(default=None, description="CENSUSTRACE_PUBLIC_URL")
     la: str = Field(default="330", pattern=r"^\d{3}$", description="CENSUSTRACE_LA")
     # No dots or slashes: dataset names split at their last dot (docs/lineage.md).
@@ -340,15 +363,16 @@ class Settings(BaseSettings):
                 fh.write(secrets.token_hex(32))
         return path.read_text().strip().encode()
 
-    def airflow_env(self) -> dict[str, str]:
-        """Environment for the embedded Airflow: its home, SQLite metadata DB, our DAGs and lineage."""
+    def airflow_env(self, executor: str = "LocalExecutor") -> dict[str, str]:
+        """Environment for the embedded Airflow: its home, SQLite metadata DB, our DAGs and lineage.
+        ``executor="CeleryExecutor"`` adds the broker and the workers' settings."""
         env = {
             "AIRFLOW_HOME": str(self.airflow_home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_dir),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(self.plugins_dir),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__EXECUTOR": executor,
             "AIRFLOW__CORE__PARALLELISM": str(self.airflow_parallelism),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.airflow_metadata_url,
             "AIRFLOW__API__PORT": str(self.airflow_port),
@@ -358,12 +382,30 @@ class Settings(BaseSettings):
             "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "30",
             "AIRFLOW__OPENLINEAGE__NAMESPACE": self.lineage_namespace,
             "AIRFLOW__OPENLINEAGE__DISABLED": "False",
-            "AIRFLOW__OPENLINEAGE__TRANSPORT": self.openlineage_transport_json(),
+            # Airflow's workers send over HTTP without waiting (AsyncHttpTransport, outbox behind it).
+            "AIRFLOW__OPENLINEAGE__TRANSPORT": self.openlineage_transport_json(http_async=True),
             "CENSUSTRACE_HOME": str(self.home),
         }
+        if executor == "CeleryExecutor":
+            env |= {
+                # A task whose worker died stops heartbeating; after this long it is retried elsewhere.
+                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(self.task_heartbeat_timeout),
+                "AIRFLOW__CELERY__BROKER_URL": self.celery_broker_url,
+                "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.celery_worker_concurrency),
+                # One sync process: the executor runs inside the DAG runner, not a scheduler.
+                "AIRFLOW__CELERY__SYNC_PARALLELISM": "1",
+                # The broker answers within seconds or counts as down (no hour-long retries).
+                "AIRFLOW__CELERY__OPERATION_TIMEOUT": "5",
+                # A message taken by a worker that died before starting the task goes back to the
+                # queue after this long (Airflow's default is a day). A redelivered message whose task
+                # is still running elsewhere is ignored by the worker (TaskAlreadyRunningError).
+                "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": str(
+                    5 * self.task_heartbeat_timeout
+                ),
+            }
         return env
 
-    def openlineage_transport(self) -> dict[str, object]:
+    def openlineage_transport(self, *, http_async: bool = False) -> dict[str, object]:
         """The one OpenLineage transport config (Airflow provider, CLI, tests): the lineage store, plus
         ``CENSUSTRACE_LINEAGE_HTTP_URL`` if set, with an outbox for what cannot be delivered yet. The
         HTTP API key is read from the environment by the transport, so it never appears in Airflow's
@@ -375,12 +417,13 @@ class Settings(BaseSettings):
             "outbox_dir": str(self.outbox_dir),
             # Airflow workers drain the outbox at start and then this often (0: off).
             "drain_interval": self.lineage_retry_seconds,
+            "http_async": http_async,
         }
 
-    def openlineage_transport_json(self) -> str:
+    def openlineage_transport_json(self, *, http_async: bool = False) -> str:
         import json
 
-        return json.dumps(self.openlineage_transport())
+        return json.dumps(self.openlineage_transport(http_async=http_async))
 
 
 @lru_cache(maxsize=1)

@@ -26,6 +26,7 @@ from starlette.requests import ClientDisconnect
 
 from censustrace.config import Settings, get_settings
 from censustrace.errors import CensustraceError
+from censustrace.lineage.batch import BatchNotArray, store_batch, store_one
 from censustrace.lineage.ownership import LineageForbidden
 from censustrace.lineage.spec import EventValidator, require_schemas
 from censustrace.lineage.store.db import make_engine, upgrade
@@ -33,7 +34,7 @@ from censustrace.lineage.store.ingest import (
     LineageConflict,
     LineageEventInvalid,
     LineageEventMalformed,
-    store_event,
+    LineageStoreUnavailable,
 )
 from censustrace.lineage.store.queries import (
     LineageNotFound,
@@ -179,11 +180,39 @@ def lineage_router(
     )
     async def post_lineage(request: Request) -> Response:
         body = await read_body(request, max_body_bytes)
+        # Checked in this request's thread, stored with the other requests in flight (group commit).
         result = await run_in_threadpool(
-            store_event, lineage_engine(request), body, validator=validator, **writer_of(request)
+            store_one, lineage_engine(request), body, validator, **writer_of(request)
         )
         headers = {"X-Censustrace-Duplicate": "true"} if result.duplicate else None
         return Response(status_code=201, headers=headers)
+
+    @router.post(
+        "/lineage/batch",
+        summary="Record an array of OpenLineage events, with one outcome per event",
+        dependencies=write,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"type": "array", "items": _EVENT_SCHEMA}}},
+            }
+        },
+        responses={
+            200: {
+                "description": "Every event's outcome: `results[i]` = {index, status (201 stored, 200 "
+                "duplicate, 400/422 invalid, 403 names what the pipeline owns, 409 conflict, 503 store "
+                "unavailable), code, message}."
+            },
+            400: {"description": "The body is not a JSON array."},
+            413: {"description": "Body over the size limit."},
+        },
+    )
+    async def post_lineage_batch(request: Request) -> JSONResponse:
+        body = await read_body(request, max_body_bytes)
+        report = await run_in_threadpool(
+            store_batch, lineage_engine(request), body, validator, **writer_of(request)
+        )
+        return JSONResponse(report)
 
     @router.get("/lineage", summary="Lineage graph around a dataset or job", dependencies=read)
     def get_lineage(
@@ -304,6 +333,14 @@ def add_lineage_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LineageQueryInvalid)
     async def _bad_query(_request: Request, exc: LineageQueryInvalid) -> JSONResponse:
         return _error(400, exc)
+
+    @app.exception_handler(BatchNotArray)
+    async def _not_array(_request: Request, exc: BatchNotArray) -> JSONResponse:
+        return _error(400, exc)
+
+    @app.exception_handler(LineageStoreUnavailable)
+    async def _unavailable(_request: Request, exc: LineageStoreUnavailable) -> JSONResponse:
+        return _error(503, exc)
 
     @app.exception_handler(RequestBodyError)
     async def _bad_body(_request: Request, exc: RequestBodyError) -> JSONResponse:

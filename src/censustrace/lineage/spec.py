@@ -25,7 +25,7 @@ import re
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from functools import lru_cache
 from importlib import resources
@@ -40,6 +40,7 @@ from referencing.exceptions import Unresolvable
 from referencing.jsonschema import DRAFT202012
 
 from censustrace.errors import CensustraceError
+from censustrace.lineage.fast_validation import fast_validators
 
 CORE_SCHEMA_FILE: Final = "OpenLineage.json"
 _MAX_MESSAGE: Final = 300
@@ -168,6 +169,21 @@ def _format_checker(*, lenient: bool) -> FormatChecker:
     checker.checks("uuid")(_uuid_format)
     checker.checks("uri")(_uri_format)
     return checker
+
+
+def _format_functions(*, lenient: bool) -> dict[str, Callable[[Any], bool]]:
+    """The checks of :func:`_format_checker` as yes/no functions (for the compiled validators)."""
+
+    def date_time(value: object) -> bool:
+        if not isinstance(value, str):
+            return True
+        try:
+            normalise_timestamp(value, require_offset=not lenient)
+        except ValueError:
+            return False
+        return True
+
+    return {"date-time": date_time, "uuid": _uuid_format, "uri": _uri_format}
 
 
 # Schemas ---------------------------------------------------------------------------------------------
@@ -365,6 +381,7 @@ class EventValidator:
             for sid, doc in schemas.items()
         )
         self._format_checker = _format_checker(lenient=lenient)
+        self._fast = fast_validators(schemas.items(), _format_functions(lenient=lenient))
         self._validators: dict[str, Draft202012Validator | None] = {}
         self._facet_cache_size = facet_cache_size
         self._valid_facets: OrderedDict[bytes, None] = OrderedDict()
@@ -394,6 +411,8 @@ class EventValidator:
         if _count_parts(event) > MAX_PARTS:
             return [f"$: more than {MAX_PARTS} facets and datasets in one event"]
         kind = event_kind(event)
+        if self._all_valid_fast(event, f"{self.core_id}#/$defs/{kind}"):
+            return []
         core = self._validator(f"{self.core_id}#/$defs/{kind}")
         assert core is not None, "the core schema defines every event kind"
         # Lazily, so a hostile event with a million faults costs no more than one with a hundred.
@@ -431,6 +450,20 @@ class EventValidator:
         if len(unique) > MAX_PROBLEMS:
             unique = [*unique[:MAX_PROBLEMS], f"$: and {len(unique) - MAX_PROBLEMS} more problems"]
         return unique
+
+    def _all_valid_fast(self, event: Json, core_url: str) -> bool:
+        """True when the compiled validators find the event and each of its facets valid (then the
+        detailed check would find nothing); False sends the event down the detailed path."""
+        fast = self._fast
+        if fast is None or fast.is_valid(core_url, event) is not True:
+            return False
+        for _path, _name, facet in _facet_sites(event):
+            schema_url = facet.get("_schemaURL")
+            if not isinstance(schema_url, str) or schema_url.startswith(self.core_id):
+                continue
+            if urldefrag(schema_url).url in self._known and fast.is_valid(schema_url, facet) is not True:
+                return False
+        return True
 
     def _facet_key(self, schema_url: str, facet: Json) -> bytes | None:
         if self._facet_cache_size <= 0:

@@ -99,6 +99,21 @@ class HttpDestination:
             raise DeliveryRejected(f"HTTP {response.status_code} from {self.url}: {response.text[:300]}")
 
 
+class AsyncHttpDestination:
+    """Hands the event to the client's ``AsyncHttpTransport`` and returns (Airflow workers: a task never
+    waits for the endpoint); undelivered events go to the outbox (``lineage.async_delivery``)."""
+
+    name = "http"
+
+    def __init__(self, url: str, api_key: str | None, timeout: float, outbox: Outbox) -> None:
+        from censustrace.lineage.async_delivery import OutboxAsyncHttpTransport
+
+        self.sender = OutboxAsyncHttpTransport(url, api_key, timeout, outbox, self.name)
+
+    def deliver(self, payload: str) -> None:
+        self.sender.send(payload)
+
+
 @attr.define
 class CensustraceTransportConfig(Config):
     outbox_dir: str
@@ -107,6 +122,8 @@ class CensustraceTransportConfig(Config):
     timeout: float = 5.0
     #: Seconds between background drains of the outbox (0: only on the next event and on flush).
     drain_interval: float = 0.0
+    #: Send to ``http_url`` without waiting (AsyncHttpTransport; Airflow workers), else synchronously.
+    http_async: bool = False
 
     @classmethod
     def from_dict(cls, params: dict[str, Any]) -> CensustraceTransportConfig:
@@ -124,6 +141,7 @@ class CensustraceTransportConfig(Config):
             http_url=params.get("http_url") or None,
             timeout=float(params.get("timeout", 5.0)),
             drain_interval=float(params.get("drain_interval") or 0.0),
+            http_async=str(params.get("http_async", False)).lower() in ("true", "1"),
         )
 
 
@@ -147,9 +165,13 @@ class CensustraceTransport(Transport):
             from censustrace.config import get_settings
 
             key = get_settings().lineage_http_api_key
-            self.destinations.append(
-                HttpDestination(config.http_url, key.get_secret_value() if key else None, config.timeout)
-            )
+            secret = key.get_secret_value() if key else None
+            if config.http_async:
+                self.destinations.append(
+                    AsyncHttpDestination(config.http_url, secret, config.timeout, self.outbox)
+                )
+            else:
+                self.destinations.append(HttpDestination(config.http_url, secret, config.timeout))
         if config.drain_interval > 0:
             start_background_drain(self)
 

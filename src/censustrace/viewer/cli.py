@@ -11,7 +11,7 @@ import os
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -223,29 +223,49 @@ def serve_viewer(settings: Settings, host: str, port: int) -> None:
     cookies are marked Secure when a local TLS proxy forwards ``X-Forwarded-Proto: https``."""
     import uvicorn
 
+    from censustrace.lineage.store.db import upgrade
     from censustrace.lineage.transport import CensustraceTransport, CensustraceTransportConfig
     from censustrace.viewer.app import create_viewer_app
 
     # A long-lived process: it retries the lineage outbox every CENSUSTRACE_LINEAGE_RETRY_SECONDS.
     CensustraceTransport(CensustraceTransportConfig.from_dict(settings.openlineage_transport()))
+
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": "info",
+        "proxy_headers": True,
+        "forwarded_allow_ips": "127.0.0.1",
+    }
+    if settings.api_workers == 1:
+        uvicorn.run(create_viewer_app(settings), **options)
+        return
+    # Several processes (CENSUSTRACE_API_WORKERS), each building the app from the same environment:
+    # lineage intake is CPU-bound (validation), one process uses one core. Migrated once, here.
+    upgrade(settings.lineage_db_url)
+    os.environ["CENSUSTRACE_HOME"] = str(settings.home)
     uvicorn.run(
-        create_viewer_app(settings),
-        host=host,
-        port=port,
-        log_level="info",
-        proxy_headers=True,
-        forwarded_allow_ips="127.0.0.1",
+        "censustrace.viewer.app:create_viewer_app", factory=True, workers=settings.api_workers, **options
     )
 
 
 def viewer(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8090,
+    demo_login: Annotated[
+        bool,
+        typer.Option(
+            "--demo-login/--no-demo-login",
+            help="Create a demo compliance login on first start and print it (a deployment says no: "
+            "add users with `censustrace users add`).",
+        ),
+    ] = True,
 ) -> None:
     """Serve the compliance lineage viewer (pages, JSON API, lineage intake) standalone."""
     settings = get_settings()
-    user, password = ensure_demo_login(settings)
     typer.echo(f"censustrace viewer: http://{host}:{port}/")
-    if password:
-        typer.echo(f"login: {user} / {password}  (kept in {settings.home / DEMO_LOGIN_FILE})")
+    if demo_login:
+        user, password = ensure_demo_login(settings)
+        if password:
+            typer.echo(f"login: {user} / {password}  (kept in {settings.home / DEMO_LOGIN_FILE})")
     serve_viewer(settings, host, port)

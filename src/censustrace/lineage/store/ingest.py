@@ -15,6 +15,7 @@ One transaction per event (or per batch in :func:`store_events`): an event is st
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -1373,6 +1374,51 @@ def store_events(
         return [_store(conn, event, seen, label) for event in parsed]
 
     return _with_retries(engine, store_all)
+
+
+def store_parsed_events(
+    engine: Engine, events: Sequence[ParsedEvent], producers: Sequence[str | None] | None = None
+) -> list[StoreResult | CensustraceError]:
+    """Store checked events, one outcome each, in as few transactions as possible (group commit): all
+    in one; if that one fails (a conflict, a database error), each again in its own, so one bad event
+    costs only itself. A database error of an event's own transaction is its outcome, not raised."""
+    if not events:
+        return []
+    labels = list(producers) if producers is not None else [None] * len(events)
+
+    def store_all(conn: Connection) -> list[StoreResult | CensustraceError]:
+        seen = _Seen()
+        return [_store(conn, event, seen, label) for event, label in zip(events, labels, strict=True)]
+
+    try:
+        return _with_retries(engine, store_all)
+    except (CensustraceError, DBAPIError) as exc:
+        if len(events) == 1:
+            return [_as_error(exc)]
+    outcomes: list[StoreResult | CensustraceError] = []
+    for event, label in zip(events, labels, strict=True):
+        try:
+            outcomes.append(_with_retries(engine, functools.partial(_store_alone, event, label)))
+        except (CensustraceError, DBAPIError) as exc:
+            outcomes.append(_as_error(exc))
+    return outcomes
+
+
+class LineageStoreUnavailable(CensustraceError):
+    """The store could not be written (connection lost, server down): retry later (HTTP 503)."""
+
+    code = "CT-LINEAGE-STORE"
+
+
+def _store_alone(event: ParsedEvent, producer: str | None, conn: Connection) -> StoreResult:
+    return _store(conn, event, _Seen(), producer)
+
+
+def _as_error(exc: Exception) -> CensustraceError:
+    if isinstance(exc, CensustraceError):
+        return exc
+    log.error("lineage store write failed: %s", exc)
+    return LineageStoreUnavailable(f"the lineage store could not be written ({type(exc).__name__})")
 
 
 def export_raw_events(engine: Engine, *, batch_size: int = 500) -> Iterator[str]:
