@@ -37,20 +37,17 @@ from censustrace.intake.quarantine import quarantine
 from censustrace.intake.registry import ExtractRow, get_extract
 from censustrace.quality.frames import TABLES, StagedCodes, _readable, _source, read_codes
 from censustrace.quality.run import (
-    PASSED,
-    ROWS_REJECTED,
     SKIPPED,
-    WARNINGS,
-    SuiteSummary,
     ValidationOutcome,
     _apply_codes,
     _decide,
     _store_results,
     _store_warnings,
+    validation_outcome,
 )
 from censustrace.quality.suites import PARSE_REJECTED, RUN_PARAMETERS, Suites, SuiteSpec, load_suites
 from censustrace.warehouse.db import warehouse_engine, write_transaction
-from censustrace.warehouse.tables import QUARANTINED, STAGED, staged_pupil
+from censustrace.warehouse.tables import STAGED, staged_pupil
 
 if TYPE_CHECKING:
     import pandas as pd  # type: ignore[import-untyped]
@@ -122,50 +119,8 @@ def validate_batch(extract_ids: Sequence[str], settings: Settings) -> dict[str, 
             else:
                 _apply_codes(conn, extract_id, batch.codes[extract_id], decision.rejected)
                 _store_warnings(conn, locked, decision.warnings)
-            outcomes[extract_id] = _outcome(settings, extract_id, own, decision, page_of, pages)
+            outcomes[extract_id] = validation_outcome(settings, extract_id, own, decision, page_of, pages)
     return outcomes
-
-
-def _outcome(
-    settings: Settings,
-    extract_id: str,
-    results: Sequence[SuiteResult],
-    decision: Any,
-    page_of: Mapping[str, str],
-    pages: tuple[str, ...],
-) -> ValidationOutcome:
-    from censustrace.quality.lineage import validation_lineage
-
-    status = (
-        QUARANTINED
-        if decision.errors
-        else ROWS_REJECTED
-        if decision.rejected
-        else WARNINGS
-        if decision.warnings
-        else PASSED
-    )
-    return ValidationOutcome(
-        extract_id=extract_id,
-        status=status,
-        suites=tuple(
-            SuiteSummary(
-                name=r.suite,
-                success=r.success,
-                rows=r.row_count,
-                failed_critical_rows=decision.failed_rows.get(r.suite, 0),
-                data_docs_page=page_of[r.suite],
-                expectations=tuple(x.as_dict() for x in r.results),
-            )
-            for r in results
-        ),
-        rejected={} if decision.errors else decision.rejected,
-        warnings=decision.warnings,
-        errors=decision.errors,
-        data_docs=pages,
-        summary=tuple(x.summary() for r in results for x in r.results),
-        lineage=validation_lineage(settings.warehouse_db_url, extract_id, results),
-    )
 
 
 def _staged(conn: Connection, extract_ids: Sequence[str]) -> _Batch:

@@ -26,7 +26,7 @@ import datetime as dt
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import Connection, bindparam, delete, insert, update
 
@@ -39,6 +39,9 @@ from censustrace.quality.suites import Suites, load_suites
 from censustrace.quality.tables import validation_result
 from censustrace.warehouse.db import warehouse_engine, write_transaction
 from censustrace.warehouse.tables import QUARANTINED, STAGED, extracts, staged_pupil
+
+if TYPE_CHECKING:
+    from censustrace.quality.engine import SuiteResult
 
 PASSED: Final = "passed"
 WARNINGS: Final = "warnings"
@@ -115,37 +118,17 @@ class ValidationOutcome:
         }
 
 
-def validate_extract(extract_id: str, settings: Settings) -> ValidationOutcome:
-    """Validate a staged extract and route its failures by severity (see the module docstring)."""
-    from censustrace.quality.docs import write_pages
-    from censustrace.quality.engine import run_suite
+def validation_outcome(
+    settings: Settings,
+    extract_id: str,
+    results: Sequence[SuiteResult],
+    decision: Any,
+    page_of: Mapping[str, str],
+    pages: tuple[str, ...],
+) -> ValidationOutcome:
+    """What validating one extract found (shared by one extract and a batch, split back per extract)."""
     from censustrace.quality.lineage import validation_lineage
 
-    suites = load_suites(settings.expectations_dir)  # a bad suite file fails here, loudly
-    engine = warehouse_engine(settings.warehouse_db_url)
-    with engine.connect() as conn:
-        head = _staged_head(conn, extract_id)
-        if head is None:
-            return ValidationOutcome(extract_id=extract_id, status=SKIPPED)
-        codes = read_codes(conn, extract_id)
-        frames = read_frames(conn, extract_id, suites, codes)
-    parameters = {"rows_read": head.rows_read or 0, **suites.code_set_parameters()}
-    results = [run_suite(suite, frames[suite.name], parameters) for suite in suites]
-    del frames
-    decision = _decide(head, suites, results, codes.parse_rejected())
-    validated_at = dt.datetime.now(dt.UTC)
-    pages = write_pages(settings.data_docs_dir, suites, extract_id, results, validated_at.isoformat())
-    page_of = {r.suite: p for r, p in zip(results, pages, strict=True)}
-    with write_transaction(engine) as conn:
-        locked = get_extract(conn, extract_id, lock=True)
-        if locked is None or locked.status != STAGED:  # done meanwhile by another process
-            return ValidationOutcome(extract_id=extract_id, status=SKIPPED)
-        _store_results(conn, extract_id, results, page_of, validated_at)
-        if decision.errors:
-            quarantine(extract_id, decision.errors, settings, connection=conn)
-        else:
-            _apply_codes(conn, extract_id, codes, decision.rejected)
-            _store_warnings(conn, locked, decision.warnings)
     status = (
         QUARANTINED
         if decision.errors
@@ -176,6 +159,39 @@ def validate_extract(extract_id: str, settings: Settings) -> ValidationOutcome:
         summary=tuple(x.summary() for r in results for x in r.results),
         lineage=validation_lineage(settings.warehouse_db_url, extract_id, results),
     )
+
+
+def validate_extract(extract_id: str, settings: Settings) -> ValidationOutcome:
+    """Validate a staged extract and route its failures by severity (see the module docstring)."""
+    from censustrace.quality.docs import write_pages
+    from censustrace.quality.engine import run_suite
+
+    suites = load_suites(settings.expectations_dir)  # a bad suite file fails here, loudly
+    engine = warehouse_engine(settings.warehouse_db_url)
+    with engine.connect() as conn:
+        head = _staged_head(conn, extract_id)
+        if head is None:
+            return ValidationOutcome(extract_id=extract_id, status=SKIPPED)
+        codes = read_codes(conn, extract_id)
+        frames = read_frames(conn, extract_id, suites, codes)
+    parameters = {"rows_read": head.rows_read or 0, **suites.code_set_parameters()}
+    results = [run_suite(suite, frames[suite.name], parameters) for suite in suites]
+    del frames
+    decision = _decide(head, suites, results, codes.parse_rejected())
+    validated_at = dt.datetime.now(dt.UTC)
+    pages = write_pages(settings.data_docs_dir, suites, extract_id, results, validated_at.isoformat())
+    page_of = {r.suite: p for r, p in zip(results, pages, strict=True)}
+    with write_transaction(engine) as conn:
+        locked = get_extract(conn, extract_id, lock=True)
+        if locked is None or locked.status != STAGED:  # done meanwhile by another process
+            return ValidationOutcome(extract_id=extract_id, status=SKIPPED)
+        _store_results(conn, extract_id, results, page_of, validated_at)
+        if decision.errors:
+            quarantine(extract_id, decision.errors, settings, connection=conn)
+        else:
+            _apply_codes(conn, extract_id, codes, decision.rejected)
+            _store_warnings(conn, locked, decision.warnings)
+    return validation_outcome(settings, extract_id, results, decision, page_of, pages)
 
 
 def _staged_head(conn: Connection, extract_id: str) -> ExtractRow | None:
