@@ -33,7 +33,7 @@ from censustrace.intake.ingest import (
     IngestOutcome,
     RowCounts,
     _issues_of,
-    _listed_rejections,
+    listed_rejections,
     merge_lineage,
     publish,
     receive_and_register,
@@ -343,7 +343,7 @@ def _publish(f: _File, settings: Settings) -> None:
     f.steps.append(("publish", published.lineage))
     f.counts, f.supersedes = published.rows, published.supersedes
     f.errors += published.errors
-    f.errors += _listed_rejections(published)
+    f.errors += listed_rejections(published)
     # Rows that joined no pupil, and validation warnings (CT-DQ-...): kept in the registry.
     from censustrace.census.formats.common import ORPHAN
 

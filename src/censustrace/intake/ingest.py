@@ -903,7 +903,7 @@ def ingest_file(path: Path, settings: Settings) -> IngestOutcome:
             steps.append(("publish", published.lineage))
             counts, supersedes = published.rows, published.supersedes
             errors += published.errors
-            errors += _listed_rejections(published)
+            errors += listed_rejections(published)
             # Rows that joined no pupil, unknown CSV columns and validation warnings: kept in the registry.
             errors += [
                 r
@@ -948,7 +948,8 @@ def merge_lineage(steps: Iterable[StepLineage]) -> StepLineage:
     return merged
 
 
-def _listed_rejections(result: PublishResult) -> list[Reason]:
+def listed_rejections(result: PublishResult) -> list[Reason]:
+    """The first rejected records as reasons (record numbers and codes only), and how many more."""
     out: list[Reason] = []
     for number, codes in result.rejections[:MAX_LISTED_REJECTIONS]:
         for code in codes:

@@ -33,8 +33,8 @@ from censustrace.errors import CensustraceError
 from censustrace.intake.archive import archive_path_for, sha256_of
 from censustrace.intake.ingest import (
     IngestOutcome,
-    PublishResult,
     RowCounts,
+    listed_rejections,
     merge_lineage,
     publish,
     stage,
@@ -349,7 +349,7 @@ def retry(settings: Settings, extract_id: str) -> RetryResult:
             steps.append(("publish", published.lineage))
             counts, supersedes = published.rows, published.supersedes
             errors += published.errors
-            errors += _listed(published)
+            errors += listed_rejections(published)
             with engine.connect() as conn:
                 now = get_extract(conn, head.extract_id)
             errors += [
@@ -426,16 +426,6 @@ def _retry_lineage(settings: Settings, original: QuarantineEntry, files: list[Ex
         )
     ]
     return step
-
-
-def _listed(result: PublishResult) -> list[Reason]:
-    out: list[Reason] = []
-    for number, codes in result.rejections[:MAX_LISTED_REJECTIONS]:
-        for code in codes:
-            base, _, field_name = code.partition(":")
-            what = f" (field {field_name})" if field_name else ""
-            out.append(reason(base, f"record {number} not loaded{what}", f"record {number}"))
-    return out
 
 
 __all__ = [
