@@ -62,7 +62,7 @@ def test_article_30_is_built_from_the_shares_as_they_happened(
     # The agreement changes after the share: the record keeps what it said at the share.
     agreement = settings.policies_dir / "agreements" / "t-nursing.yaml"
     agreement.write_text(
-        agreement.read_text().replace("Test gateway regulations 2013", "A later gateway 2027"),
+        agreement.read_text().replace("SI 2013/351 reg 3", "A later gateway 2027"),
         encoding="utf-8",
     )
 
@@ -72,7 +72,7 @@ def test_article_30_is_built_from_the_shares_as_they_happened(
     assert "pseudonym" in record["security_measures"]
     (activity,) = record["activities"]
     assert activity["agreement"] == "t-nursing"
-    assert activity["legal_gateway"] == "Test gateway regulations 2013"
+    assert activity["legal_gateway"] == "SI 2013/351 reg 3"
     assert activity["policy_version"] == share["policy_version"][:16]
     assert activity["recipient"] == "Test NHS Trust"
     assert "language" not in activity["fields_sent"]

@@ -20,7 +20,7 @@ __all__ = ["home"]
 
 def test_evidence_commands(home: tuple[Settings, Census], tmp_path: Path) -> None:
     settings, _ = home
-    sent = share_json(run(settings, "share", "t-admissions", "--as-of", "2026-10-15", "--json"))
+    sent = share_json(run(settings, "share", "t-admissions", "--json"))
     with warehouse_engine(settings.warehouse_db_url).connect() as conn:
         child = (
             conn.execute(
