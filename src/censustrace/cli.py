@@ -602,8 +602,12 @@ def rekey(
 def _migrate(settings: Settings) -> dict[str, Any]:
     """Bring Airflow's metadata DB, the lineage store and the warehouse to the current schema, then
     upgrade the data a previous release left (dataset names): see docs/operations.md, Upgrading."""
+    from censustrace.audit.heads import publish_heads
+    from censustrace.audit.register import CHAIN_REVISION, seal_existing
     from censustrace.lineage.store.db import make_engine, upgrade
     from censustrace.lineage.store.upgrades import rename_legacy_datasets
+    from censustrace.warehouse.db import current_revision, warehouse_engine
+    from censustrace.warehouse.db import make_engine as make_warehouse_engine
     from censustrace.warehouse.db import upgrade as upgrade_warehouse
 
     log = settings.home / "logs" / "init.log"
@@ -611,7 +615,16 @@ def _migrate(settings: Settings) -> dict[str, Any]:
     if rc != 0:
         raise CensustraceError(f"airflow db migrate failed (exit {rc}); see {log}", code="CT-INIT")
     upgrade(settings.lineage_db_url)
+    plain = make_warehouse_engine(settings.warehouse_db_url)  # warehouse_engine() would migrate first
+    try:
+        before = current_revision(plain)
+    finally:
+        plain.dispose()
     upgrade_warehouse(settings.warehouse_db_url)
+    if before is not None and before < CHAIN_REVISION:
+        # A home made before the audit trail: its finished shares enter the chain now, once.
+        seal_existing(warehouse_engine(settings.warehouse_db_url))
+        publish_heads(settings)
     engine = make_engine(settings.lineage_db_url)
     try:
         return rename_legacy_datasets(engine, settings.instance_name)

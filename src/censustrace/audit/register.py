@@ -129,12 +129,39 @@ def seal_share(conn: Connection, share_id: str, digest: tuple[int, str] | None =
     return found
 
 
+#: The warehouse revision that brought the share register's chain (a home upgraded across it seals the
+#: shares it already had: see :func:`seal_existing`).
+CHAIN_REVISION: Final = "0006"
+
+
+def seal_existing(engine: Engine) -> int:
+    """Seal, in register order, the finished shares a release before the audit trail left: run once by
+    ``censustrace init`` when it upgrades a warehouse across :data:`CHAIN_REVISION`, so they enter the
+    chain at the upgrade (a share finished later and never sealed is still reported as inserted)."""
+    from censustrace.warehouse.db import write_transaction
+
+    with engine.connect() as conn:
+        found = list(
+            conn.execute(
+                select(shares.c.share_id).where(shares.c.status.in_(FINAL)).order_by(shares.c.id)
+            ).scalars()
+        )
+    sealed = 0
+    for share_id in found:
+        digest = digest_of(engine, share_id)
+        with write_transaction(engine) as conn:
+            sealed += seal_share(conn, share_id, digest) is not None
+    return sealed
+
+
 __all__ = [
+    "CHAIN_REVISION",
     "FINAL",
     "HASHED",
     "RECORD_COLUMNS",
     "digest_of",
     "disclosures_digest",
     "record_sha256",
+    "seal_existing",
     "seal_share",
 ]
