@@ -75,6 +75,8 @@ def test_an_installed_package_reads_policies_and_suites_from_the_home(
     import censustrace.config as config
 
     monkeypatch.setattr(config, "_checkout_dir", lambda: None)
+    for variable in ("CENSUSTRACE_POLICIES_DIR", "CENSUSTRACE_EXPECTATIONS_DIR"):  # the suite sets them
+        monkeypatch.delenv(variable, raising=False)
     s = Settings(home=tmp_path / "h")
     assert s.policies_dir == tmp_path / "h" / "policies"
     assert s.expectations_dir == tmp_path / "h" / "expectations"
@@ -91,12 +93,26 @@ def test_instance_name_defaults_from_the_la_and_rejects_dots(monkeypatch: pytest
         Settings(instance="a.b")
 
 
+_IMPORTS_SCRIPT = """
+import ast, json, pathlib, sys
+out = []
+for path in sorted(pathlib.Path(sys.argv[1]).rglob("*.py")):
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out += [(path.name, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            out.append((path.name, node.module))
+print(json.dumps(out))
+"""
+
+
 def test_pyproject_lists_every_package_the_code_imports() -> None:
     """An installed package works without the checkout's requirements.txt: each third-party module the
     package imports belongs to a distribution named in pyproject.toml's dependencies."""
-    import ast
     import importlib.metadata
+    import json
     import re
+    import subprocess
     import sys
     import tomllib
 
@@ -109,22 +125,22 @@ def test_pyproject_lists_every_package_the_code_imports() -> None:
     declared = {norm(re.split(r"[<>=!~\[; ]", dep, maxsplit=1)[0]) for dep in project["dependencies"]}
     owners = importlib.metadata.packages_distributions()
     missing: dict[str, str] = {}
-    for path in (repo / "src" / "censustrace").rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                modules = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                modules = [node.module]
-            else:
-                continue
-            for module in modules:
-                top = module.split(".")[0]
-                if top in sys.stdlib_module_names or top == "censustrace":
-                    continue
-                dists = {norm(d) for d in owners.get(top, [])}
-                assert dists, f"{path.name}: {top} is not installed"
-                if not dists & declared:
-                    missing[top] = ", ".join(sorted(dists))
+    # ast.parse in a fresh interpreter: CPython 3.11.7 refuses it ("AST constructor recursion depth
+    # mismatch") in a process that caught a RecursionError earlier (the lineage batch tests do).
+    found = subprocess.run(
+        [sys.executable, "-c", _IMPORTS_SCRIPT, str(repo / "src" / "censustrace")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for name, module in json.loads(found.stdout):
+        top = module.split(".")[0]
+        if top in sys.stdlib_module_names or top == "censustrace":
+            continue
+        dists = {norm(d) for d in owners.get(top, [])}
+        assert dists, f"{name}: {top} is not installed"
+        if not dists & declared:
+            missing[top] = ", ".join(sorted(dists))
     assert not missing, f"imported but not in pyproject.toml dependencies: {missing}"
     for dist in ("argon2-cffi", "fpdf2", "pyyaml", "python-stdnum"):
         assert dist in declared, dist

@@ -161,7 +161,7 @@ def test_register_to_share_to_source_files_and_subject_access_pdf(page: Page, se
     page.get_by_role("link", name="Subject access").click()
     upn = disclosed_upn(server.home)
     page.get_by_label("Pupil's UPN").fill(upn.lower())
-    page.get_by_role("button", name="Look up").click()
+    page.get_by_role("button", name="Look up", exact=True).click()
     expect(page.get_by_role("heading", name="1 share(s) included this pupil")).to_be_visible()
     assert upn not in page.url
     with page.expect_download() as pdf_download:
