@@ -13,6 +13,7 @@ import pytest
 from lxml import etree
 from sqlalchemy import func, select, update
 
+from censustrace.audit.verify import verify_audit
 from censustrace.compliance.article19 import CSV_HEADER, pending_notices, send_notices, summary
 from censustrace.compliance.article30 import record_of_processing, to_csv, to_pdf
 from censustrace.compliance.tables import article19_notices
@@ -23,9 +24,10 @@ from censustrace.shares.register import ShareBlocked
 from censustrace.shares.retention import apply_retention
 from censustrace.shares.steps import run_share
 from censustrace.shares.tables import disclosures
+from censustrace.viewer.tables import access_log
 from censustrace.warehouse.db import warehouse_engine, write_transaction
 from censustrace.warehouse.tables import pupil
-from tests.shares.fixtures import AS_OF, Census, ingest_census
+from tests.shares.fixtures import AS_OF, Census, ingest_census, lineage_engine
 from tests.warehouse.fixtures import land
 
 
@@ -179,6 +181,14 @@ def test_article_19_notices_for_rectification_objection_and_erasure(
     with warehouse_engine(sh.warehouse_db_url).connect() as conn:
         recorded = conn.execute(select(func.count()).select_from(article19_notices)).scalar_one()
     assert recorded == len(due)
+    # Each pupil told about is in the chained access log too, and the chain still verifies.
+    with lineage_engine(sh).connect() as conn:
+        logged = conn.execute(
+            select(access_log.c.pupil_key, access_log.c.user_name).where(access_log.c.action == "article19")
+        ).all()
+    assert sorted(key for key, _ in logged) == sorted(i["pupil_key"] for i in due)
+    assert {user for _, user in logged} == {"os:tester"}
+    assert verify_audit(sh)["ok"], verify_audit(sh)["problems"]
     assert pending_notices(sh) == []
     assert send_notices(sh, tmp_path / "notices", sent_by="os:tester") == {"notices": [], "items": 0}
 

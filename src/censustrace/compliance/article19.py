@@ -301,6 +301,17 @@ def send_notices(settings: Settings, out_dir: Path, *, sent_by: str) -> Json:
         )
         with write_transaction(warehouse_engine(settings.warehouse_db_url)) as conn:
             record_notices(conn, mine, notice_id=notice_id, notice_sha256=sha, sent_at=now, sent_by=sent_by)
+        # ...and in the chained access log, one row per pupil told about (by pupil key), so that a
+        # notice's record cannot be dropped without `audit verify` noticing.
+        from censustrace.audit.log import Actor, record
+
+        record(
+            settings,
+            Actor(sent_by[:64], "-", "cli"),
+            "article19",
+            f"notice {notice_id} to {recipient} (csv sha256 {sha})",
+            pupil_keys=[i["pupil_key"] for i in mine],
+        )
         notices.append(
             {
                 "notice_id": notice_id,
