@@ -31,7 +31,7 @@ from typing import Any, Final
 
 from openlineage.client.event_v2 import InputDataset, OutputDataset
 from openlineage.client.generated.dataset_version_dataset import DatasetVersionDatasetFacet
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, Engine, func, insert, select
 
 from censustrace.compliance.redact import Redacted, redact, redact_csv, withheld
 from censustrace.compliance.tables import ARCHIVE, OUTBOX, QUARANTINE, file_tombstones
@@ -94,6 +94,13 @@ def ensure_not_erased(settings: Settings, sha256: str, file: str = "") -> None:
             f"{file or sha256[:16]}: its content was erased on {last['as_of']} under {last['rule']} "
             f"(original sha256 {sha256}); it cannot be received or retried again"
         )
+
+
+def _insert_tombstones(engine: Engine, steps: list[dict[str, Any]], **row: Any) -> None:
+    """One ``file_tombstones`` row per rule applied to one copy of a file, in one transaction."""
+    with write_transaction(engine) as conn:
+        for step in steps:
+            conn.execute(insert(file_tombstones).values(**row, rule=step["rule"], fields=step["fields"]))
 
 
 def _record_tombstone(settings: Settings, copy: str, original: str, step: dict[str, Any]) -> None:
@@ -278,23 +285,19 @@ def _redact_copy(
     _write_atomic(target, result.data, mode=0o444 if copy == ARCHIVE else 0o644)
     for step in steps:
         _record_tombstone(settings, copy, original, step)
-    with write_transaction(engine) as conn:
-        for step in steps:
-            conn.execute(
-                insert(file_tombstones).values(
-                    copy=copy,
-                    original_sha256=original,
-                    from_sha256=current,
-                    redacted_sha256=new_sha,
-                    path=str(target),
-                    erased_at=now,
-                    as_of=as_of,
-                    rule=step["rule"],
-                    fields=step["fields"],
-                    whole_file=result.whole_file,
-                    share_id=None,
-                )
-            )
+    _insert_tombstones(
+        engine,
+        steps,
+        copy=copy,
+        original_sha256=original,
+        from_sha256=current,
+        redacted_sha256=new_sha,
+        path=str(target),
+        erased_at=now,
+        as_of=as_of,
+        whole_file=result.whole_file,
+        share_id=None,
+    )
     if copy == ARCHIVE and path != target:
         path.chmod(0o644)
         path.unlink()
@@ -384,23 +387,19 @@ def _erase_outbox(
         for step in steps:
             _record_tombstone(settings, OUTBOX, share.sha256, step)
         _write_atomic(path, result.data, mode=0o644)
-        with write_transaction(engine) as conn:
-            for step in steps:
-                conn.execute(
-                    insert(file_tombstones).values(
-                        copy=OUTBOX,
-                        original_sha256=share.sha256,
-                        from_sha256=from_sha,
-                        redacted_sha256=new_sha,
-                        path=str(path),
-                        erased_at=now,
-                        as_of=as_of,
-                        rule=step["rule"],
-                        fields=step["fields"],
-                        whole_file=result.whole_file,
-                        share_id=share.share_id,
-                    )
-                )
+        _insert_tombstones(
+            engine,
+            steps,
+            copy=OUTBOX,
+            original_sha256=share.sha256,
+            from_sha256=from_sha,
+            redacted_sha256=new_sha,
+            path=str(path),
+            erased_at=now,
+            as_of=as_of,
+            whole_file=result.whole_file,
+            share_id=share.share_id,
+        )
         done.append(
             {
                 "copy": OUTBOX,
