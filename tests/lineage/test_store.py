@@ -86,7 +86,7 @@ def versions_of(engine: Engine, name: str) -> list[tuple[str, str]]:
 # Schema -----------------------------------------------------------------------------------------------
 def test_migrations_match_the_tables_and_rerun_cleanly(db_url: str, engine: Engine) -> None:
     upgrade(db_url)  # a second upgrade is a no-op
-    assert current_revision(engine) == "0006"
+    assert current_revision(engine) == "0007"
     with engine.connect() as conn:
         context = MigrationContext.configure(
             conn, opts={"version_table": VERSION_TABLE, "compare_type": True}

@@ -66,7 +66,7 @@ def _check_upgraded(env: dict[str, str], warehouse_url: str, lineage_url: str, *
     assert first["instance"] == "censustrace-la330"
     engine = make_engine(lineage_url)
     try:
-        assert current_revision(engine) == "0006"
+        assert current_revision(engine) == "0007"
     finally:
         engine.dispose()
     wh = make_engine(warehouse_url)

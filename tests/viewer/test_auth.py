@@ -30,7 +30,7 @@ def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 
 
 def test_store_is_at_the_viewer_revision(store: Engine) -> None:
-    assert current_revision(store) == "0006"
+    assert current_revision(store) == "0007"
 
 
 def test_passwords_are_argon2_hashed_and_names_unique(store: Engine) -> None:

@@ -139,6 +139,8 @@ dataset_versions = Table(
     UniqueConstraint("dataset_id", "version"),
     CheckConstraint(_in("version_source", VERSION_SOURCES), name="version_source"),
     Index("ix_dataset_versions_dataset_id_produced_at", "dataset_id", "produced_at"),
+    # Look-ups by content (a sha256 names the same bytes in every dataset that held them).
+    Index("ix_dataset_versions_version", "version"),
 )
 
 run_dataset_versions = Table(
@@ -222,6 +224,32 @@ dataset_aliases = Table(
     Column("dataset_id", ForeignKey("datasets.id"), nullable=False, index=True),
     _timestamp("created_at", nullable=False),
     UniqueConstraint("namespace", "name"),
+)
+
+#: The grouped graph upstream of one dataset version (a released share file), kept once worked out: the
+#: walk costs seconds with 20,000 files behind it, and what is upstream of a released file rarely
+#: changes. The marks are the highest ids of the tables seen when it was worked out; a later row that
+#: could change it (a link touching an older run or writing an older version, or a census facet on an
+#: older version) makes it stale (``censustrace.lineage.store.upstream``).
+upstream_summaries = Table(
+    "upstream_summaries",
+    metadata,
+    Column("start_version_id", ForeignKey("dataset_versions.id"), primary_key=True),
+    Column("link_mark", Integer, nullable=False),
+    Column("facet_mark", Integer, nullable=False),
+    Column("run_mark", Integer, nullable=False),
+    Column("version_mark", Integer, nullable=False),
+    _timestamp("computed_at", nullable=False),
+    Column("summary", JSON, nullable=False),
+)
+
+#: The sources of a kept summary in page order (name, version, id): a page is a primary-key range.
+upstream_sources = Table(
+    "upstream_sources",
+    metadata,
+    Column("start_version_id", ForeignKey("upstream_summaries.start_version_id"), primary_key=True),
+    Column("ordinal", Integer, primary_key=True, autoincrement=False),
+    Column("version_id", Integer, nullable=False),
 )
 
 # Tables other packages keep in the lineage store register on ``metadata`` when imported (the viewer's

@@ -16,13 +16,18 @@ come back:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Final
 
-from sqlalchemy import text
+from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from censustrace.lineage.spec import normalise_timestamp
+from censustrace.lineage.store.tables import upstream_sources, upstream_summaries
 
 Json = dict[str, Any]
 
@@ -198,18 +203,170 @@ def _walked(conn: Connection, start_version: int) -> Iterator[None]:
             conn.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - our fixed table names
 
 
+def _marks(conn: Connection) -> dict[str, int]:
+    row = conn.execute(
+        text(
+            "SELECT (SELECT MAX(id) FROM run_dataset_versions), (SELECT MAX(id) FROM facets), "
+            "(SELECT MAX(id) FROM runs), (SELECT MAX(id) FROM dataset_versions)"
+        )
+    ).one()
+    names = ("link_mark", "facet_mark", "run_mark", "version_mark")
+    return dict(zip(names, (int(v or 0) for v in row), strict=True))
+
+
+def _writers_in_flight(conn: Connection) -> bool:
+    """Whether another transaction that has written is still open (PostgreSQL): ids it took may be below
+    the marks yet become visible later, so what is worked out now is used once but not kept. SQLite has
+    one writer at a time, and a reader's snapshot holds everything below the marks."""
+    if conn.dialect.name != "postgresql":
+        return False
+    return bool(
+        conn.execute(
+            text(
+                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND backend_xid IS NOT NULL)"
+            )
+        ).scalar()
+    )
+
+
+#: Rows after the marks that could change a kept summary: a link of a run that existed (its inputs or
+#: outputs grew), a run writing a version that existed, a census facet on a version that existed (the
+#: schools). New runs writing new versions cannot reach into a summary worked out before them.
+_STALE: Final = """
+SELECT EXISTS (
+    SELECT 1 FROM run_dataset_versions
+    WHERE id > :link_mark AND id <= :link_now
+      AND (run_id <= :run_mark OR (direction = 'output' AND dataset_version_id <= :version_mark))
+) OR EXISTS (
+    SELECT 1 FROM facets
+    WHERE id > :facet_mark AND id <= :facet_now AND name = 'censusExtract'
+      AND dataset_version_id <= :version_mark
+)
+"""
+
+
+def _kept(conn: Connection, start_version: int) -> Json | None:
+    """The kept summary of ``start_version`` if nothing since could have changed it. When still good, its
+    link and facet marks move up to now, so the next check reads only rows newer than this one."""
+    row = conn.execute(
+        select(upstream_summaries).where(upstream_summaries.c.start_version_id == start_version)
+    ).one_or_none()
+    if row is None:
+        return None
+    now = _marks(conn)
+    if now["link_mark"] == row.link_mark and now["facet_mark"] == row.facet_mark:
+        return dict(row.summary)
+    params = {
+        "link_mark": row.link_mark,
+        "facet_mark": row.facet_mark,
+        "run_mark": row.run_mark,
+        "version_mark": row.version_mark,
+        "link_now": now["link_mark"],
+        "facet_now": now["facet_mark"],
+    }
+    if conn.execute(text(_STALE), params).scalar() or _writers_in_flight(conn):
+        return None
+    with conn.engine.begin() as writer:
+        writer.execute(
+            update(upstream_summaries)
+            .where(upstream_summaries.c.start_version_id == start_version)
+            .where(upstream_summaries.c.link_mark == row.link_mark)
+            .values(link_mark=now["link_mark"], facet_mark=now["facet_mark"])
+        )
+    return dict(row.summary)
+
+
+def _keep(
+    conn: Connection, start_version: int, marks: dict[str, int], summary: Json, sources: list[int]
+) -> None:
+    """Store a worked-out summary and its sources in page order, replacing a stale one. Written on a
+    connection of its own: the caller's may be in a transaction of its own, and a page only reads. A
+    concurrent request keeping the same summary first wins; this one's result is still used."""
+    try:
+        with conn.engine.begin() as writer:
+            where = upstream_sources.c.start_version_id == start_version
+            writer.execute(delete(upstream_sources).where(where))
+            writer.execute(
+                delete(upstream_summaries).where(upstream_summaries.c.start_version_id == start_version)
+            )
+            writer.execute(
+                insert(upstream_summaries).values(
+                    start_version_id=start_version,
+                    computed_at=normalise_timestamp(datetime.now(UTC).isoformat()),
+                    summary=summary,
+                    **marks,
+                )
+            )
+            for at in range(0, len(sources), _KEEP_CHUNK):
+                writer.execute(
+                    insert(upstream_sources),
+                    [
+                        {"start_version_id": start_version, "ordinal": at + n, "version_id": version}
+                        for n, version in enumerate(sources[at : at + _KEEP_CHUNK])
+                    ],
+                )
+    except IntegrityError:
+        pass  # kept by a concurrent request meanwhile
+
+
+_KEEP_CHUNK: Final = 5_000
+
+_SOURCE_ORDER: Final = """
+SELECT s.version_id
+FROM ct_vkey s
+JOIN dataset_versions dv ON dv.id = s.version_id
+JOIN datasets d ON d.id = dv.dataset_id
+WHERE s.writer = 0 AND s.dkey = 0
+ORDER BY d.name, dv.version, s.version_id
+"""
+
+_KEPT_PAGE: Final = """
+SELECT s.version_id, n.name AS namespace, d.name, dv.version, dv.version_source
+FROM upstream_sources s
+JOIN dataset_versions dv ON dv.id = s.version_id
+JOIN datasets d ON d.id = dv.dataset_id
+JOIN namespaces n ON n.id = d.namespace_id
+WHERE s.start_version_id = :start AND s.ordinal >= :offset AND s.ordinal < :end
+ORDER BY s.ordinal
+"""
+
+
 def upstream(conn: Connection, start_version: int, *, offset: int = 0, limit: int = 0) -> Upstream:
     """The grouped graph upstream of ``start_version``, its sources' schools, and (``limit`` > 0) one page
-    of its sources by name. One recursive statement walks the graph; the rest group what it found."""
-    with _walked(conn, start_version):
-        group_rows = conn.execute(text(_GROUPS)).all()
-        edge_rows = conn.execute(text(_EDGES)).all()
-        school_rows = conn.execute(text(_SCHOOLS.format(laestab=_laestab_sql(conn)))).all()
+    of its sources by name. Worked out once (one recursive statement walks the graph; the rest group
+    what it found) and kept until a later event could change it; a kept one costs a few indexed reads."""
+    offset = max(offset, 0)
+    summary = _kept(conn, start_version)
+    if summary is not None:
         page_rows = (
-            conn.execute(text(_SOURCE_PAGE), {"offset": max(offset, 0), "limit": limit}).all()
+            conn.execute(
+                text(_KEPT_PAGE), {"start": start_version, "offset": offset, "end": offset + limit}
+            ).all()
             if limit > 0
             else []
         )
+        return _assemble(conn, start_version, summary, page_rows)
+    marks = _marks(conn)
+    keep = not _writers_in_flight(conn)
+    with _walked(conn, start_version):
+        summary = {
+            "groups": [list(r) for r in conn.execute(text(_GROUPS)).all()],
+            "edges": [list(r) for r in conn.execute(text(_EDGES)).all()],
+            "schools": [list(r) for r in conn.execute(text(_SCHOOLS.format(laestab=_laestab_sql(conn))))],
+        }
+        page_rows = (
+            conn.execute(text(_SOURCE_PAGE), {"offset": offset, "limit": limit}).all() if limit > 0 else []
+        )
+        sources = [int(r[0]) for r in conn.execute(text(_SOURCE_ORDER))] if keep else []
+    if keep:
+        _keep(conn, start_version, marks, summary, sources)
+    return _assemble(conn, start_version, summary, page_rows)
+
+
+def _assemble(conn: Connection, start_version: int, summary: Json, page_rows: Sequence[Any]) -> Upstream:
+    """The summary's ids named (names are read now: ``censustrace init`` may rename datasets)."""
+    group_rows, edge_rows, school_rows = summary["groups"], summary["edges"], summary["schools"]
     namespace_names = _names(conn, "namespaces", {int(r[0]) for r in group_rows})
     job_names = _names(conn, "jobs", {int(r[1]) for r in group_rows if r[1]} | {int(r[6]) for r in edge_rows})
     dataset_names = _names(conn, "datasets", {int(r[3]) for r in group_rows if int(r[3]) > 0})
