@@ -15,7 +15,7 @@ from typing import Any, Final
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, MetaData, create_engine, event, text
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.engine import URL, Connection, ExceptionContext, make_url
 
 # How long a SQLite writer waits for the write lock. Staging a large extract is one transaction that
 # holds it for seconds, so other writers (another file's registration, lineage events) must be patient.
@@ -28,9 +28,12 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
 
     SQLite: WAL (readers never block the writer), foreign keys on, a long busy timeout, and transactions
     begun explicitly so that :func:`write_transaction` can take the write lock up front. PostgreSQL
-    (psycopg2): pre-ping pooled connections."""
+    (psycopg2): pre-ping pooled connections. Both: statement parameters never appear in errors."""
     url = make_url(url)
     backend = url.get_backend_name()
+    # A failed statement's parameters are pupil data (names, UPNs, dates of birth): SQLAlchemy would put
+    # them into the exception text, and so into task logs and error messages.
+    kwargs.setdefault("hide_parameters", True)
     if backend == "sqlite":
         connect_args = {
             "timeout": SQLITE_BUSY_TIMEOUT_S,
@@ -41,8 +44,24 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
         _configure_sqlite(engine)
         return engine
     if backend == "postgresql":
-        return create_engine(url, pool_pre_ping=True, **kwargs)
+        engine = create_engine(url, pool_pre_ping=True, **kwargs)
+        event.listen(engine, "handle_error", _without_row_values)
+        return engine
     raise ValueError(f"censustrace databases are SQLite or PostgreSQL, not {backend}")
+
+
+def _without_row_values(context: ExceptionContext) -> None:
+    """PostgreSQL's message DETAIL names the values of a failing row or key ("Failing row contains (...)"):
+    keep the message's first part only (the constraint, table and column names), so the error text
+    carries no pupil data; the driver's ``diag`` still has the detail for code that needs it."""
+    original, wrapped = context.original_exception, context.sqlalchemy_exception
+    message = str(original)
+    if "DETAIL:" not in message:
+        return
+    original.args = (message.split("DETAIL:", 1)[0].rstrip(),)
+    if wrapped is not None and wrapped.args and isinstance(wrapped.args[0], str):
+        # The wrapper formatted its text from the driver's before this hook ran.
+        wrapped.args = (wrapped.args[0].split("\nDETAIL:", 1)[0].rstrip(), *wrapped.args[1:])
 
 
 def _configure_sqlite(engine: Engine) -> None:
