@@ -146,3 +146,27 @@ def test_only_a_built_share_is_released(sh: Settings, census: Callable[..., Cens
     with pytest.raises(ShareError) as missing:
         release_share("shr_nosuchshare", sh)
     assert missing.value.code == "CT-SHARE-NOT-FOUND"
+
+
+def test_a_release_keeps_the_lineage_summary_its_share_page_shows(
+    sh: Settings, census: Callable[..., Census]
+) -> None:
+    from censustrace.lineage.store.queries import find_dataset, find_dataset_version
+    from censustrace.lineage.store.tables import upstream_summaries
+
+    share_id = built_share(sh, census)
+    release_share(share_id, sh)
+    share = find_share(sh, share_id)
+    engine = lineage_engine(sh)
+    try:
+        with engine.connect() as conn:
+            dataset_id = find_dataset(conn, "file", str(share.file_path))
+            assert dataset_id is not None
+            start = find_dataset_version(conn, dataset_id, str(share.sha256))
+            kept = conn.execute(
+                select(upstream_summaries.c.summary).where(upstream_summaries.c.start_version_id == start)
+            ).scalar_one_or_none()
+    finally:
+        engine.dispose()
+    assert kept is not None  # kept by the release, before anyone opened the page
+    assert kept["groups"]

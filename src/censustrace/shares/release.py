@@ -45,6 +45,7 @@ from censustrace.lineage.naming import file_dataset_name
 from censustrace.shares.build import manifest_name, staging_dir
 from censustrace.shares.lineage import (
     commit_event,
+    keep_lineage_summary,
     release_job_name,
     release_run_id,
     share_inputs,
@@ -167,6 +168,7 @@ def _release(settings: Settings, share: ShareRow, target: Path) -> None:
     publish_heads(settings)
     # The pupil data now lives in the outbox only; the manifest stays for the record.
     (staged / (share.file_name or "")).unlink(missing_ok=True)
+    keep_lineage_summary(settings, str(target), share.sha256 or "")
 
 
 def _commit_lineage(settings: Settings, share: ShareRow) -> None:
