@@ -95,7 +95,7 @@ def test_deliver_then_status_counts_landed_files(tmp_path: Path) -> None:
 
 
 def test_ui_login_is_generated_once_and_private(tmp_path: Path) -> None:
-    from censustrace.cli import _ui_login
+    from censustrace.cli.viewer import _ui_login
     from censustrace.config import Settings
 
     settings = Settings(home=tmp_path)

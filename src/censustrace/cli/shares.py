@@ -1,46 +1,33 @@
-"""Commands for shares, disclosures, retention and consent files, registered on the main command in
-``censustrace.cli`` (whose ``main`` maps errors to exit codes: 0 ok, 1 the work found problems, 2 usage).
+"""Commands for shares, disclosures and retention, registered on the main command in ``censustrace.cli``
+(whose ``main`` maps errors to exit codes: 0 ok, 1 the work found problems, 2 usage).
 
 * ``censustrace share AGREEMENT_ID [--json]``: check, build and release one share, judged for today in
   Europe/London (``--as-of`` is refused: CT-SHARE-AS-OF, exit 2, nothing recorded);
 * ``censustrace shares list|verify [--json]``;
 * ``censustrace disclosures [--by upn|name-dob] [--json] < ids.txt``: subject access (standard input
   only);
-* ``censustrace retention [--as-of] [--json]``;
-* ``censustrace consent ingest FILE... [--json]``.
+* ``censustrace retention [--as-of] [--json]``.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from datetime import date, datetime
-from pathlib import Path
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
+
+from censustrace.cli.common import JsonFlag, day_of, emit, load_settings
 
 shares_app = typer.Typer(
     help="The share register (every share and blocked attempt) and its reconciliation with the outbox.",
     no_args_is_help=True,
 )
-consent_app = typer.Typer(
-    help="Pupils' recorded objections and consents (consent files).", no_args_is_help=True
-)
-
-# Typer reads option declarations when this module is imported, before censustrace.cli is complete, so
-# the --json declaration is repeated here; printing goes through censustrace.cli._emit.
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 AsOf = Annotated[
     datetime | None,
     typer.Option("--as-of", formats=["%Y-%m-%d"], help="The day to act for, YYYY-MM-DD (default: today)."),
 ]
-
-
-def _day(as_of: datetime | None) -> date:
-    from censustrace.consent.clock import release_day
-
-    return as_of.date() if as_of is not None else release_day()
 
 
 def _share_lines(share: dict[str, Any]) -> list[str]:
@@ -74,7 +61,6 @@ def share(
 
     An unfinished share of the agreement (a release that failed) is completed first. Exit 1 if the
     agreement is refused: a blocked share is recorded with the reasons, nothing is sent."""
-    from censustrace.cli import _emit, _settings
     from censustrace.errors import UsageError
     from censustrace.shares.steps import ShareBlocked, run_share
 
@@ -85,13 +71,13 @@ def share(
             f"{agreement_id} --as-of DATE",
             code=AS_OF_REFUSED,
         )
-    settings = _settings()
+    settings = load_settings()
     try:
         result = run_share(agreement_id, settings)
     except ShareBlocked as exc:
-        _emit(exc.share, as_json, _share_lines(exc.share))
+        emit(exc.share, as_json, _share_lines(exc.share))
         raise typer.Exit(1) from None
-    _emit(result, as_json, _share_lines(result))
+    emit(result, as_json, _share_lines(result))
 
 
 @shares_app.command("list")
@@ -100,29 +86,27 @@ def list_shares(
     as_json: JsonFlag = False,
 ) -> None:
     """Every share and blocked attempt, oldest first (the fields of `censustrace share --json`)."""
-    from censustrace.cli import _emit, _settings
     from censustrace.shares.register import list_shares as rows
 
-    found = [row.summary() for row in rows(_settings(), agreement_id=agreement)]
+    found = [row.summary() for row in rows(load_settings(), agreement_id=agreement)]
     if as_json:
         typer.echo(json.dumps(found, indent=2, sort_keys=True, default=str))
         return
-    _emit({}, False, [line for item in found for line in _share_lines(item)] or ["no shares"])
+    emit({}, False, [line for item in found for line in _share_lines(item)] or ["no shares"])
 
 
 @shares_app.command("verify")
 def verify(as_json: JsonFlag = False) -> None:
     """Reconcile the outbox with the register, disclosures and lineage. Exit 1 on any mismatch."""
-    from censustrace.cli import _emit, _settings
     from censustrace.shares.verify import verify_shares
 
-    result = verify_shares(_settings())
+    result = verify_shares(load_settings())
     lines = [
         f"{'ok' if result['ok'] else 'PROBLEMS'}: {result['shares']} delivered shares, "
         f"{result['files']} files, {result['blocked']} blocked, {len(result['pending'])} pending"
     ]
     lines += [f"  {p['code']}: {p['message']}" for p in result["problems"]]
-    _emit(result, as_json, lines)
+    emit(result, as_json, lines)
     if not result["ok"]:
         raise typer.Exit(1)
 
@@ -166,7 +150,6 @@ def disclosures(
     recorded by pupil key with the operating-system user (``subject_lookups``)."""
     import csv
 
-    from censustrace.cli import _emit, _settings
     from censustrace.compliance.subject import NameDob, look_up_name, look_up_upns
     from censustrace.errors import UsageError
 
@@ -176,7 +159,7 @@ def disclosures(
         raise UsageError(
             "give the identifiers on standard input, one per line: censustrace disclosures < upns.txt"
         )
-    settings = _settings()
+    settings = load_settings()
     if by == "upn":
         lines_in = list(sys.stdin)
         result = look_up_upns(settings, lines_in, values=values)
@@ -218,7 +201,7 @@ def disclosures(
             f"{', '.join(s['fields'])}"
             for s in request["shares"]
         ]
-    _emit(result, as_json, lines or ["no identifiers given"])
+    emit(result, as_json, lines or ["no identifiers given"])
 
 
 def retention(as_of: AsOf = None, as_json: JsonFlag = False) -> None:
@@ -227,14 +210,13 @@ def retention(as_of: AsOf = None, as_json: JsonFlag = False) -> None:
     Legacy items: nationality and country of birth. The warehouse, then every copy of a file (archive,
     quarantine, outbox: a redacted copy and a tombstone). The lineage event records what, how many rows
     and under which rule."""
-    from censustrace.cli import _emit, _settings
     from censustrace.lineage.emit import emit_step
     from censustrace.lineage.model import StepLineage
     from censustrace.shares.retention import apply_retention
 
-    settings = _settings()
+    settings = load_settings()
     step = StepLineage()
-    result = apply_retention(settings, _day(as_of), lineage=step)
+    result = apply_retention(settings, day_of(as_of), lineage=step)
     if step.outputs:
         result["lineage_run_id"] = emit_step(settings, "censustrace.retention", step)
     lines = [f"erased {result['rows']} values"]
@@ -244,41 +226,4 @@ def retention(as_of: AsOf = None, as_json: JsonFlag = False) -> None:
         + (", withheld whole" if f["whole_file"] else "")
         for f in result["files"]
     ]
-    _emit(result, as_json, lines)
-
-
-@consent_app.command("ingest")
-def consent_ingest(
-    files: Annotated[list[Path], typer.Argument(help="Consent files (CSV upn, purpose, decision, ...).")],
-    as_json: JsonFlag = False,
-) -> None:
-    """Archive consent files and apply their decisions, by pupil key (one JSON object per file).
-
-    Bad rows are reported by row number and left out; exit 1 if any row or file was not applied."""
-    from censustrace.cli import _settings
-    from censustrace.consent.objections import ingest_consent_file
-    from censustrace.errors import UsageError
-    from censustrace.lineage.emit import emit_step
-
-    settings = _settings()
-    missing = [str(p) for p in files if not p.is_file()]
-    if missing:
-        raise UsageError(f"FILE: no such file: {', '.join(missing)}")
-    problems = False
-    for path in files:
-        outcome = ingest_consent_file(path, settings)
-        emit_step(settings, "censustrace.consent_ingest", outcome.lineage)
-        result = outcome.as_dict()
-        problems |= outcome.status == "refused" or outcome.rows_rejected > 0
-        if as_json:
-            typer.echo(json.dumps(result, sort_keys=True))
-        else:
-            codes = " ".join(e["code"] for e in result["errors"])
-            rows = result["rows"]
-            applied = f"{rows['applied']}/{rows['read']} rows applied"
-            typer.echo(f"{path.name}: {result['status']} {applied} {codes}".rstrip())
-    if problems:
-        raise typer.Exit(1)
-
-
-__all__ = ["consent_app", "disclosures", "retention", "share", "shares_app"]
+    emit(result, as_json, lines)

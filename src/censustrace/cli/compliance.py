@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+from censustrace.cli.common import JsonFlag, emit, load_settings
 
 
 def article30(
@@ -23,10 +23,9 @@ def article30(
 ) -> None:
     """The record of processing (UK GDPR Art 30) from the shares delivered, refused attempts and
     approved agreements not yet used; controller and DPO from configuration."""
-    from censustrace.cli import _emit, _settings
     from censustrace.compliance.article30 import record_of_processing, to_csv, to_pdf
 
-    record = record_of_processing(_settings())
+    record = record_of_processing(load_settings())
     if csv_file is not None:
         csv_file.write_text(to_csv(record), encoding="utf-8")
     if pdf_file is not None:
@@ -38,7 +37,7 @@ def article30(
         for a in record["activities"]
     ]
     lines.append(f"refused attempts: {len(record['refused'])}; planned: {len(record['planned'])}")
-    _emit(record, as_json, lines)
+    emit(record, as_json, lines)
 
 
 def notices(
@@ -52,13 +51,12 @@ def notices(
 ) -> None:
     """Article 19: tell past recipients of rectified, erased or objected data (one CSV and PDF per
     recipient), and record each notice as sent so it is not sent again."""
-    from censustrace.cli import _emit, _settings
     from censustrace.compliance.article19 import pending_notices, send_notices, summary
 
-    settings = _settings()
+    settings = load_settings()
     if dry_run:
         due = summary(pending_notices(settings))
-        _emit(
+        emit(
             {"due": due},
             as_json,
             [f"{d['recipient']}: {d['records']} {d['kind']}" for d in due] or ["none due"],
@@ -70,7 +68,4 @@ def notices(
         user = "os:unknown"
     result = send_notices(settings, out or settings.home / "notices", sent_by=user)
     lines = [f"{n['recipient']}: {n['records']} record(s) -> {n['pdf']}" for n in result["notices"]]
-    _emit(result, as_json, lines or ["no notice due"])
-
-
-__all__ = ["article30", "notices"]
+    emit(result, as_json, lines or ["no notice due"])

@@ -1,4 +1,5 @@
-"""``censustrace users …``, ``censustrace tokens …`` and ``censustrace viewer``.
+"""``censustrace users …``, ``censustrace tokens …``, ``censustrace viewer``, ``censustrace api`` and
+``censustrace serve`` (the Airflow UI with the viewer).
 
 Passwords come from standard input (one line) or are generated and printed once; tokens are printed
 once. Only their hashes are stored (see ``censustrace.viewer.auth``).
@@ -8,14 +9,18 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from censustrace.config import Settings, get_settings
+from censustrace.cli.common import load_settings, run_airflow
+
+if TYPE_CHECKING:
+    from censustrace.config import Settings
 
 users_app = typer.Typer(help="Viewer users: compliance, engineer, auditor.", no_args_is_help=True)
 tokens_app = typer.Typer(
@@ -37,6 +42,12 @@ class TokenKind(StrEnum):
     producer = "producer"
     api = "api"
     pipeline = "pipeline"
+
+
+def _home_settings() -> Settings:
+    from censustrace.config import get_settings
+
+    return get_settings()
 
 
 def _engine(settings: Settings):  # type: ignore[no-untyped-def]
@@ -67,7 +78,7 @@ def users_add(
     password = _read_password()
     generated = password is None
     password = password or auth.generate_password()
-    auth.add_user(_engine(get_settings()), name, role.value, password)
+    auth.add_user(_engine(_home_settings()), name, role.value, password)
     _published()
     result = {"user": name, "role": role.value, "password": password if generated else None}
     if as_json:
@@ -82,7 +93,7 @@ def _published() -> None:
     """Users, roles and tokens changes are chained in the access log: publish its head (audit)."""
     from censustrace.audit.heads import publish_heads
 
-    publish_heads(get_settings())
+    publish_heads(_home_settings())
 
 
 @users_app.command("role")
@@ -93,7 +104,7 @@ def users_role(
     """Give a user another role (their sessions end). Logged in the access log."""
     from censustrace.viewer import auth
 
-    old = auth.set_role(_engine(get_settings()), name, role.value)
+    old = auth.set_role(_engine(_home_settings()), name, role.value)
     _published()
     typer.echo(f"user {name}: role {old} -> {role.value}")
 
@@ -103,7 +114,7 @@ def users_disable(name: Annotated[str, typer.Argument(help="User name.")]) -> No
     """Disable a user: sessions end, API tokens stop working. Logged in the access log."""
     from censustrace.viewer import auth
 
-    auth.set_disabled(_engine(get_settings()), name, True)
+    auth.set_disabled(_engine(_home_settings()), name, True)
     _published()
     typer.echo(f"user {name} disabled")
 
@@ -113,7 +124,7 @@ def users_enable(name: Annotated[str, typer.Argument(help="User name.")]) -> Non
     """Enable a disabled user again. Logged in the access log."""
     from censustrace.viewer import auth
 
-    auth.set_disabled(_engine(get_settings()), name, False)
+    auth.set_disabled(_engine(_home_settings()), name, False)
     _published()
     typer.echo(f"user {name} enabled")
 
@@ -123,7 +134,7 @@ def users_list() -> None:
     """Users and their roles."""
     from censustrace.viewer import auth
 
-    for user in auth.list_users(_engine(get_settings())):
+    for user in auth.list_users(_engine(_home_settings())):
         state = " (disabled)" if user["disabled"] else ""
         typer.echo(f"{user['name']}\t{user['role']}{state}")
 
@@ -136,7 +147,7 @@ def users_password(name: Annotated[str, typer.Argument(help="User name.")]) -> N
     password = _read_password()
     generated = password is None
     password = password or auth.generate_password()
-    auth.set_password(_engine(get_settings()), name, password)
+    auth.set_password(_engine(_home_settings()), name, password)
     _published()
     typer.echo(
         f"new password for {name} (shown once): {password}" if generated else f"password of {name} set"
@@ -158,7 +169,7 @@ def tokens_add(
     """Create an API token and print it once (only its hash is kept)."""
     from censustrace.viewer import auth
 
-    token = auth.add_token(_engine(get_settings()), name, kind.value)
+    token = auth.add_token(_engine(_home_settings()), name, kind.value)
     _published()
     if as_json:
         typer.echo(json.dumps({"name": name, "kind": kind.value, "token": token}))
@@ -171,7 +182,7 @@ def tokens_list() -> None:
     """Tokens by name, kind and first characters (never the token)."""
     from censustrace.viewer import auth
 
-    for token in auth.list_tokens(_engine(get_settings())):
+    for token in auth.list_tokens(_engine(_home_settings())):
         state = f"revoked {token['revoked_at']}" if token["revoked_at"] else "live"
         typer.echo(f"{token['prefix']}…\t{token['kind']}\t{token['name']}\t{state}")
 
@@ -183,7 +194,7 @@ def tokens_revoke(
     """Revoke a token."""
     from censustrace.viewer import auth
 
-    count = auth.revoke_token(_engine(get_settings()), prefix)
+    count = auth.revoke_token(_engine(_home_settings()), prefix)
     _published()
     typer.echo(f"revoked {count} token(s)")
     if not count:
@@ -262,10 +273,58 @@ def viewer(
     ] = True,
 ) -> None:
     """Serve the compliance lineage viewer (pages, JSON API, lineage intake) standalone."""
-    settings = get_settings()
+    settings = _home_settings()
     typer.echo(f"censustrace viewer: http://{host}:{port}/")
     if demo_login:
         user, password = ensure_demo_login(settings)
         if password:
             typer.echo(f"login: {user} / {password}  (kept in {settings.home / DEMO_LOGIN_FILE})")
     serve_viewer(settings, host, port)
+
+
+def serve() -> None:
+    """Serve the Airflow UI (scheduler, API server, DAG processor, triggerer) and the viewer."""
+    settings = load_settings()
+    user, password = _ui_login(settings)
+    viewer_user, viewer_password = ensure_demo_login(settings)
+    typer.echo(f"Airflow UI:  http://localhost:{settings.airflow_port}  login: {user} / {password}")
+    typer.echo(f"Viewer:      http://localhost:{settings.airflow_port}/censustrace/  (inside Airflow)")
+    typer.echo(
+        f"Viewer:      http://127.0.0.1:{settings.api_port}/  login: {viewer_user} / "
+        f"{viewer_password or '(your own viewer user)'}"
+    )
+    api_server = subprocess.Popen(
+        [sys.executable, "-m", "censustrace.cli", "viewer", "--port", str(settings.api_port)],
+        env={**os.environ, "CENSUSTRACE_HOME": str(settings.home)},
+    )
+    try:
+        rc = run_airflow(settings, "standalone")
+    finally:
+        api_server.terminate()
+        api_server.wait(timeout=30)
+    raise typer.Exit(rc)
+
+
+def _ui_login(settings: Settings) -> tuple[str, str]:
+    """The embedded Airflow's login: generated once per home, kept where Airflow's simple auth reads it."""
+    import secrets
+
+    path = settings.airflow_home / "simple_auth_manager_passwords.json.generated"
+    users = json.loads(path.read_text()) if path.exists() else {}
+    if "admin" not in users:
+        users["admin"] = secrets.token_urlsafe(12)
+        path.write_text(json.dumps(users))
+        path.chmod(0o600)
+    return "admin", str(users["admin"])
+
+
+def api(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[
+        int | None, typer.Option(help="Port to listen on (default CENSUSTRACE_API_PORT).")
+    ] = None,
+) -> None:
+    """Serve the lineage HTTP API (OpenLineage intake, Marquez-compatible queries) behind the viewer's
+    login and tokens: the same app as `censustrace viewer`."""
+    settings = load_settings()
+    serve_viewer(settings, host, port or settings.api_port)

@@ -7,30 +7,23 @@ Registered on the main command in ``censustrace.cli``, whose ``main`` maps error
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from censustrace.cli.common import JsonFlag, day_of, emit
 
 policy_app = typer.Typer(
     help="Data sharing agreements and the policy that judges them (policies/, docs/policies.md).",
     no_args_is_help=True,
 )
 
-# Typer reads option declarations when this module is imported, before censustrace.cli is complete, so
-# the --json declaration is repeated here; printing goes through censustrace.cli._emit.
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 AsOf = Annotated[
     datetime | None,
     typer.Option("--as-of", formats=["%Y-%m-%d"], help="Judge for this day, YYYY-MM-DD (default: today)."),
 ]
-
-
-def _day(as_of: datetime | None) -> date:
-    from censustrace.consent.clock import release_day
-
-    return as_of.date() if as_of is not None else release_day()
 
 
 @policy_app.command("check")
@@ -40,12 +33,11 @@ def check(
     as_json: JsonFlag = False,
 ) -> None:
     """Judge one agreement. Exit 0 allow, 1 deny (every reason listed), 2 no such agreement."""
-    from censustrace.cli import _emit
     from censustrace.config import get_settings
     from censustrace.consent.evaluate import check_agreement
     from censustrace.consent.policies import UnknownAgreement
 
-    verdict = check_agreement(agreement, _day(as_of), get_settings().policies_dir)
+    verdict = check_agreement(agreement, day_of(as_of), get_settings().policies_dir)
     unknown = [r for r in verdict.reasons if r.code == UnknownAgreement.code]
     if unknown:
         raise UnknownAgreement(unknown[0].message)
@@ -57,7 +49,7 @@ def check(
         lines.append(f"  fields denied: {', '.join(verdict.fields_denied)}")
     lines += [f"  {r.code}: {r.message}" for r in verdict.reasons]
     lines += [f"  note: {n}" for n in verdict.notes]
-    _emit(verdict.as_dict(), as_json, lines)
+    emit(verdict.as_dict(), as_json, lines)
     if not verdict.allowed:
         raise typer.Exit(1)
 
@@ -65,18 +57,17 @@ def check(
 @policy_app.command("list")
 def list_agreements(as_of: AsOf = None, as_json: JsonFlag = False) -> None:
     """Every agreement with its verdict. Exit 1 if a policy file is invalid (then all are denied)."""
-    from censustrace.cli import _emit
     from censustrace.config import get_settings
     from censustrace.consent.evaluate import check_all
 
-    report = check_all(_day(as_of), get_settings().policies_dir)
+    report = check_all(day_of(as_of), get_settings().policies_dir)
     lines = [f"policy {report.policy_version[:12]} as of {report.as_of}:"]
     lines += [f"  {p}" for p in report.problems]
     for v in report.verdicts:
         codes = f" ({', '.join(dict.fromkeys(r.code for r in v.reasons))})" if v.reasons else ""
         flags = f" [{', '.join(v.flags)}]" if v.flags else ""
         lines.append(f"  {v.verdict:5} {v.agreement}{flags}{codes}")
-    _emit(report.as_dict(), as_json, lines)
+    emit(report.as_dict(), as_json, lines)
     if report.problems:
         raise typer.Exit(1)
 
@@ -90,7 +81,6 @@ def lint(
     as_json: JsonFlag = False,
 ) -> None:
     """Check policy files before they land: YAML and schema, file and line. Exit 0 clean, 1 with problems."""
-    from censustrace.cli import _emit
     from censustrace.config import get_settings
     from censustrace.consent.policies import lint_file, lint_policy
 
@@ -109,6 +99,6 @@ def lint(
         ],
     }
     lines = [f"{p.code} {p}" for p in problems] or [f"ok: {', '.join(checked)}"]
-    _emit(result, as_json, lines)
+    emit(result, as_json, lines)
     if problems:
         raise typer.Exit(1)

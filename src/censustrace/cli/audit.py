@@ -3,27 +3,27 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any
+from typing import Any
 
 import typer
+
+from censustrace.cli.common import JsonFlag, emit, load_settings
 
 audit_app = typer.Typer(
     help="The tamper-evident audit trail: the share register and access log chains.", no_args_is_help=True
 )
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 
 
 @audit_app.command("verify")
 def verify(as_json: JsonFlag = False) -> None:
     """Check both chains and every head recorded outside them. Exit 1 on any problem."""
     from censustrace.audit.verify import verify_audit
-    from censustrace.cli import _emit, _settings
 
-    result = verify_audit(_settings())
+    result = verify_audit(load_settings())
     chains = ", ".join(f"{name} {c['rows']} rows" for name, c in result["chains"].items())
     lines = [f"{'ok' if result['ok'] else 'PROBLEMS'}: {chains}"]
     lines += [f"  {p['log']} row {p['row']}: {p['kind']}: {p['message']}" for p in result["problems"]]
-    _emit({"ok": result["ok"], "problems": result["problems"], "chains": result["chains"]}, as_json, lines)
+    emit({"ok": result["ok"], "problems": result["problems"], "chains": result["chains"]}, as_json, lines)
     if not result["ok"]:
         raise typer.Exit(1)
 
@@ -35,7 +35,6 @@ def lookups(as_json: JsonFlag = False) -> None:
     This is itself a lookup: it is logged, by pupil key, with the operating-system user."""
     from censustrace.audit.heads import store_engine
     from censustrace.audit.log import lookups_of, os_actor, record
-    from censustrace.cli import _emit, _settings
     from censustrace.errors import UsageError
     from censustrace.intake.ingest import pupil_key
 
@@ -43,7 +42,7 @@ def lookups(as_json: JsonFlag = False) -> None:
         raise UsageError(
             "give the UPNs on standard input, one per line: censustrace audit lookups < upns.txt"
         )
-    settings = _settings()
+    settings = load_settings()
     secret = settings.pupil_key()
     asked = [(n, pupil_key(secret, t.strip().upper())) for n, t in enumerate(sys.stdin, 1) if t.strip()]
     engine = store_engine(settings)
@@ -62,4 +61,4 @@ def lookups(as_json: JsonFlag = False) -> None:
     for n, rows in found:
         lines.append(f"line {n}: {len(rows)} lookup(s)")
         lines += [f"  {r['at']} {r['user_name']} ({r['role']}, {r['via']}) {r['what']}" for r in rows]
-    _emit({"requests": answer}, as_json, lines or ["no UPNs given"])
+    emit({"requests": answer}, as_json, lines or ["no UPNs given"])
