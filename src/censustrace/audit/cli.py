@@ -37,7 +37,7 @@ def lookups(as_json: JsonFlag = False) -> None:
     from censustrace.audit.log import lookups_of, os_actor, record
     from censustrace.cli import _emit, _settings
     from censustrace.errors import UsageError
-    from censustrace.intake.ingest import pupil_key
+    from censustrace.intake.stage import pupil_key
 
     if sys.stdin is None or sys.stdin.isatty():
         raise UsageError(

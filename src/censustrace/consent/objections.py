@@ -75,8 +75,8 @@ from censustrace.consent.tables import (
 )
 from censustrace.errors import CensustraceError
 from censustrace.intake.archive import ArchivedFile, archive_file
-from censustrace.intake.ingest import pupil_key
 from censustrace.intake.quarantine import Reason, reason
+from censustrace.intake.stage import pupil_key
 from censustrace.lineage.facets import CensusExtractDatasetFacet
 from censustrace.lineage.model import StepLineage
 from censustrace.lineage.naming import FILE_NAMESPACE, file_dataset_name
