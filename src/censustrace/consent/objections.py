@@ -60,7 +60,7 @@ from openlineage.client.generated.output_statistics_output_dataset import (
 )
 from sqlalchemy import Connection, func, insert, select
 
-from censustrace.census.formats.common import file_name_parts
+from censustrace.census.formats.header import file_name_parts
 from censustrace.config import Settings
 from censustrace.consent.tables import (
     APPLIED,

@@ -339,7 +339,7 @@ def _publish(f: _File, settings: Settings) -> None:
     f.errors += published.errors
     f.errors += listed_rejections(published)
     # Rows that joined no pupil, and validation warnings (CT-DQ-...): kept in the registry.
-    from censustrace.census.formats.common import ORPHAN
+    from censustrace.census.formats.errors import ORPHAN
 
     f.errors += [
         r for r in _issues_of(settings, f.ready) if r["code"] == ORPHAN or r["code"].startswith("CT-DQ-")

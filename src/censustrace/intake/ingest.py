@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from censustrace.census.formats.common import ORPHAN, UNKNOWN_COLUMN
+from censustrace.census.formats.errors import ORPHAN, UNKNOWN_COLUMN
 from censustrace.config import Settings
 from censustrace.intake.ingest_lineage import merge_lineage
 from censustrace.intake.publish import MAX_LISTED_REJECTIONS, ROWS_REJECTED, PublishResult, publish

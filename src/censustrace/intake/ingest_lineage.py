@@ -21,7 +21,7 @@ from openlineage.client.generated.output_statistics_output_dataset import Output
 from openlineage.client.generated.schema_dataset import SchemaDatasetFacet, SchemaDatasetFacetFields
 from sqlalchemy import Dialect, Engine, Table
 
-from censustrace.census.formats.common import FormatName
+from censustrace.census.formats.header import FormatName
 from censustrace.config import Settings
 from censustrace.intake.registry import ExtractRow, archive_input, census_facet
 from censustrace.lineage.model import StepLineage

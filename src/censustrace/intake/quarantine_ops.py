@@ -27,7 +27,8 @@ from openlineage.client.event_v2 import InputDataset
 from openlineage.client.generated.dataset_version_dataset import DatasetVersionDatasetFacet
 from sqlalchemy import Connection, func, select, text
 
-from censustrace.census.formats.common import ORPHAN, UNKNOWN_COLUMN, ExtractHeader
+from censustrace.census.formats.errors import ORPHAN, UNKNOWN_COLUMN
+from censustrace.census.formats.header import ExtractHeader
 from censustrace.config import Settings
 from censustrace.errors import CensustraceError
 from censustrace.intake.archive import archive_path_for, sha256_of

@@ -21,7 +21,7 @@ from typing import Any, Final
 from sqlalchemy import Connection, bindparam, select, update
 
 from censustrace.census.formats import ParseIssue
-from censustrace.census.formats.common import NO_UPN, SHAPE, VALUE
+from censustrace.census.formats.errors import NO_UPN, SHAPE, VALUE
 from censustrace.intake.quarantine import IngestError
 from censustrace.warehouse.tables import staged_pupil
 

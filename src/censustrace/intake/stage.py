@@ -22,8 +22,8 @@ from typing import Any, Final
 from sqlalchemy import Connection, Engine, Table, delete, update
 
 from censustrace.census.formats import ExtractHeader, ParseError, ParseIssue, parse_extract
-from censustrace.census.formats.common import FIELD_AT
 from censustrace.census.formats.la_csv import DEFAULT_RULES, CsvRules
+from censustrace.census.formats.records import FIELD_AT
 from censustrace.config import Settings
 from censustrace.intake.archive import archive_path_for
 from censustrace.intake.ingest_lineage import table_lineage
