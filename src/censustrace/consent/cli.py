@@ -43,7 +43,7 @@ def check(
     from censustrace.cli import _emit
     from censustrace.config import get_settings
     from censustrace.consent.evaluate import check_agreement
-    from censustrace.consent.policies import UnknownAgreement
+    from censustrace.consent.policy_model import UnknownAgreement
 
     verdict = check_agreement(agreement, _day(as_of), get_settings().policies_dir)
     unknown = [r for r in verdict.reasons if r.code == UnknownAgreement.code]

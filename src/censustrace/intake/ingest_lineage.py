@@ -35,8 +35,6 @@ from censustrace.warehouse.naming import (
     warehouse_namespace,
 )
 
-# --- lineage ---------------------------------------------------------------------------------------------
-
 _TRANSFORMS: Final[dict[str, tuple[str, str]]] = {
     "identity": ("DIRECT", "IDENTITY"),
     "transformation": ("DIRECT", "TRANSFORMATION"),

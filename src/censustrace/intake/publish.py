@@ -42,7 +42,6 @@ ALL_REJECTED: Final = "CT-INGEST-ALL-REJECTED"  # every record was rejected: not
 ROWS_REJECTED: Final = "CT-INGEST-ROWS-REJECTED"  # summary on a loaded extract: some records not loaded
 #: Rejected records listed one by one in an outcome's errors, at most (the registry keeps them all).
 MAX_LISTED_REJECTIONS: Final = 100
-# --- publish ---------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,14 +11,7 @@ from typing import Any, Final
 from censustrace.census.formats.errors import REPEATED, RecordContext
 from censustrace.census.formats.header import ExtractHeader
 from censustrace.census.formats.records import FIELD_AT
-from censustrace.census.formats.values import (
-    Item,
-    Kind,
-    convert,
-    fill_converted,
-    fsm_eligible,
-    fsm_period,
-)
+from censustrace.census.formats.values import Item, Kind, convert, fill_converted, fsm_eligible, fsm_period
 from censustrace.census.model import ADDRESS_ITEMS, FsmPeriod
 
 
