@@ -287,7 +287,7 @@ def naive_ingest(files: list[Path], engine: Any, home: Path) -> int:
     from lxml import etree
     from sqlalchemy.orm import DeclarativeBase, Session, relationship
 
-    from censustrace.intake.ingest import pupil_key
+    from censustrace.intake.stage import pupil_key
     from censustrace.warehouse.tables import extracts, fsm_period, pupil, pupil_address
 
     class Base(DeclarativeBase):

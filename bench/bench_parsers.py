@@ -36,18 +36,10 @@ from typing import Any
 from lxml import etree
 
 from censustrace.census.formats import census_xml, ctf_xml, la_csv
-from censustrace.census.formats.common import (
-    NO_HINTS,
-    ExtractHeader,
-    Item,
-    Kind,
-    RecordContext,
-    address_lines,
-    convert,
-    fsm_eligible,
-    fsm_period,
-    make_record,
-)
+from censustrace.census.formats.errors import RecordContext
+from censustrace.census.formats.header import NO_HINTS, ExtractHeader
+from censustrace.census.formats.records import make_record
+from censustrace.census.formats.values import Item, Kind, address_lines, convert, fsm_eligible, fsm_period
 from censustrace.census.generator import Format, GeneratorOptions, generate
 from censustrace.census.model import ADDRESS_ITEMS, PupilRecord
 

@@ -79,9 +79,9 @@ def _settings(home: Path) -> Any:
 def prepare(folder: Path, schools: int, per_school: int) -> Path:
     """Generate and stage ``schools`` CSV schools into ``folder/home`` (once: reused when present)."""
     from censustrace.census.generator import GeneratorOptions, generate
-    from censustrace.intake.ingest import stage
     from censustrace.intake.receive import receive
     from censustrace.intake.registry import register
+    from censustrace.intake.stage import stage
 
     home = folder / "home"
     done = folder / "staged.ok"

@@ -83,7 +83,7 @@ from sqlalchemy.engine import Connection
 
 from censustrace.config import Settings
 from censustrace.consent.tables import APPLIED, consent_files
-from censustrace.intake.ingest import pupil_key
+from censustrace.intake.stage import pupil_key
 from censustrace.lineage.emit import run_event
 from censustrace.lineage.store import db as store_db
 from censustrace.lineage.store.tables import dataset_versions, facets, raw_events, run_dataset_versions, runs

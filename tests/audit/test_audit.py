@@ -20,7 +20,7 @@ from censustrace.audit.log import lookups_of, os_actor
 from censustrace.audit.tables import share_register_chain
 from censustrace.audit.verify import verify_audit
 from censustrace.config import Settings
-from censustrace.intake.ingest import pupil_key
+from censustrace.intake.stage import pupil_key
 from censustrace.shares.build import manifest_name
 from censustrace.shares.register import ShareBlocked, find_share
 from censustrace.shares.steps import build_share, check_share, release_share, run_share

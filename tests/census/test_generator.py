@@ -153,7 +153,7 @@ def test_clean_output_has_no_faults_at_all(clean: Generated) -> None:
 
 def test_every_header_agrees_with_its_file_name(clean: Generated) -> None:
     from censustrace.census.formats import parse_extract
-    from censustrace.census.formats.common import file_name_parts
+    from censustrace.census.formats.header import file_name_parts
 
     out, manifest = clean
     for entry in manifest["files"]:

@@ -18,7 +18,7 @@ from censustrace.compliance.subject import (
     lookups_of,
 )
 from censustrace.config import Settings
-from censustrace.intake.ingest import pupil_key
+from censustrace.intake.stage import pupil_key
 from censustrace.shares.steps import run_share
 from censustrace.shares.tables import disclosures
 from censustrace.warehouse.db import warehouse_engine

@@ -140,12 +140,12 @@ def test_csv_tables_of_one_school_stay_in_one_batch() -> None:
 CHILD = r"""
 import os, signal, sys
 from censustrace.config import Settings
-from censustrace.intake import batch, ingest
+from censustrace.intake import batch, publish
 
 settings = Settings()
 items = sys.argv[1:]
 published = 0
-copy = ingest._copy_to_final
+copy = publish._copy_to_final
 
 def copy_then_die(conn, extract_id):
     # The second file's publish dies after copying its rows, before COMMIT: a real SIGKILL.
@@ -156,7 +156,7 @@ def copy_then_die(conn, extract_id):
         os.kill(os.getpid(), signal.SIGKILL)
     return result
 
-ingest._copy_to_final = copy_then_die
+publish._copy_to_final = copy_then_die
 batch.ingest_batch(items, settings)
 """
 

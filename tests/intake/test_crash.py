@@ -19,9 +19,10 @@ import pytest
 
 from censustrace.census.formats import parse_extract
 from censustrace.config import Settings
-from censustrace.intake.ingest import publish, stage
+from censustrace.intake.publish import publish
 from censustrace.intake.receive import receive
 from censustrace.intake.registry import find_extract, register
+from censustrace.intake.stage import stage
 from censustrace.warehouse.current import current_pupils
 from censustrace.warehouse.db import warehouse_engine
 from censustrace.warehouse.tables import fsm_period, pupil, pupil_address, staged_pupil
@@ -40,7 +41,7 @@ PUPILS = 2000
 CHILD = r"""
 import sys, time
 from censustrace.config import Settings
-from censustrace.intake import ingest
+from censustrace.intake import publish, stage
 from censustrace.warehouse import load
 
 phase, extract_id = sys.argv[1], sys.argv[2]
@@ -57,9 +58,9 @@ if phase == "stage":
         time.sleep(0.2)
 
     load.BulkWriter.__init__, load.BulkWriter.flush = small_batches, slow_flush
-    ingest.stage(extract_id, settings)
+    stage.stage(extract_id, settings)
 else:
-    copy = ingest._copy_to_final
+    copy = publish._copy_to_final
 
     def copy_then_wait(conn, eid):
         result = copy(conn, eid)
@@ -67,8 +68,8 @@ else:
         time.sleep(60)
         return result
 
-    ingest._copy_to_final = copy_then_wait
-    ingest.publish(extract_id, {}, settings)
+    publish._copy_to_final = copy_then_wait
+    publish.publish(extract_id, {}, settings)
 print("finished", flush=True)
 """
 

@@ -21,10 +21,12 @@ from sqlalchemy import select
 
 from censustrace.census.formats import parse_extract
 from censustrace.config import Settings
-from censustrace.intake.ingest import IngestOutcome, ingest_file, publish, stage
+from censustrace.intake.ingest import IngestOutcome, ingest_file
+from censustrace.intake.publish import publish
 from censustrace.intake.quarantine import REASON_FILE, IngestError, safe_file_name
 from censustrace.intake.receive import receive
 from censustrace.intake.registry import find_extract, register
+from censustrace.intake.stage import stage
 from censustrace.lineage.facets import schema_documents
 from censustrace.lineage.model import StepLineage
 from censustrace.lineage.spec import validate_event

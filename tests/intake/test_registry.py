@@ -12,10 +12,12 @@ from sqlalchemy import func, select
 
 from censustrace.config import Settings
 from censustrace.intake.archive import ArchivedFile
-from censustrace.intake.ingest import ingest_file, publish, stage
+from censustrace.intake.ingest import ingest_file
+from censustrace.intake.publish import publish
 from censustrace.intake.quarantine import REASON_FILE, IngestError, quarantine, reason, safe_file_name
 from censustrace.intake.receive import receive
 from censustrace.intake.registry import Registration, extract_id_for, find_extract, list_extracts, register
+from censustrace.intake.stage import stage
 from censustrace.warehouse.db import warehouse_engine
 from censustrace.warehouse.tables import extracts, pupil
 from tests.warehouse.fixtures import (

@@ -21,10 +21,10 @@ import pytest
 from sqlalchemy import text
 
 from censustrace.config import Settings
-from censustrace.intake import ingest
-from censustrace.intake.ingest import stage
+from censustrace.intake import stage as stage_module
 from censustrace.intake.receive import receive
 from censustrace.intake.registry import find_extract, register
+from censustrace.intake.stage import stage
 from censustrace.warehouse.db import sqlite_staging_engine, warehouse_engine, write_transaction
 from censustrace.warehouse.tables import staged_fsm_period, staged_pupil, staged_pupil_address
 from tests.warehouse.fixtures import PUPIL_KEY_SECRET, generated, land, rows_of, warehouse_url, wh
@@ -35,10 +35,10 @@ PUPILS = 1500
 CHILD = r"""
 import sys, time
 from censustrace.config import Settings
-from censustrace.intake import ingest
+from censustrace.intake import stage
 
 extract_id = sys.argv[1]
-mark = ingest._mark_staged
+mark = stage._mark_staged
 
 def copied_then_wait(conn, *args):
     row = mark(conn, *args)  # every staged row copied, the registry row updated: only COMMIT is left
@@ -46,8 +46,8 @@ def copied_then_wait(conn, *args):
     time.sleep(60)
     return row
 
-ingest._mark_staged = copied_then_wait
-ingest.stage(extract_id, Settings())
+stage._mark_staged = copied_then_wait
+stage.stage(extract_id, Settings())
 print("finished", flush=True)
 """
 
@@ -106,7 +106,7 @@ def test_other_writers_go_on_while_an_extract_is_parsed(
     """While ``stage`` parses (slowed down here), another write transaction commits at once."""
     extract_id = _registered(wh, tmp_path_factory, seed=22)
     parsing, finish = threading.Event(), threading.Event()
-    parse_rows = ingest._parse_rows
+    parse_rows = stage_module._parse_rows
 
     def slow_parse(*args: object) -> object:
         header = parse_rows(*args)  # type: ignore[arg-type]
@@ -114,7 +114,7 @@ def test_other_writers_go_on_while_an_extract_is_parsed(
         assert finish.wait(30)
         return header
 
-    monkeypatch.setattr(ingest, "_parse_rows", slow_parse)
+    monkeypatch.setattr(stage_module, "_parse_rows", slow_parse)
     staging = threading.Thread(target=stage, args=(extract_id, wh))
     staging.start()
     try:
@@ -146,7 +146,7 @@ def test_the_spool_never_outlives_a_stage(
         raise RuntimeError("parse failed")
 
     with monkeypatch.context() as patch:
-        patch.setattr(ingest, "_parse_rows", fail)
+        patch.setattr(stage_module, "_parse_rows", fail)
         with pytest.raises(RuntimeError):
             stage(extract_id, wh)
     assert attached() == ["main"]

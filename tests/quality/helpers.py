@@ -12,9 +12,9 @@ from typing import Any
 from sqlalchemy import select, update
 
 from censustrace.config import Settings
-from censustrace.intake.ingest import stage
 from censustrace.intake.receive import receive
 from censustrace.intake.registry import register
+from censustrace.intake.stage import stage
 from censustrace.quality.tables import validation_result
 from censustrace.warehouse.db import warehouse_engine
 from censustrace.warehouse.tables import extracts, staged_pupil

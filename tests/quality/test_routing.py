@@ -16,7 +16,8 @@ from sqlalchemy import select
 
 from censustrace.census.identifiers import UPN_CHECK_TABLE
 from censustrace.config import Settings
-from censustrace.intake.ingest import ingest_file, publish
+from censustrace.intake.ingest import ingest_file
+from censustrace.intake.publish import publish
 from censustrace.intake.quarantine import REASON_FILE, IngestError
 from censustrace.intake.registry import find_extract
 from censustrace.quality.run import validate_extract

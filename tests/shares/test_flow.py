@@ -236,7 +236,7 @@ def test_an_expired_agreement_is_blocked(sh: Settings, policies: Path, tmp_path:
 
 
 def test_an_unknown_agreement_is_a_usage_error_and_records_nothing(sh: Settings) -> None:
-    from censustrace.consent.policies import UnknownAgreement
+    from censustrace.consent.policy_model import UnknownAgreement
 
     with pytest.raises(UnknownAgreement, match="t-nursin") as caught:
         run_share("t-nursin", sh)

@@ -8,7 +8,7 @@ import io
 
 import pytest
 
-from censustrace.consent.policies import TRANSFORMS as POLICY_TRANSFORMS
+from censustrace.consent.policy_model import TRANSFORMS as POLICY_TRANSFORMS
 from censustrace.shares.register import ShareError
 from censustrace.shares.transforms import (
     TRANSFORMS,

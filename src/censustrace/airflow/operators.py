@@ -96,7 +96,7 @@ class StageExtractOperator(_ExtractStepOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         from censustrace.config import get_settings
-        from censustrace.intake.ingest import stage
+        from censustrace.intake.stage import stage
 
         received = dict(self.previous)
         extract_id = received.get("ready")
@@ -188,7 +188,7 @@ class PublishExtractOperator(_ExtractStepOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         from censustrace.config import get_settings
-        from censustrace.intake.ingest import publish
+        from censustrace.intake.publish import publish
         from censustrace.viewer.links import trace_url
         from censustrace.warehouse.naming import warehouse_dataset_name, warehouse_namespace
 

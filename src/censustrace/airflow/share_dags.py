@@ -41,23 +41,23 @@ def share_dag_specs(policies_dir: Path, today: dt.date) -> list[ShareDagSpec]:
     """One spec per ``agreements/*.yaml`` file, in file order."""
     from censustrace.consent.policies import agreement_files
 
-    return [_spec(path, today) for path in agreement_files(policies_dir)]
+    return [_spec(path, policies_dir, today) for path in agreement_files(policies_dir)]
 
 
-def _spec(path: Path, today: dt.date) -> ShareDagSpec:
-    import yaml
+def _spec(path: Path, policies_dir: Path, today: dt.date) -> ShareDagSpec:
+    # Read as the check step reads it, so a file it cannot read is named (file:line) the same way.
+    from censustrace.consent.policies import read_agreement
 
     agreement_id = path.stem
     problem = ""
     data: dict[str, Any] = {}
-    try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        if isinstance(loaded, dict):
-            data = loaded
-        else:
-            problem = "the file is not a mapping"
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        problem = f"the file cannot be read ({type(exc).__name__})"
+    loaded, problems = read_agreement(path, policies_dir)
+    if problems:
+        problem = f"the file cannot be read ({problems[0]})"
+    elif isinstance(loaded, dict):
+        data = loaded
+    else:
+        problem = "the file is not a mapping"
     recipient = data.get("recipient") if isinstance(data.get("recipient"), dict) else {}
     name = str((recipient or {}).get("name") or "unknown recipient")
     purpose = str(data.get("purpose") or "unknown purpose")

@@ -36,7 +36,7 @@ def lookups(as_json: JsonFlag = False) -> None:
     from censustrace.audit.heads import store_engine
     from censustrace.audit.log import lookups_of, os_actor, record
     from censustrace.errors import UsageError
-    from censustrace.intake.ingest import pupil_key
+    from censustrace.intake.stage import pupil_key
 
     if sys.stdin is None or sys.stdin.isatty():
         raise UsageError(

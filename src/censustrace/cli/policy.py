@@ -35,7 +35,7 @@ def check(
     """Judge one agreement. Exit 0 allow, 1 deny (every reason listed), 2 no such agreement."""
     from censustrace.config import get_settings
     from censustrace.consent.evaluate import check_agreement
-    from censustrace.consent.policies import UnknownAgreement
+    from censustrace.consent.policy_model import UnknownAgreement
 
     verdict = check_agreement(agreement, day_of(as_of), get_settings().policies_dir)
     unknown = [r for r in verdict.reasons if r.code == UnknownAgreement.code]

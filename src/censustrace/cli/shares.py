@@ -114,7 +114,7 @@ def verify(as_json: JsonFlag = False) -> None:
 def _log_lookups(settings: Any, upns: list[str], result: dict[str, Any]) -> None:
     """One chained access log row per pupil asked for, by pupil key, with the operating-system user."""
     from censustrace.audit.log import os_actor, record
-    from censustrace.intake.ingest import pupil_key
+    from censustrace.intake.stage import pupil_key
 
     if not upns:
         return

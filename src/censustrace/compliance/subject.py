@@ -31,7 +31,7 @@ from censustrace.compliance.tables import article19_notices, subject_lookups
 from censustrace.config import Settings
 from censustrace.consent.objections import latest_decisions
 from censustrace.errors import CensustraceError
-from censustrace.intake.ingest import pupil_key
+from censustrace.intake.stage import pupil_key
 from censustrace.shares.disclosures import shares_of_keys
 from censustrace.warehouse.db import warehouse_engine, write_transaction
 from censustrace.warehouse.tables import extracts, pupil, pupil_address

@@ -26,7 +26,8 @@ from types import MappingProxyType
 from typing import Any, Final, Literal
 
 from censustrace.census.codes import NC_YEAR
-from censustrace.consent.policies import (
+from censustrace.consent.policies import Policy, agreement_files, load_policy, policy_version
+from censustrace.consent.policy_model import (
     AGREEMENTS_DIR,
     HIGH_RISK_PURPOSES,
     LAWFUL_BASES,
@@ -34,13 +35,9 @@ from censustrace.consent.policies import (
     TRANSFORMS,
     Agreement,
     FieldPolicy,
-    Policy,
     PolicyError,
     PolicyProblem,
     Rule,
-    agreement_files,
-    load_policy,
-    policy_version,
     purpose_matches,
 )
 

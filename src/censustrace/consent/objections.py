@@ -60,7 +60,7 @@ from openlineage.client.generated.output_statistics_output_dataset import (
 )
 from sqlalchemy import Connection, func, insert, select
 
-from censustrace.census.formats.common import file_name_parts
+from censustrace.census.formats.header import file_name_parts
 from censustrace.config import Settings
 from censustrace.consent.tables import (
     APPLIED,
@@ -75,8 +75,8 @@ from censustrace.consent.tables import (
 )
 from censustrace.errors import CensustraceError
 from censustrace.intake.archive import ArchivedFile, archive_file
-from censustrace.intake.ingest import pupil_key
 from censustrace.intake.quarantine import Reason, reason
+from censustrace.intake.stage import pupil_key
 from censustrace.lineage.facets import CensusExtractDatasetFacet
 from censustrace.lineage.model import StepLineage
 from censustrace.lineage.naming import FILE_NAMESPACE, file_dataset_name

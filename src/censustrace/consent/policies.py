@@ -4,7 +4,8 @@
 their JSON Schema in ``policies/schemas/`` (2020-12, ``additionalProperties: false`` so a typo'd key is
 refused) and then checked against the census model. YAML is *composed* rather than loaded, so every value
 keeps its line: a problem is always reported as ``file:line``. Dates stay text until checked (PyYAML
-would turn them into ``date`` objects that JSON Schema cannot see).
+would turn them into ``date`` objects that JSON Schema cannot see). Reading and schema checks are in
+``censustrace.consent.yaml_lines``; the records built are in ``censustrace.consent.policy_model``.
 
 An invalid *shared* file (fields, purposes, rules, gateways, a schema) makes :func:`load_policy` raise
 :class:`PolicyError` listing every problem found; the evaluator turns that into a deny of every agreement,
@@ -18,307 +19,43 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import json
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final, Literal
+from typing import Any
 
-import yaml
-
-from censustrace.census import codes
 from censustrace.census.model import IDENTIFYING_FIELDS, PUPIL_FIELDS
-from censustrace.errors import CensustraceError
-
-#: Transform names an agreement may apply to a field (``none`` is always allowed; which others apply to
-#: which field is in ``fields.yaml``). pseudonymise: keyed HMAC, as pupil keys; year_month / year:
-#: a date cut to ``YYYY-MM`` / ``YYYY``; district / sector: a postcode cut to its outward code
-#: (``AB1``) / outward code and sector digit (``AB1 2``).
-TRANSFORMS: Final[tuple[str, ...]] = ("none", "pseudonymise", "year_month", "year", "district", "sector")
-
-#: UK GDPR Art 6(1) lawful bases.
-LAWFUL_BASES: Final[tuple[str, ...]] = (
-    "consent",
-    "contract",
-    "legal_obligation",
-    "vital_interests",
-    "public_task",
-    "legitimate_interests",
+from censustrace.consent.policy_model import (
+    AGREEMENT_SCHEMA,
+    AGREEMENTS_DIR,
+    FIELD_CONDITIONS,
+    FIELDS_FILE,
+    GATEWAYS_FILE,
+    NEVER_SHARE_FIELDS,
+    PURPOSES_FILE,
+    RULES_FILE,
+    SCHEMA_OF,
+    SCHEMAS_DIR,
+    SPECIAL_CATEGORY_FIELDS,
+    TRANSFORMS,
+    Agreement,
+    Approval,
+    FieldPolicy,
+    Gateway,
+    ObjectionOverride,
+    PolicyError,
+    PolicyProblem,
+    Purpose,
+    Recipient,
+    Rule,
+    Scope,
+    UnknownAgreement,
+    citation_key,
+    purpose_matches,
 )
-RECIPIENT_TYPES: Final[tuple[str, ...]] = (
-    "local_authority",
-    "government_department",
-    "researcher",
-    "health",
-    "police",
-    "other",
-)
-FREQUENCIES: Final[tuple[str, ...]] = ("once", "termly", "monthly", "weekly", "daily")
-
-#: Purposes that are high risk whatever purposes.yaml says: allowed only with a named legal gateway and
-#: an approval, always flagged ``high_risk`` (the DfE-Home Office case).
-HIGH_RISK_PURPOSES: Final[tuple[str, ...]] = ("immigration.enforcement", "law_enforcement.*")
-#: Floors fields.yaml cannot lower: nationality and country of birth are never shared; ethnicity and SEN
-#: are special category (Art 9); the model's identifying fields are identifying.
-NEVER_SHARE_FIELDS: Final = frozenset({"nationality", "country_of_birth"})
-SPECIAL_CATEGORY_FIELDS: Final = frozenset({"ethnicity", "sen_provision", "sen_needs"})
-
-FIELD_FLAGS: Final[tuple[str, ...]] = ("special_category", "identifying", "never_share")
-AGREEMENT_CONDITIONS: Final = frozenset({"legal_gateway", "approval", "special_category_condition"})
-FIELD_CONDITIONS: Final = frozenset({"transformed", "pseudonymised"})
-
-FIELDS_FILE: Final = "fields.yaml"
-PURPOSES_FILE: Final = "purposes.yaml"
-RULES_FILE: Final = "rules.yaml"
-GATEWAYS_FILE: Final = "gateways.yaml"
-AGREEMENTS_DIR: Final = "agreements"
-SCHEMAS_DIR: Final = "schemas"
-AGREEMENT_SCHEMA: Final = "agreement.schema.json"
-SCHEMA_OF: Final[Mapping[str, str]] = MappingProxyType(
-    {
-        FIELDS_FILE: "fields.schema.json",
-        PURPOSES_FILE: "purposes.schema.json",
-        RULES_FILE: "rules.schema.json",
-        GATEWAYS_FILE: "gateways.schema.json",
-    }
-)
-#: Grounds on which an agreement may record an approved override of pupils' objections (UK GDPR Art 21).
-OVERRIDE_GROUNDS: Final[Mapping[str, str]] = MappingProxyType(
-    {
-        "compelling_legitimate_grounds": "Art 21(1) compelling legitimate grounds",
-        "research_public_interest": "Art 21(6) research or statistics in the public interest",
-        "dpa2018_schedule2": "a DPA 2018 Schedule 2 restriction",
-    }
-)
-#: Problems reported per file at most: enough to fix it.
-MAX_PROBLEMS_PER_FILE: Final = 20
-
-# Refused and not-obtained codes record a family's decision or a gap, not data about the child: the
-# share builder never sends them as values (census/codes.py; service child R refused, U unknown).
-_REFUSED_CODES: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
-    {
-        "ethnicity": codes.ETHNICITY_NOT_DATA,
-        "language": codes.LANGUAGE_NOT_DATA,
-        "nationality": codes.NATIONALITY_NOT_DATA,
-        "country_of_birth": codes.NATIONALITY_NOT_DATA,
-        "service_child": frozenset({"R", "U"}),
-    }
-)
-
-
-# Errors ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class PolicyProblem:
-    """One thing wrong in one policy file, at ``line`` (1-based; None when the file has no lines)."""
-
-    file: str
-    line: int | None
-    message: str
-    code: str = "CT-POLICY-INVALID"
-
-    @property
-    def where(self) -> str:
-        return f"{self.file}:{self.line}" if self.line else self.file
-
-    def __str__(self) -> str:
-        return f"{self.where}: {self.message}"
-
-
-class PolicyError(CensustraceError):
-    """A policy file is missing, unreadable or invalid (``problems`` lists each with its file and line),
-    or an agreement cannot be found."""
-
-    code = "CT-POLICY-INVALID"
-
-    def __init__(
-        self, message: str, *, code: str | None = None, problems: Iterable[PolicyProblem] = ()
-    ) -> None:
-        super().__init__(message, code=code)
-        self.problems: tuple[PolicyProblem, ...] = tuple(problems)
-
-    @classmethod
-    def of(cls, problems: Iterable[PolicyProblem]) -> PolicyError:
-        found = tuple(problems)
-        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
-        return cls(f"{found[0]}{more}", code=found[0].code, problems=found)
-
-
-class UnknownAgreement(PolicyError):
-    """No agreement with that id or file (CLI exit code 2: the user named something that is not there)."""
-
-    code = "CT-POLICY-UNKNOWN-AGREEMENT"
-    exit_code = 2
-
-
-# The policy ----------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class FieldPolicy:
-    name: str
-    description: str
-    category: str
-    special_category: bool
-    identifying: bool
-    sensitivity: str
-    never_share: bool
-    transforms: tuple[str, ...] = ()
-    retention_days: int | None = None  # erased from older census records by census_retention
-
-    def has_flag(self, flag: str) -> bool:
-        return bool(getattr(self, flag)) if flag in FIELD_FLAGS else False
-
-    def in_category(self, category: str) -> bool:
-        """A category matches itself and everything under it (``health`` matches ``health.sen``)."""
-        return self.category == category or self.category.startswith(category + ".")
-
-
-@dataclass(frozen=True)
-class Purpose:
-    id: str
-    description: str
-    compatible_with_collection: bool
-    high_risk: bool = False
-
-
-def purpose_matches(pattern: str, purpose: str) -> bool:
-    """``pattern`` is a purpose id, or ``prefix.*`` for every purpose under ``prefix``."""
-    if pattern.endswith(".*"):
-        return purpose.startswith(pattern[:-1])
-    return pattern == purpose
-
-
-@dataclass(frozen=True)
-class Rule:
-    """A deny or flag rule of rules.yaml; ``code`` is the reason code its verdicts carry."""
-
-    id: str
-    effect: Literal["deny", "flag"]
-    reason: str
-    flag: str | None = None
-    purposes: tuple[str, ...] = ()
-    recipient_types: tuple[str, ...] = ()
-    fields: tuple[str, ...] = ()
-    categories: tuple[str, ...] = ()
-    field_flags: tuple[str, ...] = ()
-    unless: tuple[str, ...] = ()
-    location: str = ""
-
-    @property
-    def code(self) -> str:
-        return "CT-RULE-" + self.id.upper()
-
-    @property
-    def is_field_rule(self) -> bool:
-        return bool(self.fields or self.categories or self.field_flags)
-
-    def applies(self, purpose: str, recipient_type: str) -> bool:
-        purpose_ok = not self.purposes or any(purpose_matches(p, purpose) for p in self.purposes)
-        return purpose_ok and (not self.recipient_types or recipient_type in self.recipient_types)
-
-    def selects(self, policy: FieldPolicy) -> bool:
-        return (
-            policy.name in self.fields
-            or any(policy.in_category(c) for c in self.categories)
-            or any(policy.has_flag(f) for f in self.field_flags)
-        )
-
-
-@dataclass(frozen=True)
-class Recipient:
-    name: str
-    type: str
-
-
-@dataclass(frozen=True)
-class Approval:
-    reference: str
-    approved_by: str
-    approved_on: date
-
-
-@dataclass(frozen=True)
-class ObjectionOverride:
-    """An approved decision to send despite pupils' objections (Art 21(1), Art 21(6) or DPA 2018 Sch 2)."""
-
-    ground: str
-    reference: str
-    approved_by: str
-    approved_on: date
-
-
-@dataclass(frozen=True)
-class Gateway:
-    """A legal gateway of ``gateways.yaml``: what agreements cite, and the purposes it supports."""
-
-    id: str
-    citation: str
-    statute: str
-    section: str | None
-    aliases: tuple[str, ...]
-    purposes: tuple[str, ...]
-    description: str
-
-    def supports(self, purpose: str) -> bool:
-        return any(purpose_matches(p, purpose) for p in self.purposes)
-
-
-def citation_key(text: str) -> str:
-    """A citation compared case-, space- and punctuation-insensitively ("Section 537A" reads "s537A")."""
-    words = re.sub(r"[^0-9a-z]+", " ", text.casefold()).split()
-    out: list[str] = []
-    for word in words:
-        if out and out[-1] in ("section", "sec", "s") and re.fullmatch(r"[0-9]+[a-z]*", word):
-            out[-1] = "s" + word
-        else:
-            out.append(word)
-    return " ".join(out)
-
-
-@dataclass(frozen=True)
-class Scope:
-    la: tuple[str, ...] = ()
-    laestab: tuple[str, ...] = ()
-    nc_years: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Agreement:
-    """One data sharing agreement (``agreements/<id>.yaml``), exactly as written.
-
-    ``lines`` maps a key path (``purpose``, ``fields[2]``, ``transforms.dob``) to its line in ``source``,
-    so every reason can point at the line to fix; ``display`` is the file as named in messages.
-    """
-
-    id: str
-    recipient: Recipient
-    purpose: str
-    lawful_basis: str
-    special_category_condition: str | None
-    legal_gateway: str | None
-    approval: Approval | None
-    valid_from: date
-    valid_to: date
-    fields: tuple[str, ...]
-    scope: Scope
-    transforms: Mapping[str, str]
-    frequency: str
-    format: str
-    retention_days: int
-    source: Path
-    objection_override: ObjectionOverride | None = None
-    display: str = field(default="", compare=False)
-    lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
-
-    def where(self, key: str) -> str:
-        """``file:line`` of ``key`` (or of the file when the key is absent)."""
-        name = self.display or str(self.source)
-        line = self.lines.get(key)
-        return f"{name}:{line}" if line else name
-
-    def transform(self, field_name: str) -> str:
-        return self.transforms.get(field_name, "none")
+from censustrace.consent.yaml_lines import Document, PathKey, checked, load_schema, path_text, read_yaml
 
 
 @dataclass(frozen=True)
@@ -373,216 +110,8 @@ class Policy:
         )
 
 
-def refused_codes(field_name: str) -> frozenset[str]:
-    """Codes of ``field_name`` that are a refusal or a gap, never sent as values (empty for most)."""
-    if field_name not in PUPIL_FIELDS:
-        raise PolicyError(f"unknown census field {field_name!r}", code="CT-POLICY-UNKNOWN-FIELD")
-    return _REFUSED_CODES.get(field_name, frozenset())
-
-
-# Reading YAML with lines -----------------------------------------------------------------------------
-_LOADER: Final[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_SCALARS: Final = yaml.constructor.SafeConstructor()
-_TAG: Final = "tag:yaml.org,2002:"
-PathKey = tuple[str | int, ...]
-
-
-@dataclass
-class _Document:
-    """A YAML (or JSON) document as plain data, with the line of every value and of every key."""
-
-    data: Any
-    display: str
-    lines: dict[PathKey, int] = field(default_factory=dict)
-    key_lines: dict[PathKey, int] = field(default_factory=dict)
-
-    def line(self, path: PathKey) -> int:
-        """Line of the value at ``path`` (or of its nearest ancestor)."""
-        while path and path not in self.lines:
-            path = path[:-1]
-        return self.lines.get(path, 1)
-
-    def key_line(self, path: PathKey) -> int:
-        """Line of the key naming the value at ``path``: where a missing item is reported."""
-        return self.key_lines.get(path) or self.line(path)
-
-
-class _NodeError(Exception):
-    def __init__(self, line: int, message: str) -> None:
-        super().__init__(message)
-        self.line = line
-        self.message = message
-
-
-def _line(node: yaml.Node) -> int:
-    return int(node.start_mark.line) + 1
-
-
-def _convert(node: yaml.Node, path: PathKey, doc: _Document) -> Any:
-    doc.lines[path] = _line(node)
-    if isinstance(node, yaml.MappingNode):
-        out: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
-                raise _NodeError(_line(key_node), "a key must be plain text")
-            key = str(key_node.value)
-            if key in out:
-                raise _NodeError(_line(key_node), f"duplicate key {key!r}")
-            doc.key_lines[(*path, key)] = _line(key_node)
-            out[key] = _convert(value_node, (*path, key), doc)
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_convert(item, (*path, i), doc) for i, item in enumerate(node.value)]
-    if not isinstance(node, yaml.ScalarNode):
-        raise _NodeError(_line(node), "unsupported YAML node")
-    tag = str(node.tag).removeprefix(_TAG)
-    if tag in ("str", "timestamp"):  # dates stay text: the schema checks them, then date.fromisoformat
-        return str(node.value)
-    if tag == "null":
-        return None
-    if tag == "bool":
-        return _SCALARS.construct_yaml_bool(node)
-    if tag == "int":
-        return _SCALARS.construct_yaml_int(node)
-    if tag == "float":
-        return _SCALARS.construct_yaml_float(node)
-    raise _NodeError(_line(node), f"unsupported YAML value type {node.tag!r}")
-
-
-def _read_text(path: Path, display: str, problems: list[PolicyProblem]) -> str | None:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        problems.append(PolicyProblem(display, None, f"cannot read ({exc.strerror})", "CT-POLICY-FILE"))
-        return None
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        problems.append(PolicyProblem(display, line, "not UTF-8 text", "CT-POLICY-YAML"))
-        return None
-
-
-def _read_yaml(path: Path, display: str, problems: list[PolicyProblem]) -> _Document | None:
-    text = _read_text(path, display, problems)
-    if text is None:
-        return None
-    try:
-        node = yaml.compose(text, Loader=_LOADER)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        what = str(exc.problem or exc.context or "syntax error")
-        if exc.context and exc.problem and exc.context_mark is not None:
-            what += f" ({exc.context} started on line {int(exc.context_mark.line) + 1})"
-            if "end of stream" in what:  # e.g. an unclosed quote: where it was opened is what to fix
-                mark = exc.context_mark
-        line = int(mark.line) + 1 if mark is not None else None
-        problems.append(PolicyProblem(display, line, f"invalid YAML: {what}", "CT-POLICY-YAML"))
-        return None
-    except yaml.YAMLError as exc:
-        problems.append(PolicyProblem(display, None, f"invalid YAML: {exc}", "CT-POLICY-YAML"))
-        return None
-    if node is None:
-        problems.append(PolicyProblem(display, 1, "empty file", "CT-POLICY-INVALID"))
-        return None
-    doc = _Document(None, display)
-    try:
-        doc.data = _convert(node, (), doc)
-    except _NodeError as exc:
-        problems.append(PolicyProblem(display, exc.line, exc.message, "CT-POLICY-YAML"))
-        return None
-    return doc
-
-
-# Schemas ---------------------------------------------------------------------------------------------
-def _load_schema(path: Path, display: str, problems: list[PolicyProblem]) -> dict[str, Any] | None:
-    from jsonschema import Draft202012Validator
-    from jsonschema.exceptions import SchemaError
-
-    text = _read_text(path, display, problems)
-    if text is None:
-        return None
-    try:
-        schema = json.loads(text)
-    except json.JSONDecodeError as exc:
-        problems.append(PolicyProblem(display, exc.lineno, f"invalid JSON: {exc.msg}", "CT-POLICY-SCHEMA"))
-        return None
-    try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as exc:
-        where = "/".join(str(p) for p in exc.absolute_path) or "(top)"
-        problems.append(
-            PolicyProblem(
-                display, None, f"not a valid JSON Schema at {where}: {exc.message}", "CT-POLICY-SCHEMA"
-            )
-        )
-        return None
-    if not isinstance(schema, dict):
-        problems.append(PolicyProblem(display, 1, "a JSON Schema must be an object", "CT-POLICY-SCHEMA"))
-        return None
-    return schema
-
-
-def _path_text(path: Iterable[str | int]) -> str:
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "(top)"
-
-
-def _schema_problems(doc: _Document, schema: Mapping[str, Any]) -> list[PolicyProblem]:
-    from jsonschema import Draft202012Validator, FormatChecker
-    from jsonschema.exceptions import best_match
-
-    validator = Draft202012Validator(schema, format_checker=FormatChecker())
-    found: list[PolicyProblem] = []
-    suggested: set[PathKey] = set()  # keys a typo probably meant: their "missing" is the same problem
-    missing: list[tuple[PathKey, PolicyProblem]] = []
-    for top in validator.iter_errors(doc.data):
-        err = best_match([top])
-        path: PathKey = tuple(err.absolute_path)
-        where = f" in {_path_text(path)}" if path else ""
-        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
-            allowed = sorted(err.schema.get("properties", {}))
-            for key in sorted(k for k in err.instance if k not in allowed):
-                close = difflib.get_close_matches(key, allowed, n=1)
-                if close:
-                    suggested.add((*path, close[0]))
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                message = f"unknown key {key!r}{where}{hint}; allowed: {', '.join(allowed)}"
-                line = doc.key_lines.get((*path, key), doc.line(path))
-                found.append(PolicyProblem(doc.display, line, message))
-        elif err.validator == "required" and isinstance(err.instance, dict):
-            for key in err.validator_value:
-                if key not in err.instance:
-                    problem = PolicyProblem(doc.display, doc.key_line(path), f"missing key {key!r}{where}")
-                    missing.append(((*path, key), problem))
-        elif err.validator == "not" and isinstance(err.instance, dict) and "required" in err.validator_value:
-            # The schemas use not/required for "this key only with that value" (a deny rule's flag).
-            for key in err.validator_value["required"]:
-                line = doc.key_lines.get((*path, key), doc.line(path))
-                found.append(PolicyProblem(doc.display, line, f"key {key!r} is not allowed here{where}"))
-        else:
-            found.append(PolicyProblem(doc.display, doc.line(path), f"{_path_text(path)}: {err.message}"))
-    found += [problem for key, problem in missing if key not in suggested]
-    found.sort(key=lambda p: (p.line or 0, p.message))
-    return found[:MAX_PROBLEMS_PER_FILE]
-
-
-def _checked(
-    path: Path, display: str, schema: Mapping[str, Any] | None, problems: list[PolicyProblem]
-) -> _Document | None:
-    """The document if it parses and matches its schema; its problems otherwise."""
-    doc = _read_yaml(path, display, problems)
-    if doc is None or schema is None:
-        return None
-    found = _schema_problems(doc, schema)
-    problems.extend(found)
-    return None if found else doc
-
-
 # The files -------------------------------------------------------------------------------------------
-def _fields(doc: _Document, problems: list[PolicyProblem]) -> dict[str, FieldPolicy]:
+def _fields(doc: Document, problems: list[PolicyProblem]) -> dict[str, FieldPolicy]:
     entries: dict[str, Any] = doc.data["fields"]
     out: dict[str, FieldPolicy] = {}
     for name, entry in entries.items():
@@ -643,7 +172,7 @@ def _fields(doc: _Document, problems: list[PolicyProblem]) -> dict[str, FieldPol
     return out
 
 
-def _purposes(doc: _Document) -> dict[str, Purpose]:
+def _purposes(doc: Document) -> dict[str, Purpose]:
     return {
         pid: Purpose(
             id=pid,
@@ -656,7 +185,7 @@ def _purposes(doc: _Document) -> dict[str, Purpose]:
 
 
 def _rules(
-    doc: _Document,
+    doc: Document,
     fields_: Mapping[str, FieldPolicy],
     purposes: Mapping[str, Purpose],
     problems: list[PolicyProblem],
@@ -701,7 +230,7 @@ def _rules(
     return tuple(out)
 
 
-def _date(doc: _Document, path: PathKey, problems: list[PolicyProblem]) -> date:
+def _date(doc: Document, path: PathKey, problems: list[PolicyProblem]) -> date:
     value: Any = doc.data
     for part in path:
         value = value[part]
@@ -709,7 +238,7 @@ def _date(doc: _Document, path: PathKey, problems: list[PolicyProblem]) -> date:
         return date.fromisoformat(str(value))
     except ValueError:
         problems.append(
-            PolicyProblem(doc.display, doc.line(path), f"{_path_text(path)}: not a date: {value!r}")
+            PolicyProblem(doc.display, doc.line(path), f"{path_text(path)}: not a date: {value!r}")
         )
         return date.min
 
@@ -723,7 +252,7 @@ def _load_agreement(
     check_name: bool = True,
 ) -> Agreement | None:
     before = len(problems)
-    doc = _checked(path, display, schema, problems)
+    doc = checked(path, display, schema, problems)
     if doc is None:
         return None
     data = doc.data
@@ -765,13 +294,13 @@ def _load_agreement(
         source=path,
         objection_override=_override(doc, data.get("objection_override"), problems),
         display=display,
-        lines=MappingProxyType({_path_text(p): line for p, line in doc.lines.items() if p}),
+        lines=MappingProxyType({path_text(p): line for p, line in doc.lines.items() if p}),
     )
     return agreement if len(problems) == before else None
 
 
 def _override(
-    doc: _Document, data: Mapping[str, Any] | None, problems: list[PolicyProblem]
+    doc: Document, data: Mapping[str, Any] | None, problems: list[PolicyProblem]
 ) -> ObjectionOverride | None:
     if data is None:
         return None
@@ -784,7 +313,7 @@ def _override(
 
 
 def _gateways(
-    doc: _Document, purposes: Mapping[str, Purpose], problems: list[PolicyProblem]
+    doc: Document, purposes: Mapping[str, Purpose], problems: list[PolicyProblem]
 ) -> dict[str, Gateway]:
     out: dict[str, Gateway] = {}
     seen: dict[str, str] = {}
@@ -858,6 +387,15 @@ def agreement_files(policies_dir: Path) -> tuple[Path, ...]:
     return tuple(sorted(p for p in folder.iterdir() if p.is_file() and p.suffix == ".yaml"))
 
 
+def read_agreement(path: Path, policies_dir: Path) -> tuple[Any, list[PolicyProblem]]:
+    """The plain data of one agreement file, read as :func:`load_policy` reads it but not checked, and
+    the problems that stopped it being read (then the data is None). For the share DAGs at parse time,
+    which must exist for a broken agreement too."""
+    problems: list[PolicyProblem] = []
+    doc = read_yaml(path, _display(policies_dir, path), problems)
+    return (None if doc is None else doc.data), problems
+
+
 def load_policy(policies_dir: Path) -> Policy:
     """Every policy file read and checked; :class:`PolicyError` listing every problem (file:line) if
     any file is missing or invalid."""
@@ -873,14 +411,14 @@ def load_policy(policies_dir: Path) -> Policy:
         if not path.is_file():
             problems.append(PolicyProblem(_display(directory, path), None, "missing", "CT-POLICY-FILE"))
             return None
-        return _load_schema(path, _display(directory, path), problems)
+        return load_schema(path, _display(directory, path), problems)
 
-    def document(name: str) -> _Document | None:
+    def document(name: str) -> Document | None:
         path = directory / name
         if not path.is_file():
             problems.append(PolicyProblem(_display(directory, path), None, "missing", "CT-POLICY-FILE"))
             return None
-        return _checked(path, _display(directory, path), schema(SCHEMA_OF[name]), problems)
+        return checked(path, _display(directory, path), schema(SCHEMA_OF[name]), problems)
 
     fields_doc, purposes_doc, rules_doc = document(FIELDS_FILE), document(PURPOSES_FILE), document(RULES_FILE)
     gateways_doc = document(GATEWAYS_FILE)
@@ -953,7 +491,7 @@ def lint_file(path: Path, policies_dir: Path) -> list[PolicyProblem]:
     schema_path = directory / SCHEMAS_DIR / (schema_name or AGREEMENT_SCHEMA)
     schema = None
     if schema_path.is_file():
-        schema = _load_schema(schema_path, _display(directory, schema_path), problems)
+        schema = load_schema(schema_path, _display(directory, schema_path), problems)
     if schema is None:
         return problems or [PolicyProblem(str(schema_path), None, "missing", "CT-POLICY-FILE")]
     if schema_name is None:
@@ -962,5 +500,5 @@ def lint_file(path: Path, policies_dir: Path) -> list[PolicyProblem]:
             problems.append(PolicyProblem(display, None, "not an agreement file: agreements are <id>.yaml"))
         _load_agreement(path, display, schema, problems, check_name=in_folder)
     else:
-        _checked(path, display, schema, problems)
+        checked(path, display, schema, problems)
     return problems

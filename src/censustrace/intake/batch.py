@@ -29,17 +29,10 @@ from sqlalchemy import select
 from censustrace.config import Settings
 from censustrace.errors import CensustraceError
 from censustrace.intake.archive import ArchivedFile, archive_path_for
-from censustrace.intake.ingest import (
-    IngestOutcome,
-    RowCounts,
-    _issues_of,
-    listed_rejections,
-    merge_lineage,
-    publish,
-    receive_and_register,
-    stage,
-)
+from censustrace.intake.ingest import IngestOutcome, _issues_of, listed_rejections, receive_and_register
+from censustrace.intake.ingest_lineage import merge_lineage
 from censustrace.intake.landing import pending_files
+from censustrace.intake.publish import publish
 from censustrace.intake.quarantine import Reason, reason
 from censustrace.intake.registry import (
     PART_TABLES,
@@ -49,6 +42,7 @@ from censustrace.intake.registry import (
     get_extract,
     register_lineage,
 )
+from censustrace.intake.stage import RowCounts, stage
 from censustrace.lineage.model import StepLineage
 from censustrace.lineage.naming import file_dataset_name
 from censustrace.warehouse.db import warehouse_engine
@@ -345,7 +339,7 @@ def _publish(f: _File, settings: Settings) -> None:
     f.errors += published.errors
     f.errors += listed_rejections(published)
     # Rows that joined no pupil, and validation warnings (CT-DQ-...): kept in the registry.
-    from censustrace.census.formats.common import ORPHAN
+    from censustrace.census.formats.errors import ORPHAN
 
     f.errors += [
         r for r in _issues_of(settings, f.ready) if r["code"] == ORPHAN or r["code"].startswith("CT-DQ-")

@@ -27,18 +27,14 @@ from openlineage.client.event_v2 import InputDataset
 from openlineage.client.generated.dataset_version_dataset import DatasetVersionDatasetFacet
 from sqlalchemy import Connection, func, select, text
 
-from censustrace.census.formats.common import ORPHAN, UNKNOWN_COLUMN, ExtractHeader
+from censustrace.census.formats.errors import ORPHAN, UNKNOWN_COLUMN
+from censustrace.census.formats.header import ExtractHeader
 from censustrace.config import Settings
 from censustrace.errors import CensustraceError
 from censustrace.intake.archive import archive_path_for, sha256_of
-from censustrace.intake.ingest import (
-    IngestOutcome,
-    RowCounts,
-    listed_rejections,
-    merge_lineage,
-    publish,
-    stage,
-)
+from censustrace.intake.ingest import IngestOutcome, listed_rejections
+from censustrace.intake.ingest_lineage import merge_lineage
+from censustrace.intake.publish import publish
 from censustrace.intake.quarantine import Reason, quarantine, reason
 from censustrace.intake.registry import (
     REGISTRY_LOCK_KEY,
@@ -51,6 +47,7 @@ from censustrace.intake.registry import (
     inspect_file,
     register_lineage,
 )
+from censustrace.intake.stage import RowCounts, stage
 from censustrace.lineage.model import StepLineage
 from censustrace.warehouse.db import warehouse_engine, write_transaction
 from censustrace.warehouse.naming import warehouse_dataset_name, warehouse_namespace

@@ -33,7 +33,9 @@ from sqlalchemy import Connection, Row, exists, select, text, update
 
 from censustrace.census import codes
 from censustrace.census.formats import ParseError, detect_format, la_csv, parse_extract
-from censustrace.census.formats.common import HEADER, ExtractHeader, decode_head, file_name_parts
+from censustrace.census.formats.errors import HEADER
+from censustrace.census.formats.header import ExtractHeader, file_name_parts
+from censustrace.census.formats.safexml import decode_head
 from censustrace.config import Settings
 from censustrace.intake.archive import ArchivedFile, archive_path_for
 from censustrace.intake.quarantine import (

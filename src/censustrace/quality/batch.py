@@ -35,11 +35,11 @@ from sqlalchemy import Connection, Date, select
 from censustrace.config import Settings
 from censustrace.intake.quarantine import quarantine
 from censustrace.intake.registry import ExtractRow, get_extract
-from censustrace.quality.frames import TABLES, StagedCodes, _readable, _source, read_codes
+from censustrace.intake.reject_codes import StagedCodes, read_codes, set_codes
+from censustrace.quality.frames import TABLES, _readable, _source
 from censustrace.quality.run import (
     SKIPPED,
     ValidationOutcome,
-    _apply_codes,
     _decide,
     _store_results,
     _store_warnings,
@@ -117,7 +117,7 @@ def validate_batch(extract_ids: Sequence[str], settings: Settings) -> dict[str, 
             if decision.errors:
                 quarantine(extract_id, decision.errors, settings, connection=conn)
             else:
-                _apply_codes(conn, extract_id, batch.codes[extract_id], decision.rejected)
+                set_codes(conn, extract_id, batch.codes[extract_id], decision.rejected)
                 _store_warnings(conn, locked, decision.warnings)
             outcomes[extract_id] = validation_outcome(settings, extract_id, own, decision, page_of, pages)
     return outcomes

@@ -11,43 +11,18 @@ Dates are read as ISO text and converted in one vectorised call (SQLite and Post
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import Column, Connection, Date, String, Table, cast, func, select
 
+from censustrace.intake.reject_codes import StagedCodes
 from censustrace.quality.suites import PARSE_REJECTED, Suites, SuiteSpec
 from censustrace.warehouse.tables import staged_fsm_period, staged_pupil, staged_pupil_address
 
 if TYPE_CHECKING:
     import pandas as pd  # type: ignore[import-untyped]
 
-#: Reason codes validation owns: stripped and recomputed on every run, so a rerun gives the same codes.
-DQ_PREFIX: Final = "CT-DQ-"
 TABLES: Final = {t.name: t for t in (staged_pupil, staged_pupil_address, staged_fsm_period)}
-
-
-@dataclass(frozen=True, slots=True)
-class StagedCodes:
-    """``staged_pupil.reject_codes`` of an extract as they are now, and the parse rule's part of them."""
-
-    current: Mapping[int, tuple[str, ...]]  # record number -> codes (records with none left out)
-
-    def parse_codes(self, record: int) -> tuple[str, ...]:
-        return tuple(c for c in self.current.get(record, ()) if not c.startswith(DQ_PREFIX))
-
-    def parse_rejected(self) -> set[int]:
-        return {n for n in self.current if self.parse_codes(n)}
-
-
-def read_codes(conn: Connection, extract_id: str) -> StagedCodes:
-    rows = conn.execute(
-        select(staged_pupil.c.record_number, staged_pupil.c.reject_codes).where(
-            staged_pupil.c.extract_id == extract_id, staged_pupil.c.reject_codes.is_not(None)
-        )
-    )
-    return StagedCodes({int(n): tuple(codes or ()) for n, codes in rows})
 
 
 def read_frames(
@@ -113,4 +88,4 @@ def _readable(column: Column[Any]) -> Any:
     return column
 
 
-__all__ = ["DQ_PREFIX", "StagedCodes", "read_codes", "read_frame", "read_frames"]
+__all__ = ["read_frame", "read_frames"]

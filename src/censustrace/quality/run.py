@@ -28,17 +28,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy import Connection, bindparam, delete, insert, update
+from sqlalchemy import Connection, delete, insert, update
 
 from censustrace.config import Settings
 from censustrace.intake.quarantine import IngestError, Reason, quarantine, reason
 from censustrace.intake.registry import ExtractRow, get_extract
+from censustrace.intake.reject_codes import DQ_PREFIX, read_codes, set_codes
 from censustrace.lineage.model import StepLineage
-from censustrace.quality.frames import DQ_PREFIX, StagedCodes, read_codes, read_frames
+from censustrace.quality.frames import read_frames
 from censustrace.quality.suites import Suites, load_suites
 from censustrace.quality.tables import validation_result
 from censustrace.warehouse.db import warehouse_engine, write_transaction
-from censustrace.warehouse.tables import QUARANTINED, STAGED, extracts, staged_pupil
+from censustrace.warehouse.tables import QUARANTINED, STAGED, extracts
 
 if TYPE_CHECKING:
     from censustrace.quality.engine import SuiteResult
@@ -189,7 +190,7 @@ def validate_extract(extract_id: str, settings: Settings) -> ValidationOutcome:
         if decision.errors:
             quarantine(extract_id, decision.errors, settings, connection=conn)
         else:
-            _apply_codes(conn, extract_id, codes, decision.rejected)
+            set_codes(conn, extract_id, codes, decision.rejected)
             _store_warnings(conn, locked, decision.warnings)
     return validation_outcome(settings, extract_id, results, decision, page_of, pages)
 
@@ -321,28 +322,6 @@ def _store_results(
     ]
     if rows:
         conn.execute(insert(validation_result), rows)
-
-
-def _apply_codes(
-    conn: Connection, extract_id: str, codes: StagedCodes, rejected: Mapping[int, Sequence[str]]
-) -> None:
-    """Set each record's ``reject_codes`` to its parse codes plus this run's validation codes; only rows
-    whose codes change are written."""
-    changes = []
-    for number in sorted(set(codes.current) | set(rejected)):
-        wanted = [*codes.parse_codes(number), *rejected.get(number, ())]
-        if tuple(wanted) != codes.current.get(number, ()):
-            changes.append({"b_extract": extract_id, "b_number": number, "b_codes": wanted or None})
-    if changes:
-        conn.execute(
-            update(staged_pupil)
-            .where(
-                staged_pupil.c.extract_id == bindparam("b_extract"),
-                staged_pupil.c.record_number == bindparam("b_number"),
-            )
-            .values(reject_codes=bindparam("b_codes", type_=staged_pupil.c.reject_codes.type)),
-            changes,
-        )
 
 
 def _store_warnings(conn: Connection, row: ExtractRow, warnings: Sequence[Reason]) -> None:

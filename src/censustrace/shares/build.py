@@ -151,7 +151,8 @@ def _current_agreement(settings: Settings, engine: Engine, share: ShareRow) -> A
     """The agreement to build with; checked again (and the share updated or blocked) if the policy
     files changed since the check."""
     from censustrace.consent.evaluate import check_agreement
-    from censustrace.consent.policies import PolicyError, load_policy, policy_version
+    from censustrace.consent.policies import load_policy, policy_version
+    from censustrace.consent.policy_model import PolicyError
 
     if policy_version(settings.policies_dir) == share.policy_version:
         return load_policy(settings.policies_dir).agreement(share.agreement_id)
@@ -489,7 +490,7 @@ def _plan(
 ) -> list[Callable[[Any], str]]:
     """One function per outbound column, row -> cell: the value, refused codes blanked (and counted),
     the transform, a formula made text."""
-    from censustrace.consent.policies import refused_codes
+    from censustrace.consent.policy_model import refused_codes
 
     key = pseudonym_key(settings.pupil_key(), share.agreement_id)
     plan = []

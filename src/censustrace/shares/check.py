@@ -86,7 +86,8 @@ def agreement_values(agreement: Any) -> dict[str, Any]:
 
 def _agreement(settings: Settings, agreement_id: str) -> Any | None:
     """The agreement as written, or None when the policy cannot be read (the verdict says why)."""
-    from censustrace.consent.policies import PolicyError, load_policy
+    from censustrace.consent.policies import load_policy
+    from censustrace.consent.policy_model import PolicyError
 
     try:
         return load_policy(settings.policies_dir).agreement(agreement_id)
@@ -105,7 +106,7 @@ def check_share(
     ``share_id`` included). A deny records a blocked share and raises :class:`ShareBlocked`."""
     from censustrace.consent.clock import release_day
     from censustrace.consent.evaluate import check_agreement
-    from censustrace.consent.policies import UnknownAgreement
+    from censustrace.consent.policy_model import UnknownAgreement
 
     as_of = release_day()
     engine = warehouse_engine(settings.warehouse_db_url)

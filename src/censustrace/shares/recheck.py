@@ -51,7 +51,8 @@ def recheck_for_release(settings: Settings, share: ShareRow) -> ShareRow:
     :class:`ShareBlocked` if the agreement no longer allows it today."""
     from censustrace.consent.clock import release_day
     from censustrace.consent.evaluate import check_agreement
-    from censustrace.consent.policies import PolicyError, load_policy
+    from censustrace.consent.policies import load_policy
+    from censustrace.consent.policy_model import PolicyError
     from censustrace.shares.check import agreement_values
 
     day = release_day()

@@ -21,7 +21,8 @@ from typing import Final, Literal
 from sqlalchemy.engine import URL, make_url
 
 from censustrace.census.formats import census_xml, ctf_xml, la_csv
-from censustrace.census.formats.common import FormatName, xml_address_paths
+from censustrace.census.formats.header import FormatName
+from censustrace.census.formats.xmlplan import xml_address_paths
 from censustrace.warehouse.tables import ADDRESS_COLUMNS
 
 DEFAULT_SCHEMA: Final = "public"

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from censustrace.census.formats.common import ParsedRecord
+from censustrace.census.formats.records import ParsedRecord
 from censustrace.census.generator import GeneratorOptions, generate
 from censustrace.census.generator import writers as generator_writers
 from censustrace.census.model import FsmPeriod, PupilRecord

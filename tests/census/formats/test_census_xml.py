@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from censustrace.census.formats import census_xml
-from censustrace.census.formats.common import (
+from censustrace.census.formats.declared import NAME_MISMATCH
+from censustrace.census.formats.errors import (
     ENCODING,
     FORBIDDEN,
     HEADER,
@@ -26,10 +27,9 @@ from censustrace.census.formats.common import (
     REPEATED,
     TRUNCATED,
     VALUE,
-    ExtractHints,
     ParseError,
 )
-from censustrace.census.formats.declared import NAME_MISMATCH
+from censustrace.census.formats.header import ExtractHints
 from censustrace.census.generator.names import NON_ASCII_FORENAME
 from tests.census.formats import (
     Captured,

@@ -10,7 +10,8 @@ import pytest
 
 from censustrace.census import codes
 from censustrace.census.formats import ctf_xml
-from censustrace.census.formats.common import (
+from censustrace.census.formats.declared import NAME_MISMATCH
+from censustrace.census.formats.errors import (
     ENCODING,
     FORBIDDEN,
     HEADER,
@@ -19,10 +20,9 @@ from censustrace.census.formats.common import (
     REPEATED,
     TRUNCATED,
     VALUE,
-    ExtractHints,
     ParseError,
 )
-from censustrace.census.formats.declared import NAME_MISMATCH
+from censustrace.census.formats.header import ExtractHints
 from tests.census.formats import Captured, assert_same, census_entries, expected_record, generate_captured
 
 WHOLE_FILE_CODES = {"malformed_xml": MALFORMED, "truncated": TRUNCATED, "wrong_encoding": ENCODING}

@@ -15,7 +15,8 @@ from censustrace.census.formats import (
     la_csv,
     parse_extract,
 )
-from censustrace.census.formats.common import LAYOUT, TRUNCATED, ExtractHints, ParseError
+from censustrace.census.formats.errors import LAYOUT, TRUNCATED, ParseError
+from censustrace.census.formats.header import ExtractHints
 from censustrace.census.generator import GeneratorOptions, generate
 from censustrace.errors import UsageError
 

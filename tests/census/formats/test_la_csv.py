@@ -13,22 +13,21 @@ from typing import Any
 import pytest
 
 from censustrace.census.formats import la_csv
-from censustrace.census.formats.common import (
+from censustrace.census.formats.errors import (
     ENCODING,
     HEADER,
     LAYOUT,
     MALFORMED,
-    NO_HINTS,
     ORPHAN,
     SHAPE,
     TOO_LARGE,
     TRUNCATED,
     UNKNOWN_COLUMN,
     VALUE,
-    ExtractHints,
     ParseError,
     ParseIssue,
 )
+from censustrace.census.formats.header import NO_HINTS, ExtractHints
 from censustrace.census.model import PupilRecord
 from tests.census.formats import (
     Captured,

@@ -17,23 +17,11 @@ import pytest
 from lxml import etree
 
 from censustrace.census.formats import census_xml, ctf_xml, parse_extract
-from censustrace.census.formats.common import (
-    FIELD_AT,
-    REPEATED,
-    ExtractHeader,
-    Flat,
-    Item,
-    Kind,
-    RecordContext,
-    Shape,
-    XmlPlan,
-    address_lines,
-    child_texts,
-    convert,
-    flatten,
-    record_template,
-    xml_address_paths,
-)
+from censustrace.census.formats.errors import REPEATED, RecordContext
+from censustrace.census.formats.header import ExtractHeader
+from censustrace.census.formats.records import FIELD_AT, record_template
+from censustrace.census.formats.values import Item, Kind, address_lines, convert
+from censustrace.census.formats.xmlplan import Flat, Shape, XmlPlan, child_texts, flatten, xml_address_paths
 from censustrace.census.generator import GeneratorOptions, generate
 
 HEADER = ExtractHeader(

@@ -3,8 +3,8 @@
 ``parse_extract(path_or_paths)`` finds the format from the content (``detect_format``), reads and
 checks the header at once, and returns a :class:`ParsedExtract` whose ``records()`` streams
 ``(record number, PupilRecord, issues)``. Whole-file problems raise :class:`ParseError`; row-level
-problems are :class:`ParseIssue` values on the record (see ``common``). Error codes are the
-``CT-PARSE-*`` constants in ``common``.
+problems are :class:`ParseIssue` values on the record (see ``errors``). Error codes are the
+``CT-PARSE-*`` constants in ``errors``.
 """
 
 from __future__ import annotations
@@ -15,21 +15,10 @@ from pathlib import Path
 from typing import Final
 
 from censustrace.census.formats import census_xml, ctf_xml, la_csv
-from censustrace.census.formats.common import (
-    LAYOUT,
-    NO_HINTS,
-    TRUNCATED,
-    ExtractHeader,
-    ExtractHints,
-    FormatName,
-    ParsedRecord,
-    ParsedRow,
-    ParseError,
-    ParseIssue,
-    decode_head,
-    open_binary,
-    xml_prolog,
-)
+from censustrace.census.formats.errors import LAYOUT, TRUNCATED, ParseError, ParseIssue
+from censustrace.census.formats.header import NO_HINTS, ExtractHeader, ExtractHints, FormatName
+from censustrace.census.formats.records import ParsedRecord, ParsedRow
+from censustrace.census.formats.safexml import decode_head, open_binary, xml_prolog
 from censustrace.errors import UsageError
 
 __all__ = [

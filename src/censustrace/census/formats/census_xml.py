@@ -13,31 +13,26 @@ from pathlib import Path
 from typing import Any, Final
 
 from censustrace.census import codes
-from censustrace.census.formats.common import (
-    FIELD_AT,
-    HEADER,
+from censustrace.census.formats.declared import check_name
+from censustrace.census.formats.errors import HEADER, ParseError, RecordContext
+from censustrace.census.formats.header import (
     NO_HINTS,
     ExtractHeader,
     ExtractHints,
     HeaderBuilder,
-    Item,
-    Kind,
+    file_name_parts,
+)
+from censustrace.census.formats.records import (
+    FIELD_AT,
     ParsedRecord,
     ParsedRow,
-    ParseError,
-    RecordContext,
-    XmlLayout,
-    XmlPlan,
     as_records,
     check_upn_value,
-    file_name_parts,
-    header_texts,
     record_template,
-    stream_xml,
-    xml_address_paths,
-    xml_fsm,
 )
-from censustrace.census.formats.declared import check_name
+from censustrace.census.formats.safexml import XmlLayout, stream_xml
+from censustrace.census.formats.values import Item, Kind
+from censustrace.census.formats.xmlplan import XmlPlan, header_texts, xml_address_paths, xml_fsm
 from censustrace.census.model import PupilRecord
 
 LAYOUT: Final = XmlLayout(root="Message", header="Header", container="Pupils", record="PupilOnRoll")

@@ -25,40 +25,31 @@ from pathlib import Path
 from typing import Any, Final
 
 from censustrace.census import codes
-from censustrace.census.formats.common import (
-    FIELD_AT,
-    HEADER,
-    NO_HINTS,
-    REPEATED,
-    VALUE,
-    ExtractHeader,
-    ExtractHints,
-    HeaderBuilder,
-    Item,
-    Kind,
-    ParsedRecord,
-    ParsedRow,
-    ParseError,
-    RecordContext,
-    XmlLayout,
-    XmlPlan,
-    as_records,
-    check_upn_value,
-    child_texts,
-    file_name_parts,
-    header_texts,
-    parse_date,
-    record_template,
-    stream_xml,
-    xml_address_paths,
-    xml_fsm,
-)
 from censustrace.census.formats.declared import (
     academic_year,
     check_academic_year,
     check_name,
     term_of,
 )
+from censustrace.census.formats.errors import HEADER, REPEATED, VALUE, ParseError, RecordContext
+from censustrace.census.formats.header import (
+    NO_HINTS,
+    ExtractHeader,
+    ExtractHints,
+    HeaderBuilder,
+    file_name_parts,
+)
+from censustrace.census.formats.records import (
+    FIELD_AT,
+    ParsedRecord,
+    ParsedRow,
+    as_records,
+    check_upn_value,
+    record_template,
+)
+from censustrace.census.formats.safexml import XmlLayout, stream_xml
+from censustrace.census.formats.values import Item, Kind, parse_date
+from censustrace.census.formats.xmlplan import XmlPlan, child_texts, header_texts, xml_address_paths, xml_fsm
 from censustrace.census.model import PupilRecord
 
 LAYOUT: Final = XmlLayout(root="CTfile", header="Header", container="CTFpupilData", record="Pupil")

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Final
 
 from censustrace.census import codes
-from censustrace.census.formats.common import HEADER, FileNameParts, ParseError
+from censustrace.census.formats.errors import HEADER, ParseError
+from censustrace.census.formats.header import FileNameParts
 
 NAME_MISMATCH: Final = "CT-PARSE-NAME-MISMATCH"  # the file name names another school, term or year
 _ACADEMIC_YEAR: Final = re.compile(r"([0-9]{4})\s*[/-]\s*([0-9]{2}|[0-9]{4})")

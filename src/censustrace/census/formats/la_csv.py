@@ -39,39 +39,45 @@ from pathlib import Path
 from typing import IO, Final, Literal, NamedTuple
 
 from censustrace.census import codes
-from censustrace.census.formats.common import (
+from censustrace.census.formats.errors import (
     ENCODING,
-    FIELD_AT,
     HEADER,
     LAYOUT,
     LINE_TOO_LONG,
     MALFORMED,
-    NO_HINTS,
     ORPHAN,
     SHAPE,
     TOO_LARGE,
     TRUNCATED,
     UNKNOWN_COLUMN,
-    UPN_AT,
-    ExtractHeader,
-    ExtractHints,
-    HeaderBuilder,
-    Item,
-    Kind,
-    ParsedRecord,
-    ParsedRow,
     ParseError,
     ParseIssue,
     RecordContext,
-    address_lines,
+)
+from censustrace.census.formats.header import (
+    NO_HINTS,
+    ExtractHeader,
+    ExtractHints,
+    HeaderBuilder,
+    file_name_parts,
+)
+from censustrace.census.formats.records import (
+    FIELD_AT,
+    UPN_AT,
+    ParsedRecord,
+    ParsedRow,
     as_records,
     check_upn_value,
-    file_name_parts,
+    record_template,
+)
+from censustrace.census.formats.safexml import open_binary
+from censustrace.census.formats.values import (
+    Item,
+    Kind,
+    address_lines,
     fill_converted,
     fsm_eligible,
     fsm_period,
-    open_binary,
-    record_template,
 )
 
 PUPILONROLL: Final = "pupilonroll"

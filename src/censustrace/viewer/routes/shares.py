@@ -67,7 +67,7 @@ def _log(
 ) -> None:
     """A chained access log row; a lookup names the pupil by pupil key (never the UPN)."""
     from censustrace.audit.heads import publish_heads
-    from censustrace.intake.ingest import pupil_key
+    from censustrace.intake.stage import pupil_key
 
     settings = viewer_of(request).settings
     key = pupil_key(settings.pupil_key(), upn) if upn else None
