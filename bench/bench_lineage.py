@@ -1368,7 +1368,7 @@ def validation_cpu(payloads: list[str]) -> Json:
     """CPU ms per event of ``parse_event`` (decode + full validation + index fields): with the compiled
     yes/no check in front (as served), and with ``jsonschema`` alone (the naive baseline), same events.
     CPU time, so a loaded machine changes it less than wall time."""
-    from censustrace.lineage.store.ingest import _lenient_validator, parse_event
+    from censustrace.lineage.store.parse import _lenient_validator, parse_event
 
     validator = _lenient_validator()
     assert validator is not None

@@ -30,12 +30,8 @@ from censustrace.lineage.batch import BatchNotArray, store_batch, store_one
 from censustrace.lineage.ownership import LineageForbidden
 from censustrace.lineage.spec import EventValidator, require_schemas
 from censustrace.lineage.store.db import make_engine, upgrade
-from censustrace.lineage.store.ingest import (
-    LineageConflict,
-    LineageEventInvalid,
-    LineageEventMalformed,
-    LineageStoreUnavailable,
-)
+from censustrace.lineage.store.ingest import LineageStoreUnavailable
+from censustrace.lineage.store.parse import LineageEventInvalid, LineageEventMalformed
 from censustrace.lineage.store.queries import (
     LineageNotFound,
     LineageQueryInvalid,
@@ -51,6 +47,7 @@ from censustrace.lineage.store.queries import (
     splits,
 )
 from censustrace.lineage.store.trace import trace_upstream
+from censustrace.lineage.store.writer import LineageConflict
 from censustrace.lineage.traceback import LineageAmbiguous
 
 DEFAULT_MAX_BODY_BYTES: Final = 8 * 1024 * 1024

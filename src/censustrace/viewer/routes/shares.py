@@ -35,6 +35,7 @@ from censustrace.viewer.shares_views import (
     register_csv,
     register_page,
 )
+from censustrace.viewer.templating import render
 
 router = APIRouter(include_in_schema=False)
 api = APIRouter(prefix="/api/v1", tags=["shares"])
@@ -43,8 +44,6 @@ Json = dict[str, Any]
 
 
 def _render(request: Request, template: str, user: auth.Principal, **context: Any) -> HTMLResponse:
-    from censustrace.viewer.app import render
-
     return render(request, template, user, **context)
 
 
