@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from censustrace.compliance.documents import pdf
 from censustrace.errors import CensustraceError
 from censustrace.lineage.store.queries import LineageNotFound
 from censustrace.viewer import auth
@@ -30,7 +31,6 @@ from censustrace.viewer.shares_views import (
     charts_data,
     column_view,
     normalise_upn,
-    pdf,
     register,
     register_csv,
     register_page,
