@@ -453,7 +453,7 @@ def api_server(url: str, home: Path) -> Iterator[str]:
         port = probe.getsockname()[1]
     home.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "CENSUSTRACE_LINEAGE_URL": url, "CENSUSTRACE_HOME": str(home)}
-    command = [sys.executable, "-m", "uvicorn", "--factory", "censustrace.lineage.api:create_app"]
+    command = [sys.executable, "-m", "uvicorn", "--factory", "censustrace.viewer.lineage_api:create_app"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"]
     server = subprocess.Popen(command, env=env, cwd=home)
     base = f"http://127.0.0.1:{port}"

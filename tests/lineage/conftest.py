@@ -69,7 +69,7 @@ def api_url(db_url: str) -> Iterator[str]:
     import uvicorn
 
     from censustrace.config import Settings
-    from censustrace.lineage.api import create_app
+    from censustrace.viewer.lineage_api import create_app
 
     app = create_app(Settings(lineage_url=db_url), migrate=False)
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", access_log=False)

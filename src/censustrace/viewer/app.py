@@ -1,7 +1,7 @@
 """The compliance lineage viewer: ``create_viewer_app(settings)``.
 
 One FastAPI app serving the server-rendered pages, the JSON API (the lineage routes of
-``censustrace.lineage.api`` plus the viewer's own) and the static CSS/JS, with login for everything but
+``censustrace.viewer.lineage_api`` plus the viewer's own) and the static CSS/JS, with login for everything but
 ``/api/v1/health``, the login page and the static files. Runs standalone (``censustrace viewer``) or
 mounted inside Airflow's API server by ``plugins/censustrace_viewer.py``; all links are made from the
 request's mount point, so both work.
@@ -21,7 +21,6 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 
 from censustrace.config import Settings, get_settings
 from censustrace.errors import CensustraceError
-from censustrace.lineage.api import DEFAULT_MAX_BODY_BYTES, add_lineage_error_handlers, lineage_router
 from censustrace.lineage.ownership import Ownership
 from censustrace.lineage.store.queries import LineageNotFound, LineageQueryInvalid
 from censustrace.viewer.deps import (
@@ -38,6 +37,7 @@ from censustrace.viewer.deps import (
     producer,
     viewer_of,
 )
+from censustrace.viewer.lineage_api import DEFAULT_MAX_BODY_BYTES, add_lineage_error_handlers, lineage_router
 from censustrace.viewer.templating import render
 
 #: Pages show lineage and, for compliance, pupils' disclosures: nothing is cached, framed elsewhere or

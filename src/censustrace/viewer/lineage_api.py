@@ -2,7 +2,7 @@
 
 ``POST /api/v1/lineage`` takes RunEvent, DatasetEvent and JobEvent documents and answers 201 Created
 with an empty body, as Marquez does; the read routes return Marquez-shaped JSON. Serve it with
-``uvicorn --factory censustrace.lineage.api:create_app``; OpenAPI docs are at ``/docs``.
+``uvicorn --factory censustrace.viewer.lineage_api:create_app``; OpenAPI docs are at ``/docs``.
 
 The routes are built by :func:`lineage_router`, so the viewer (``censustrace.viewer.app``) serves the same
 API with its own authentication: it passes the dependencies that guard writes and reads. ``create_app``
