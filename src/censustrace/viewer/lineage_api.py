@@ -48,7 +48,7 @@ from censustrace.lineage.store.queries import (
 )
 from censustrace.lineage.store.trace import trace_upstream
 from censustrace.lineage.store.writer import LineageConflict
-from censustrace.lineage.traceback import LineageAmbiguous
+from censustrace.shares.traceback import LineageAmbiguous
 
 DEFAULT_MAX_BODY_BYTES: Final = 8 * 1024 * 1024
 Json = dict[str, Any]

@@ -87,7 +87,7 @@ def _share_or_404(request: Request, share_id: str) -> Any:
 
 def _share_trace(request: Request, share: Any) -> Json | None:
     """The trace of the released file (exact version = its sha256) back to the received census files."""
-    from censustrace.lineage.traceback import trace_share
+    from censustrace.shares.traceback import trace_share
 
     if not share.file_path or not share.sha256:
         return None
