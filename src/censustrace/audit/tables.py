@@ -1,10 +1,10 @@
 """Tables of the audit trail.
 
 Warehouse: ``share_register_chain`` (one chained row per finished share: its register row's digest and
-its disclosure rows' digest) and ``audit_heads`` (the last known head of every chain). Lineage store:
-``lineage_audit_heads`` (the same heads, kept in the other database so that deleting the newest rows of
-one store, or restoring it from an old backup, is seen from the other). The access log's own chain
-columns are on ``censustrace.viewer.tables.access_log``.
+its disclosure rows' digest) and ``audit_heads`` (the last known head of every chain). The same heads
+are kept in the lineage store (``censustrace.lineage.store.tables.lineage_audit_heads``) so that
+deleting the newest rows of one store, or restoring it from an old backup, is seen from the other. The
+access log's own chain columns are on ``censustrace.viewer.tables.access_log``.
 
 Changing a table needs a new Alembic revision in the store it lives in.
 """
@@ -15,7 +15,6 @@ from typing import Final
 
 from sqlalchemy import Column, Integer, MetaData, String, Table
 
-from censustrace.lineage.store.tables import metadata as lineage_metadata
 from censustrace.shares.tables import SHARE_ID_LENGTH
 from censustrace.warehouse.tables import metadata as warehouse_metadata
 
@@ -54,6 +53,5 @@ def _heads(name: str, metadata: MetaData) -> Table:
 
 
 audit_heads = _heads("audit_heads", warehouse_metadata)
-lineage_audit_heads = _heads("lineage_audit_heads", lineage_metadata)
 
-__all__ = ["audit_heads", "lineage_audit_heads", "share_register_chain"]
+__all__ = ["audit_heads", "share_register_chain"]

@@ -27,10 +27,11 @@ from censustrace.lineage.spec import (
 )
 from censustrace.lineage.store.db import write_transaction
 from censustrace.lineage.store.parse import LineageEventInvalid, ParsedEvent, Raw, parse_event
+from censustrace.lineage.store.seen import _Seen
 from censustrace.lineage.store.tables import (
     raw_events,
 )
-from censustrace.lineage.store.writer import StoreResult, _Seen, _store
+from censustrace.lineage.store.writer import StoreResult, _store
 
 log = logging.getLogger(__name__)
 
