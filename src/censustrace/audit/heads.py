@@ -15,10 +15,9 @@ from sqlalchemy import Connection, Engine, Table, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from censustrace.audit import chain
-from censustrace.audit.tables import audit_heads, share_register_chain
+from censustrace.audit.tables import access_log, audit_heads, share_register_chain
 from censustrace.db import write_transaction
 from censustrace.lineage.store.tables import lineage_audit_heads
-from censustrace.viewer.tables import access_log
 
 if TYPE_CHECKING:
     from censustrace.config import Settings

@@ -19,9 +19,9 @@ from sqlalchemy import Connection, Engine, func, select
 
 from censustrace.audit import chain
 from censustrace.audit.heads import forward, publish_heads, stamp, store_engine
+from censustrace.audit.tables import access_log
 from censustrace.db import write_transaction
 from censustrace.lineage.store.tables import lineage_audit_heads
-from censustrace.viewer.tables import access_log
 
 if TYPE_CHECKING:
     from censustrace.config import Settings
