@@ -13,24 +13,17 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Final, TypeVar
 
-from sqlalchemy import (
-    Engine,
-    select,
-)
+from sqlalchemy import Engine, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from censustrace.errors import CensustraceError
 from censustrace.lineage.ownership import Ownership, Producer
-from censustrace.lineage.spec import (
-    EventValidator,
-)
+from censustrace.lineage.spec import EventValidator
 from censustrace.lineage.store.db import write_transaction
 from censustrace.lineage.store.parse import LineageEventInvalid, ParsedEvent, Raw, parse_event
 from censustrace.lineage.store.seen import _Seen
-from censustrace.lineage.store.tables import (
-    raw_events,
-)
+from censustrace.lineage.store.tables import raw_events
 from censustrace.lineage.store.writer import StoreResult, _store
 
 log = logging.getLogger(__name__)

@@ -25,9 +25,7 @@ from censustrace.lineage.spec import (
     normalise_timestamp,
     spec_dir,
 )
-from censustrace.lineage.store.tables import (
-    MAX_NAME_BYTES,
-)
+from censustrace.lineage.store.tables import MAX_NAME_BYTES
 
 Json = dict[str, Any]
 JsonPath = tuple[str | int, ...]

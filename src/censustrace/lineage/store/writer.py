@@ -1,6 +1,7 @@
 """Indexing parsed OpenLineage events in the normalised tables, inside the caller's transaction.
 
-One transaction per event (or per batch in :func:`store_events`): an event is stored whole or not at all.
+The caller (:mod:`censustrace.lineage.store.ingest`) holds one transaction per event or per batch: an
+event is stored whole or not at all.
 
 * Dedupe: the sha256 of the canonical JSON (sorted keys, no whitespace) is unique, so an event sent
   twice (a client retry) is stored once; the text kept is the first one received.
@@ -21,10 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from sqlalchemy import (
-    Table,
-    select,
-)
+from sqlalchemy import Table, select
 from sqlalchemy.engine import Connection
 
 from censustrace.errors import CensustraceError
@@ -46,11 +44,7 @@ from censustrace.lineage.store.seen import (
     _Version,
 )
 from censustrace.lineage.store.statements import statements_for
-from censustrace.lineage.store.tables import (
-    datasets,
-    jobs,
-    namespaces,
-)
+from censustrace.lineage.store.tables import datasets, jobs, namespaces
 
 _STATE_RANK: Final = {"OTHER": 0, "START": 1, "RUNNING": 2, "COMPLETE": 3, "ABORT": 3, "FAIL": 3}
 _TERMINAL: Final = frozenset({"COMPLETE", "ABORT", "FAIL"})
@@ -78,7 +72,6 @@ class StoreResult:
     run_id: str | None = None
 
 
-#
 # On PostgreSQL every statement is a round trip and on SQLite building one costs about as much as running
 # it, so the writer issues as few as the work needs, each built once per dialect:
 # * every namespace, dataset and job the event names is looked up in one query (unless this transaction
