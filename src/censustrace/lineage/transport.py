@@ -264,6 +264,10 @@ class CensustraceTransport(CompositeTransport):
     def transports(self) -> list[Transport]:
         return list(self.outboxed)
 
+    def emit(self, event: Event) -> None:
+        if self.outboxed:  # no destination configured: nothing to do (CompositeTransport would raise)
+            super().emit(event)
+
     def emit_json(self, payload: str) -> EmitReport:
         """Send an event's JSON text to every destination (what ``emit`` does for an event object)."""
         report = EmitReport(delivered=[], queued=[])
