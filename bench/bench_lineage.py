@@ -453,7 +453,7 @@ def api_server(url: str, home: Path) -> Iterator[str]:
         port = probe.getsockname()[1]
     home.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "CENSUSTRACE_LINEAGE_URL": url, "CENSUSTRACE_HOME": str(home)}
-    command = [sys.executable, "-m", "uvicorn", "--factory", "censustrace.lineage.api:create_app"]
+    command = [sys.executable, "-m", "uvicorn", "--factory", "censustrace.viewer.lineage_api:create_app"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"]
     server = subprocess.Popen(command, env=env, cwd=home)
     base = f"http://127.0.0.1:{port}"
@@ -1368,7 +1368,7 @@ def validation_cpu(payloads: list[str]) -> Json:
     """CPU ms per event of ``parse_event`` (decode + full validation + index fields): with the compiled
     yes/no check in front (as served), and with ``jsonschema`` alone (the naive baseline), same events.
     CPU time, so a loaded machine changes it less than wall time."""
-    from censustrace.lineage.store.ingest import _lenient_validator, parse_event
+    from censustrace.lineage.store.parse import _lenient_validator, parse_event
 
     validator = _lenient_validator()
     assert validator is not None

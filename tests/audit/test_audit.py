@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError
 
 from censustrace.audit.heads import dispose_stores, store_engine
 from censustrace.audit.log import lookups_of, os_actor
-from censustrace.audit.tables import share_register_chain
+from censustrace.audit.tables import access_log, share_register_chain
 from censustrace.audit.verify import verify_audit
 from censustrace.config import Settings
 from censustrace.intake.stage import pupil_key
@@ -27,7 +27,6 @@ from censustrace.shares.steps import build_share, check_share, release_share, ru
 from censustrace.shares.tables import disclosures, shares
 from censustrace.shares.verify import verify_shares
 from censustrace.viewer import auth
-from censustrace.viewer.tables import access_log
 from censustrace.warehouse.db import warehouse_engine
 from censustrace.warehouse.tables import pupil
 from tests.shares.fixtures import Census, ingest_census

@@ -13,6 +13,7 @@ import pytest
 from lxml import etree
 from sqlalchemy import func, select, update
 
+from censustrace.audit.tables import access_log
 from censustrace.audit.verify import verify_audit
 from censustrace.compliance.article19 import CSV_HEADER, pending_notices, send_notices, summary
 from censustrace.compliance.article30 import record_of_processing, to_csv, to_pdf
@@ -24,7 +25,6 @@ from censustrace.shares.register import ShareBlocked
 from censustrace.shares.retention import apply_retention
 from censustrace.shares.steps import run_share
 from censustrace.shares.tables import disclosures
-from censustrace.viewer.tables import access_log
 from censustrace.warehouse.db import warehouse_engine, write_transaction
 from censustrace.warehouse.tables import pupil
 from tests.shares.fixtures import AS_OF, Census, ingest_census, lineage_engine

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine, text
 
+# The viewer's tables live in the lineage store's database and metadata: cleared and compared with it.
+import censustrace.viewer.tables  # noqa: F401
 from censustrace.lineage.store.db import make_engine, upgrade
 from censustrace.lineage.store.tables import metadata
 
@@ -69,7 +71,7 @@ def api_url(db_url: str) -> Iterator[str]:
     import uvicorn
 
     from censustrace.config import Settings
-    from censustrace.lineage.api import create_app
+    from censustrace.viewer.lineage_api import create_app
 
     app = create_app(Settings(lineage_url=db_url), migrate=False)
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", access_log=False)

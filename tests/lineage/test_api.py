@@ -29,9 +29,9 @@ from openlineage.client.transport.http import HttpCompression, HttpConfig, HttpT
 from sqlalchemy import Engine, func, select
 
 from censustrace.config import Settings
-from censustrace.lineage.api import DEFAULT_MAX_BODY_BYTES, create_app
 from censustrace.lineage.store import export_raw_events
 from censustrace.lineage.store.tables import raw_events
+from censustrace.viewer.lineage_api import DEFAULT_MAX_BODY_BYTES, create_app
 
 from .factories import PRODUCER, at, dataset, facet, new_run_id, run_event, unique
 

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, select
 
 from censustrace.lineage.batch import BatchNotArray, split_array
 from censustrace.lineage.spec import EventValidator
-from censustrace.lineage.store.ingest import _lenient_validator
+from censustrace.lineage.store.parse import _lenient_validator
 from censustrace.lineage.store.tables import raw_events
 
 from .factories import dataset, dataset_event, new_run_id, run_event, unique
@@ -153,7 +153,9 @@ def test_connections_cut_mid_run_fail_clearly_or_recover(new_postgres_database: 
 
     from censustrace.lineage.group_commit import GroupCommitter
     from censustrace.lineage.store.db import make_engine, upgrade
-    from censustrace.lineage.store.ingest import LineageStoreUnavailable, StoreResult, parse_event
+    from censustrace.lineage.store.ingest import LineageStoreUnavailable
+    from censustrace.lineage.store.parse import parse_event
+    from censustrace.lineage.store.writer import StoreResult
 
     url = new_postgres_database()
     upgrade(url)

@@ -290,9 +290,9 @@ def test_an_install_without_schemas_stops_at_start_up(tmp_path: Path) -> None:
     assert "Traceback" not in cli.stderr
     assert len(cli.stderr.strip().splitlines()) == 1
     code = (
-        "from censustrace.lineage.store.ingest import parse_event\n"
+        "from censustrace.lineage.store.parse import parse_event\n"
         "from censustrace.lineage.spec import OpenLineageSpecNotFound\n"
-        "from censustrace.lineage.api import create_app\n"
+        "from censustrace.viewer.lineage_api import create_app\n"
         "for attempt in (lambda: parse_event('{}'), create_app):\n"
         "    try:\n"
         "        attempt()\n"

@@ -20,13 +20,13 @@ from censustrace.lineage.store import (
     LineageEventInvalid,
     LineageEventMalformed,
     export_raw_events,
-    ingest,
     parse_event,
     store_event,
     store_events,
     upgrade,
     write_transaction,
 )
+from censustrace.lineage.store import writer as ingest
 from censustrace.lineage.store.db import VERSION_TABLE, current_revision
 from censustrace.lineage.store.queries import get_run, get_run_facets
 from censustrace.lineage.store.tables import (

@@ -33,7 +33,7 @@ def _free_port() -> int:
 def serve_api(store_url: str, port: int) -> Iterator[str]:
     import uvicorn
 
-    from censustrace.lineage.api import create_app
+    from censustrace.viewer.lineage_api import create_app
 
     server = uvicorn.Server(
         uvicorn.Config(

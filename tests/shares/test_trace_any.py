@@ -17,8 +17,9 @@ from openlineage.client.uuid import generate_new_uuid
 from censustrace.config import Settings
 from censustrace.lineage.store.db import make_engine
 from censustrace.lineage.store.ingest import store_event
-from censustrace.lineage.traceback import LineageAmbiguous, LineageNotFound, trace_any
+from censustrace.lineage.store.queries import LineageNotFound
 from censustrace.shares.steps import run_share
+from censustrace.shares.traceback import LineageAmbiguous, trace_any
 from censustrace.shares.verify import verify_shares
 from censustrace.warehouse.naming import warehouse_dataset_name, warehouse_namespace
 from tests.shares.fixtures import Census, ingest_census

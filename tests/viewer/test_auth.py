@@ -9,9 +9,10 @@ import pytest
 from sqlalchemy import Engine, delete, select, text, update
 from sqlalchemy.exc import DBAPIError
 
+from censustrace.audit.tables import access_log
 from censustrace.lineage.store.db import current_revision, make_engine, upgrade
 from censustrace.viewer import auth
-from censustrace.viewer.tables import access_log, api_tokens, sessions, users
+from censustrace.viewer.tables import api_tokens, sessions, users
 
 PASSWORD = "correct horse battery staple"
 

@@ -12,11 +12,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import and_, select
 
+from censustrace.compliance.documents import csv_cell
 from censustrace.lineage.store.trace import trace_upstream
 from censustrace.shares.register import find_share
 from censustrace.shares.tables import disclosures
 from censustrace.viewer import auth
-from censustrace.viewer.shares_views import UpnRejected, csv_cell, normalise_upn
+from censustrace.viewer.shares_views import UpnRejected, normalise_upn
 from censustrace.warehouse.db import warehouse_engine
 from censustrace.warehouse.tables import extracts, pupil
 

@@ -7,6 +7,7 @@ and ``censustrace audit verify`` reports it (``truncated`` or ``rewritten``).
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -14,9 +15,9 @@ from sqlalchemy import Connection, Engine, Table, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from censustrace.audit import chain
-from censustrace.audit.tables import audit_heads, lineage_audit_heads, share_register_chain
+from censustrace.audit.tables import access_log, audit_heads, share_register_chain
 from censustrace.db import write_transaction
-from censustrace.viewer.tables import access_log
+from censustrace.lineage.store.tables import lineage_audit_heads
 
 if TYPE_CHECKING:
     from censustrace.config import Settings
@@ -72,6 +73,11 @@ def manifest_heads(settings: Settings) -> dict[str, Any]:
     return heads
 
 
+def stamp() -> str:
+    """Now, as the audit tables keep times (``2026-11-28T10:00:00.123456Z``)."""
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def forward(conn: Connection, table: Table, heads: dict[str, chain.Head], at: str) -> None:
     """Move the recorded heads of ``table`` forward to ``heads`` (never back)."""
     known = {row.log: int(row.seq) for row in conn.execute(select(table.c.log, table.c.seq))}
@@ -88,11 +94,9 @@ def forward(conn: Connection, table: Table, heads: dict[str, chain.Head], at: st
 def publish_heads(settings: Settings) -> dict[str, chain.Head]:
     """Copy both chain heads into both stores' head tables (forward only). Best effort: a store that
     cannot be written now is caught up by the next publish (a lagging head hides nothing older)."""
-    from censustrace.audit.log import _stamp
-
     try:
         heads = current_heads(settings)
-        at = _stamp()
+        at = stamp()
         with write_transaction(warehouse(settings)) as conn:
             forward(conn, audit_heads, heads, at)
         with write_transaction(store_engine(settings)) as conn:
@@ -117,5 +121,6 @@ __all__ = [
     "manifest_heads",
     "publish_heads",
     "recorded_heads",
+    "stamp",
     "store_engine",
 ]

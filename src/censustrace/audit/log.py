@@ -9,7 +9,6 @@ pupil's value.
 
 from __future__ import annotations
 
-import datetime as dt
 import getpass
 import os
 from collections.abc import Sequence
@@ -19,8 +18,10 @@ from typing import TYPE_CHECKING, Any, Final
 from sqlalchemy import Connection, Engine, func, select
 
 from censustrace.audit import chain
+from censustrace.audit.heads import forward, publish_heads, stamp, store_engine
+from censustrace.audit.tables import access_log
 from censustrace.db import write_transaction
-from censustrace.viewer.tables import access_log
+from censustrace.lineage.store.tables import lineage_audit_heads
 
 if TYPE_CHECKING:
     from censustrace.config import Settings
@@ -48,10 +49,6 @@ def os_actor() -> Actor:
     return Actor(f"os:{name}"[:64], "-", "cli")
 
 
-def _stamp() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def append_access(
     conn: Connection,
     actor: Actor,
@@ -64,7 +61,7 @@ def append_access(
 ) -> chain.Head:
     """Append one chained row per pupil key (one row without a pupil when none), in ``conn``'s
     transaction on the lineage store. Returns the chain's new head."""
-    at = _stamp()
+    at = stamp()
     counts = list(result_counts) if result_counts is not None else [None] * len(pupil_keys)
     rows: list[dict[str, Any]] = [
         {
@@ -83,9 +80,6 @@ def append_access(
     found = chain.append(conn, access_log, chain.ACCESS_LOG, rows, HASHED)
     # The head in this store's head table at once (the lock is held); the warehouse's copy follows
     # with publish_heads.
-    from censustrace.audit.heads import forward
-    from censustrace.audit.tables import lineage_audit_heads
-
     forward(conn, lineage_audit_heads, {chain.ACCESS_LOG: found}, at)
     return found
 
@@ -98,8 +92,6 @@ def record_access(engine: Engine, actor: Actor, action: str, what: str, **kwargs
 
 def record(settings: Settings, actor: Actor, action: str, what: str, **kwargs: Any) -> chain.Head:
     """Append to the access log of ``settings``' lineage store and publish the chain heads."""
-    from censustrace.audit.heads import publish_heads, store_engine
-
     found = record_access(store_engine(settings), actor, action, what, **kwargs)
     publish_heads(settings)
     return found

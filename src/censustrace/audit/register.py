@@ -111,7 +111,7 @@ def seal_share(conn: Connection, share_id: str, digest: tuple[int, str] | None =
     if sealed is not None:
         return None
     count, sha = digest if digest is not None else disclosures_digest(conn, share_id)
-    from censustrace.audit.log import _stamp
+    from censustrace.audit.heads import stamp as _stamp
 
     values = {
         "share_id": share_id,

@@ -1,10 +1,11 @@
 """Tables of the audit trail.
 
 Warehouse: ``share_register_chain`` (one chained row per finished share: its register row's digest and
-its disclosure rows' digest) and ``audit_heads`` (the last known head of every chain). Lineage store:
-``lineage_audit_heads`` (the same heads, kept in the other database so that deleting the newest rows of
-one store, or restoring it from an old backup, is seen from the other). The access log's own chain
-columns are on ``censustrace.viewer.tables.access_log``.
+its disclosure rows' digest) and ``audit_heads`` (the last known head of every chain). The same heads
+are kept in the lineage store (``censustrace.lineage.store.tables.lineage_audit_heads``) so that
+deleting the newest rows of one store, or restoring it from an old backup, is seen from the other.
+Lineage store: ``access_log``, the chained log of who looked up or exported pupil data (beside the
+viewer's users and tokens, ``censustrace.viewer.tables``).
 
 Changing a table needs a new Alembic revision in the store it lives in.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from sqlalchemy import Column, Integer, MetaData, String, Table
+from sqlalchemy import Column, Index, Integer, MetaData, String, Table
 
 from censustrace.lineage.store.tables import metadata as lineage_metadata
 from censustrace.shares.tables import SHARE_ID_LENGTH
@@ -54,6 +55,35 @@ def _heads(name: str, metadata: MetaData) -> Table:
 
 
 audit_heads = _heads("audit_heads", warehouse_metadata)
-lineage_audit_heads = _heads("lineage_audit_heads", lineage_metadata)
 
-__all__ = ["audit_heads", "lineage_audit_heads", "share_register_chain"]
+#: Append-only (triggers refuse UPDATE and DELETE, except of ``pupil_key`` by ``rekey``; PostgreSQL refuses
+#: TRUNCATE) and hash-chained (``censustrace.audit.chain``): who looked up or exported pupil data, when,
+#: what kind and how many results, and who changed users, roles and tokens. Never the UPN or any other
+#: pupil identifier: a lookup names the pupil by pupil key (left out of the hash, so ``rekey`` keeps the
+#: chain valid).
+access_log = Table(
+    "access_log",
+    lineage_metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", String(TIME_LENGTH), nullable=False, index=True),
+    Column("user_name", String(64), nullable=False),
+    Column("role", String(16), nullable=False),
+    # "subject_access", "export", ...
+    Column("action", String(32), nullable=False),
+    # What was looked up or exported: a page or file kind, e.g. "share_register.csv".
+    Column("what", String(128), nullable=False),
+    Column("result_count", Integer),
+    # "ok", "denied" (role), "rejected" (bad input: the value itself is never logged).
+    Column("outcome", String(16), nullable=False),
+    Column("via", String(8), nullable=False),
+    # The pupil looked up (keyed pseudonym), or NULL.
+    Column("pupil_key", String(64), index=True),
+    # Chain position (1, 2, 3, ... without gaps), the previous row's hash and this row's hash; NULL in a
+    # row written behind the chain's back (reported by `censustrace audit verify`).
+    Column("seq", Integer),
+    Column("prev_hash", String(64)),
+    Column("row_hash", String(64)),
+    Index("uq_access_log_seq", "seq", unique=True),
+)
+
+__all__ = ["access_log", "audit_heads", "share_register_chain"]

@@ -23,10 +23,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from censustrace.audit import chain, log, register
 from censustrace.audit.heads import recorded_heads, store_engine, warehouse
-from censustrace.audit.tables import audit_heads, lineage_audit_heads, share_register_chain
+from censustrace.audit.tables import access_log, audit_heads, share_register_chain
 from censustrace.errors import CensustraceError
+from censustrace.lineage.store.tables import lineage_audit_heads
 from censustrace.shares.tables import shares
-from censustrace.viewer.tables import access_log
 
 if TYPE_CHECKING:
     from censustrace.config import Settings

@@ -88,7 +88,7 @@ def trace(
 ) -> None:
     """Trace it back to the exact census files it came from, and forward to the shares made from it."""
     from censustrace.lineage.store.db import make_engine
-    from censustrace.lineage.traceback import trace_any
+    from censustrace.shares.traceback import trace_any
 
     settings = load_settings()
     engine = make_engine(settings.lineage_db_url)

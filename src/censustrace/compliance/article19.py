@@ -280,7 +280,7 @@ def send_notices(settings: Settings, out_dir: Path, *, sent_by: str) -> Json:
                     ACTIONS[item["kind"]],
                 ]
             )
-        from censustrace.viewer.shares_views import pdf, to_csv
+        from censustrace.compliance.documents import pdf, to_csv
 
         body = to_csv(CSV_HEADER, lines).encode("utf-8")
         sha = hashlib.sha256(body).hexdigest()

@@ -266,7 +266,7 @@ def table(record: Json, section: str) -> tuple[list[str], list[list[object]]]:
 def to_csv(record: Json) -> str:
     """One CSV: a ``section`` column first, then every section's columns (blank where not its own);
     the controller, DPO and security measures as ``controller`` rows."""
-    from censustrace.viewer.shares_views import to_csv as write_csv
+    from censustrace.compliance.documents import to_csv as write_csv
 
     keys: list[str] = []
     for columns in (ACTIVITY_COLUMNS, REFUSED_COLUMNS, PLANNED_COLUMNS):
@@ -292,7 +292,7 @@ def to_csv(record: Json) -> str:
 
 
 def to_pdf(record: Json) -> bytes:
-    from censustrace.viewer.shares_views import pdf
+    from censustrace.compliance.documents import pdf
 
     controller, dpo = record["controller"], record["dpo"]
     intro = [

@@ -15,14 +15,13 @@ from censustrace.errors import CensustraceError
 from censustrace.lineage.group_commit import Outcome, committer_for
 from censustrace.lineage.ownership import LineageForbidden, Ownership, Producer
 from censustrace.lineage.spec import EventValidator
-from censustrace.lineage.store.ingest import (
-    LineageConflict,
+from censustrace.lineage.store.parse import (
     LineageEventInvalid,
     LineageEventMalformed,
     ParsedEvent,
-    StoreResult,
     parse_event,
 )
+from censustrace.lineage.store.writer import LineageConflict, StoreResult
 
 _WHITESPACE = " \t\n\r"
 

@@ -103,7 +103,8 @@ def emit_bulk(settings: Settings, payloads: Sequence[str]) -> dict[str, int]:
     any HTTP destination one by one through the transport. Counts per outcome."""
     from censustrace.lineage.emit import transport
     from censustrace.lineage.outbox import Outbox
-    from censustrace.lineage.store.ingest import LineageEventInvalid, store_event, store_events
+    from censustrace.lineage.store.ingest import store_event, store_events
+    from censustrace.lineage.store.parse import LineageEventInvalid
 
     counts = {"stored": 0, "queued": 0}
     if not payloads:
@@ -164,7 +165,7 @@ class _FirstOfEachJob:
         self.lock = threading.Lock()
 
     def validate(self, event: object) -> list[str]:
-        from censustrace.lineage.store.ingest import _lenient_validator
+        from censustrace.lineage.store.parse import _lenient_validator
 
         job = event.get("job") if isinstance(event, dict) else None
         name = str(job.get("name")) if isinstance(job, dict) else ""

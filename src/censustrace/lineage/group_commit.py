@@ -20,12 +20,9 @@ from typing import Final
 from sqlalchemy import Engine
 
 from censustrace.errors import CensustraceError
-from censustrace.lineage.store.ingest import (
-    LineageStoreUnavailable,
-    ParsedEvent,
-    StoreResult,
-    store_parsed_events,
-)
+from censustrace.lineage.store.ingest import LineageStoreUnavailable, store_parsed_events
+from censustrace.lineage.store.parse import ParsedEvent
+from censustrace.lineage.store.writer import StoreResult
 
 log = logging.getLogger(__name__)
 

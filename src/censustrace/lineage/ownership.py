@@ -21,7 +21,7 @@ from censustrace.lineage.naming import FILE_NAMESPACE
 
 if TYPE_CHECKING:
     from censustrace.config import Settings
-    from censustrace.lineage.store.ingest import DatasetRef, ParsedEvent
+    from censustrace.lineage.store.parse import DatasetRef, ParsedEvent
 
 ProducerKind = Literal["pipeline", "external"]
 FORBIDDEN: Final = "CT-LINEAGE-FORBIDDEN"

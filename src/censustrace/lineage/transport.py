@@ -7,6 +7,10 @@ An event a destination cannot take now goes to the outbox and is retried before 
 destination, by ``censustrace lineage flush``, and (``drain_interval`` > 0, as Airflow workers and the
 viewer are configured) by a background drainer each process starts with its first transport: once at
 start, then every ``drain_interval`` seconds. The run goes on and the failure is logged clearly.
+
+Composed from the OpenLineage client's pieces: the fan-out is its ``CompositeTransport`` (every
+destination gets every event), HTTP is its ``HttpTransport`` (or ``AsyncHttpTransport`` on Airflow
+workers), and each destination sits behind our durable outbox (:class:`OutboxTransport`).
 """
 
 from __future__ import annotations
@@ -14,17 +18,22 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urljoin
 
 import attr
 from openlineage.client.serde import Serde
+from openlineage.client.transport.composite import CompositeTransport
+from openlineage.client.transport.http import HttpConfig, HttpTransport
 from openlineage.client.transport.transport import Config, Transport
 
 from censustrace.lineage.outbox import DeliveryRejected, Outbox
 
 if TYPE_CHECKING:
     from openlineage.client.client import Event
+    from requests import Response
     from sqlalchemy.engine import Engine
 
 log = logging.getLogger(__name__)
@@ -74,25 +83,43 @@ class StoreDestination:
             raise DeliveryRejected(str(exc)) from exc
 
 
+class _PayloadHttpTransport(HttpTransport):
+    """The client's ``HttpTransport`` (session, auth header, TLS settings) posting an event's exact JSON
+    text, as it arrived or was queued, rather than re-serialising an event object."""
+
+    def post(self, payload: str) -> Response:
+        body, headers = self._prepare_request(payload)
+        response = self.session.post(
+            url=urljoin(self.url, self.endpoint),
+            data=body,
+            headers=headers,
+            timeout=self.timeout,
+            verify=self.verify,
+        )
+        response.close()
+        return response
+
+
 class HttpDestination:
-    """POSTs the event to an OpenLineage HTTP endpoint (``.../api/v1/lineage``)."""
+    """POSTs the event to an OpenLineage HTTP endpoint (``.../api/v1/lineage``) with the client's
+    ``HttpTransport``. No retries of its own: the outbox retries, and keeps the order."""
 
     name = "http"
 
     def __init__(self, url: str, api_key: str | None, timeout: float) -> None:
+        params: dict[str, Any] = {
+            "url": url,
+            "endpoint": "",
+            "timeout": timeout,
+            "retry": {"total": 0, "status_forcelist": []},
+        }
+        if api_key:
+            params["auth"] = {"type": "api_key", "apiKey": api_key}
         self.url = url
-        self.api_key = api_key
-        self.timeout = timeout
+        self.sender = _PayloadHttpTransport(HttpConfig.from_dict(params))
 
     def deliver(self, payload: str) -> None:
-        import httpx
-
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        response = httpx.post(
-            self.url, content=payload.encode("utf-8"), headers=headers, timeout=self.timeout
-        )
+        response = self.sender.post(payload)
         if response.status_code in (408, 429) or response.status_code >= 500:
             raise ConnectionError(f"HTTP {response.status_code} from {self.url}")
         if response.status_code >= 400:
@@ -124,6 +151,10 @@ class CensustraceTransportConfig(Config):
     drain_interval: float = 0.0
     #: Send to ``http_url`` without waiting (AsyncHttpTransport; Airflow workers), else synchronously.
     http_async: bool = False
+    #: For the fan-out (``CompositeTransport``): every destination gets every event, and our outbox
+    #: transports never raise for an event they could not deliver, only when the outbox itself fails.
+    continue_on_failure: bool = False
+    continue_on_success: bool = True
 
     @classmethod
     def from_dict(cls, params: dict[str, Any]) -> CensustraceTransportConfig:
@@ -151,9 +182,62 @@ class EmitReport:
     queued: list[str]
 
 
-class CensustraceTransport(Transport):
+class OutboxTransport(Transport):
+    """One destination behind the durable outbox: older events still waiting for it go first (up to
+    ``_DRAIN_BATCH``), then this one; what it cannot take now is queued, never raised."""
+
+    kind = "censustrace-outbox"
+
+    def __init__(self, destination: Destination, outbox: Outbox) -> None:
+        self.destination = destination
+        self.name = destination.name
+        self.outbox = outbox
+
+    def emit(self, event: Event) -> bool:
+        return self.send(Serde.to_json(event))
+
+    def send(self, payload: str) -> bool:
+        """Deliver ``payload``: True if delivered now, False if it waits in the outbox."""
+        dest = self.destination
+        backlog = [e for e in self.outbox.entries(dest.name) if not e.failed]
+        if backlog:
+            try:
+                self.outbox.drain(dest.name, dest.deliver, limit=_DRAIN_BATCH)
+            except Exception:  # the new event must still be delivered or queued below
+                log.exception("lineage outbox %s: draining the backlog failed", dest.name)
+            if any(not e.failed for e in self.outbox.entries(dest.name)):
+                # Still backed up: queue behind the older events to keep their order.
+                self.outbox.enqueue(dest.name, payload, "queued behind undelivered events")
+                return False
+        try:
+            dest.deliver(payload)
+        except DeliveryRejected as exc:
+            path = self.outbox.enqueue(dest.name, payload, str(exc), failed=True)
+            log.error("lineage event rejected by %s (%s); kept in %s", dest.name, exc, path.parent)
+            return False
+        except Exception as exc:
+            path = self.outbox.enqueue(dest.name, payload, f"{type(exc).__name__}: {exc}")
+            log.error(
+                "lineage destination %s unreachable (%s: %s); event kept in %s for retry",
+                dest.name,
+                type(exc).__name__,
+                exc,
+                path.parent,
+            )
+            return False
+        return True
+
+    def flush(self) -> dict[str, int]:
+        """Retry everything pending for this destination."""
+        return self.outbox.drain(self.destination.name, self.destination.deliver)
+
+
+class CensustraceTransport(CompositeTransport):
+    """The client's ``CompositeTransport`` over one :class:`OutboxTransport` per destination."""
+
     kind = "censustrace"
-    config_class = CensustraceTransportConfig
+    config_class = CensustraceTransportConfig  # type: ignore[assignment]
+    config: CensustraceTransportConfig  # type: ignore[assignment]
 
     def __init__(self, config: CensustraceTransportConfig) -> None:
         self.config = config
@@ -172,48 +256,29 @@ class CensustraceTransport(Transport):
                 )
             else:
                 self.destinations.append(HttpDestination(config.http_url, secret, config.timeout))
+        self.outboxed = [OutboxTransport(dest, self.outbox) for dest in self.destinations]
         if config.drain_interval > 0:
             start_background_drain(self)
 
-    def emit(self, event: Event) -> EmitReport:
-        return self.emit_json(Serde.to_json(event))
+    @cached_property
+    def transports(self) -> list[Transport]:
+        return list(self.outboxed)
+
+    def emit(self, event: Event) -> None:
+        if self.outboxed:  # no destination configured: nothing to do (CompositeTransport would raise)
+            super().emit(event)
 
     def emit_json(self, payload: str) -> EmitReport:
+        """Send an event's JSON text to every destination (what ``emit`` does for an event object)."""
         report = EmitReport(delivered=[], queued=[])
-        for dest in self.destinations:
-            backlog = [e for e in self.outbox.entries(dest.name) if not e.failed]
-            if backlog:
-                try:
-                    self.outbox.drain(dest.name, dest.deliver, limit=_DRAIN_BATCH)
-                except Exception:  # the new event must still be delivered or queued below
-                    log.exception("lineage outbox %s: draining the backlog failed", dest.name)
-                if any(not e.failed for e in self.outbox.entries(dest.name)):
-                    # Still backed up: queue behind the older events to keep their order.
-                    self.outbox.enqueue(dest.name, payload, "queued behind undelivered events")
-                    report.queued.append(dest.name)
-                    continue
-            try:
-                dest.deliver(payload)
-                report.delivered.append(dest.name)
-            except DeliveryRejected as exc:
-                path = self.outbox.enqueue(dest.name, payload, str(exc), failed=True)
-                log.error("lineage event rejected by %s (%s); kept in %s", dest.name, exc, path.parent)
-                report.queued.append(dest.name)
-            except Exception as exc:
-                path = self.outbox.enqueue(dest.name, payload, f"{type(exc).__name__}: {exc}")
-                log.error(
-                    "lineage destination %s unreachable (%s: %s); event kept in %s for retry",
-                    dest.name,
-                    type(exc).__name__,
-                    exc,
-                    path.parent,
-                )
-                report.queued.append(dest.name)
+        for transport in self.outboxed:
+            delivered = transport.send(payload)
+            (report.delivered if delivered else report.queued).append(transport.destination.name)
         return report
 
     def flush(self) -> dict[str, dict[str, int]]:
         """Retry everything pending, destination by destination."""
-        return {dest.name: self.outbox.drain(dest.name, dest.deliver) for dest in self.destinations}
+        return {transport.destination.name: transport.flush() for transport in self.outboxed}
 
 
 # Background drainer: one per process and outbox configuration ------------------------------------------

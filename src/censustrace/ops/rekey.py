@@ -27,9 +27,9 @@ from sqlalchemy import Connection, Table, bindparam, func, select, update
 
 from censustrace.audit.heads import publish_heads, store_engine
 from censustrace.audit.log import append_access, os_actor
+from censustrace.audit.tables import access_log
 from censustrace.config import Settings
 from censustrace.errors import CensustraceError
-from censustrace.viewer.tables import access_log
 from censustrace.warehouse.db import warehouse_engine, write_transaction
 
 SECRET_FILE: Final = "pupil-key.secret"  # noqa: S105 (a file name, not a secret)

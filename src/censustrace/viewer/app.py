@@ -1,7 +1,7 @@
 """The compliance lineage viewer: ``create_viewer_app(settings)``.
 
 One FastAPI app serving the server-rendered pages, the JSON API (the lineage routes of
-``censustrace.lineage.api`` plus the viewer's own) and the static CSS/JS, with login for everything but
+``censustrace.viewer.lineage_api`` plus the viewer's own) and the static CSS/JS, with login for everything but
 ``/api/v1/health``, the login page and the static files. Runs standalone (``censustrace viewer``) or
 mounted inside Airflow's API server by ``plugins/censustrace_viewer.py``; all links are made from the
 request's mount point, so both work.
@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from fastapi import Depends, FastAPI, Request, Response
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -22,10 +21,8 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 
 from censustrace.config import Settings, get_settings
 from censustrace.errors import CensustraceError
-from censustrace.lineage.api import DEFAULT_MAX_BODY_BYTES, add_lineage_error_handlers, lineage_router
 from censustrace.lineage.ownership import Ownership
 from censustrace.lineage.store.queries import LineageNotFound, LineageQueryInvalid
-from censustrace.viewer.auth import Principal
 from censustrace.viewer.deps import (
     STATIC_DIR,
     ApiUnauthorized,
@@ -40,6 +37,8 @@ from censustrace.viewer.deps import (
     producer,
     viewer_of,
 )
+from censustrace.viewer.lineage_api import DEFAULT_MAX_BODY_BYTES, add_lineage_error_handlers, lineage_router
+from censustrace.viewer.templating import render
 
 #: Pages show lineage and, for compliance, pupils' disclosures: nothing is cached, framed elsewhere or
 #: loaded from another origin.
@@ -79,24 +78,6 @@ class AirflowUser(BaseHTTPMiddleware):
             if user is not None:
                 request.state.airflow_user = (user, token)
         return await call_next(request)
-
-
-def render(
-    request: Request,
-    template: str,
-    principal: Principal | None,
-    status_code: int = 200,
-    **context: Any,
-) -> HTMLResponse:
-    """A page from ``templates/`` with the signed-in user and its CSRF token in the context."""
-    viewer = viewer_of(request)
-    response: HTMLResponse = viewer.templates.TemplateResponse(
-        request,
-        template,
-        {"user": principal, "csrf_token": principal.csrf_token if principal else None, **context},
-        status_code=status_code,
-    )
-    return response
 
 
 def _wants_json(request: Request) -> bool:

@@ -27,12 +27,12 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.sql import ColumnElement
 
+from censustrace.audit.tables import access_log
 from censustrace.db import write_transaction
 from censustrace.errors import CensustraceError
 from censustrace.viewer.tables import (
     ROLES,
     TOKEN_KINDS,
-    access_log,
     api_tokens,
     login_attempts,
     sessions,

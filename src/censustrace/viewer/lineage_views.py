@@ -72,7 +72,8 @@ def held_thing(settings: Settings, conn: Connection, text: str) -> Json | None:
     """What a search names if it is something a user holds (share id, outbound file, extract id,
     received sha256, dataset with @version): ``{kind, namespace, name, version}`` to link its trace,
     ``{error: {code, message}}`` when ambiguous, None when it names nothing of the kind."""
-    from censustrace.lineage.traceback import LineageAmbiguous, LineageNotFound, find_start
+    from censustrace.lineage.store.queries import LineageNotFound
+    from censustrace.shares.traceback import LineageAmbiguous, find_start
 
     try:
         start = find_start(settings, conn, text)

@@ -1,6 +1,9 @@
 """The viewer's tables, kept in the lineage store's database (same metadata, same Alembic chain).
 
-Users, login sessions, API tokens, login attempts (for rate limiting) and the append-only access log.
+Users, login sessions, API tokens and login attempts (for rate limiting). The append-only access log
+kept beside them is the audit trail's (``censustrace.audit.tables.access_log``); importing this module
+registers it too, so that this module names everything the lineage store's database holds beyond the
+lineage store's own tables.
 Secrets are never stored: passwords as argon2 hashes, session and API tokens as sha256 hex (they are
 256-bit random values, so a fast hash is enough and keeps every request cheap). Times are UTC ISO-8601
 strings (``2026-11-28T10:00:00.123456Z``), like the rest of the store: string order is time order.
@@ -14,6 +17,7 @@ from typing import Final
 
 from sqlalchemy import Boolean, CheckConstraint, Column, ForeignKey, Index, Integer, String, Table
 
+import censustrace.audit.tables  # noqa: F401  (the access log, on the same metadata)
 from censustrace.lineage.store.tables import metadata
 
 ROLES: Final = ("compliance", "engineer", "auditor")
@@ -81,34 +85,4 @@ login_attempts = Table(
     Column("success", Boolean, nullable=False),
     Index("ix_login_attempts_user_name_at", "user_name", "at"),
     Index("ix_login_attempts_client_at", "client", "at"),
-)
-
-#: Append-only (triggers refuse UPDATE and DELETE, except of ``pupil_key`` by ``rekey``; PostgreSQL refuses
-#: TRUNCATE) and hash-chained (``censustrace.audit.chain``): who looked up or exported pupil data, when,
-#: what kind and how many results, and who changed users, roles and tokens. Never the UPN or any other
-#: pupil identifier: a lookup names the pupil by pupil key (left out of the hash, so ``rekey`` keeps the
-#: chain valid).
-access_log = Table(
-    "access_log",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("at", String(TIME_LENGTH), nullable=False, index=True),
-    Column("user_name", String(64), nullable=False),
-    Column("role", String(16), nullable=False),
-    # "subject_access", "export", ...
-    Column("action", String(32), nullable=False),
-    # What was looked up or exported: a page or file kind, e.g. "share_register.csv".
-    Column("what", String(128), nullable=False),
-    Column("result_count", Integer),
-    # "ok", "denied" (role), "rejected" (bad input: the value itself is never logged).
-    Column("outcome", String(16), nullable=False),
-    Column("via", String(8), nullable=False),
-    # The pupil looked up (keyed pseudonym), or NULL.
-    Column("pupil_key", String(64), index=True),
-    # Chain position (1, 2, 3, ... without gaps), the previous row's hash and this row's hash; NULL in a
-    # row written behind the chain's back (reported by `censustrace audit verify`).
-    Column("seq", Integer),
-    Column("prev_hash", String(64)),
-    Column("row_hash", String(64)),
-    Index("uq_access_log_seq", "seq", unique=True),
 )

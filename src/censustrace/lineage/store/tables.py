@@ -252,7 +252,17 @@ upstream_sources = Table(
     Column("version_id", Integer, nullable=False),
 )
 
-# Tables other packages keep in the lineage store register on ``metadata`` when imported (the viewer's
-# users, sessions, tokens and access log), so Alembic and the schema test see them.
-import censustrace.audit.tables  # noqa: E402
-import censustrace.viewer.tables  # noqa: E402, F401
+#: The heads of every audit chain (``censustrace.audit.heads``), kept here too so that deleting the newest
+#: rows of one store, or restoring it from an old backup, is seen from the other (revision 0004). The
+#: warehouse's copy is ``censustrace.audit.tables.audit_heads``.
+lineage_audit_heads = Table(
+    "lineage_audit_heads",
+    metadata,
+    Column("log", String(32), primary_key=True),
+    Column("seq", Integer, nullable=False),
+    Column("row_hash", String(64), nullable=False),
+    Column("at", String(27), nullable=False),
+)
+
+# The viewer's tables (users, sessions, tokens, access log) live in this database too and register on
+# ``metadata`` when ``censustrace.viewer.tables`` is imported; the lineage store itself never needs them.

@@ -37,7 +37,7 @@ def api_trace_find(
     q: Annotated[str, Query(min_length=1, max_length=1000)],
     version: Annotated[str | None, Query(max_length=200, description="exact dataset version")] = None,
 ) -> Json:
-    from censustrace.lineage.traceback import trace_any
+    from censustrace.shares.traceback import trace_any
 
     viewer = viewer_of(request)
     return trace_any(viewer.settings, viewer.engine(), q, version)

@@ -40,6 +40,7 @@ from censustrace.viewer.lineage_views import (
     short_name,
     trace_view,
 )
+from censustrace.viewer.templating import render
 
 router = APIRouter(include_in_schema=False)
 Text = Annotated[str, Query(max_length=2000)]
@@ -47,8 +48,6 @@ PAGE_SIZE = 50
 
 
 def _render(request: Request, template: str, principal: auth.Principal, **context: Any) -> HTMLResponse:
-    from censustrace.viewer.app import render
-
     return render(request, template, principal, data_docs=_has_data_docs(request), **context)
 
 

@@ -25,6 +25,7 @@ from censustrace.viewer.deps import (
     principal_of,
     viewer_of,
 )
+from censustrace.viewer.templating import render
 
 router = APIRouter(include_in_schema=False)
 
@@ -54,8 +55,6 @@ def _login_page(
     next_url: str | None = None,
     expired: bool = False,
 ) -> HTMLResponse:
-    from censustrace.viewer.app import render
-
     token = secrets.token_urlsafe(32)
     response = render(
         request,

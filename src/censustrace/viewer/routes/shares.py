@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from censustrace.compliance.documents import pdf
 from censustrace.errors import CensustraceError
 from censustrace.lineage.store.queries import LineageNotFound
 from censustrace.viewer import auth
@@ -30,11 +31,11 @@ from censustrace.viewer.shares_views import (
     charts_data,
     column_view,
     normalise_upn,
-    pdf,
     register,
     register_csv,
     register_page,
 )
+from censustrace.viewer.templating import render
 
 router = APIRouter(include_in_schema=False)
 api = APIRouter(prefix="/api/v1", tags=["shares"])
@@ -43,8 +44,6 @@ Json = dict[str, Any]
 
 
 def _render(request: Request, template: str, user: auth.Principal, **context: Any) -> HTMLResponse:
-    from censustrace.viewer.app import render
-
     return render(request, template, user, **context)
 
 
@@ -88,7 +87,7 @@ def _share_or_404(request: Request, share_id: str) -> Any:
 
 def _share_trace(request: Request, share: Any) -> Json | None:
     """The trace of the released file (exact version = its sha256) back to the received census files."""
-    from censustrace.lineage.traceback import trace_share
+    from censustrace.shares.traceback import trace_share
 
     if not share.file_path or not share.sha256:
         return None

@@ -2,7 +2,7 @@
 
 ``POST /api/v1/lineage`` takes RunEvent, DatasetEvent and JobEvent documents and answers 201 Created
 with an empty body, as Marquez does; the read routes return Marquez-shaped JSON. Serve it with
-``uvicorn --factory censustrace.lineage.api:create_app``; OpenAPI docs are at ``/docs``.
+``uvicorn --factory censustrace.viewer.lineage_api:create_app``; OpenAPI docs are at ``/docs``.
 
 The routes are built by :func:`lineage_router`, so the viewer (``censustrace.viewer.app``) serves the same
 API with its own authentication: it passes the dependencies that guard writes and reads. ``create_app``
@@ -30,12 +30,8 @@ from censustrace.lineage.batch import BatchNotArray, store_batch, store_one
 from censustrace.lineage.ownership import LineageForbidden
 from censustrace.lineage.spec import EventValidator, require_schemas
 from censustrace.lineage.store.db import make_engine, upgrade
-from censustrace.lineage.store.ingest import (
-    LineageConflict,
-    LineageEventInvalid,
-    LineageEventMalformed,
-    LineageStoreUnavailable,
-)
+from censustrace.lineage.store.ingest import LineageStoreUnavailable
+from censustrace.lineage.store.parse import LineageEventInvalid, LineageEventMalformed
 from censustrace.lineage.store.queries import (
     LineageNotFound,
     LineageQueryInvalid,
@@ -51,7 +47,8 @@ from censustrace.lineage.store.queries import (
     splits,
 )
 from censustrace.lineage.store.trace import trace_upstream
-from censustrace.lineage.traceback import LineageAmbiguous
+from censustrace.lineage.store.writer import LineageConflict
+from censustrace.shares.traceback import LineageAmbiguous
 
 DEFAULT_MAX_BODY_BYTES: Final = 8 * 1024 * 1024
 Json = dict[str, Any]
