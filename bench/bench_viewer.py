@@ -14,7 +14,7 @@ Run: ``.venv/bin/python bench/bench_viewer.py [--quick] [--parts subject,share] 
    key, index and foreign keys dropped first and re-created afterwards under the same names (the schema is
    compared before and after); then ``VACUUM ANALYZE``. ``--lookups`` UPNs are timed, 3 in 4 planted in
    1-12 random shares each (every row of theirs made with the real ``pupil_key``), the rest absent:
-   - *ours*: ``censustrace.shares.disclosures.subject_access([upn], settings)``, the function behind
+   - *ours*: ``censustrace.compliance.subject.subject_access([upn], settings)``, the function behind
      ``POST /subject-access`` and ``POST /api/v1/disclosures/search``: wall and CPU of the call, the time
      its SQL statements spent in the driver, and PostgreSQL's own execution time for the same statements
      (replayed with ``EXPLAIN (ANALYZE)``);
@@ -550,7 +550,7 @@ def bench_subject_access(
 ) -> Json:
     from censustrace.consent.policies import load_policy
     from censustrace.shares.check import share_id_for
-    from censustrace.shares.disclosures import subject_access
+    from censustrace.compliance.subject import subject_access
 
     rng = random.Random(args.seed)
     engine = warehouse_db.warehouse_engine(settings.warehouse_db_url)
@@ -1016,7 +1016,7 @@ def bench_wide_share_lookups(
     names two tables of every school's extract) and ``rounds - 1`` more rows like it (one statutory
     return per census round), against pupils in one narrow share; 20 pupils each."""
     from censustrace.shares.check import share_id_for
-    from censustrace.shares.disclosures import subject_access
+    from censustrace.compliance.subject import subject_access
     from censustrace.shares.tables import disclosures
 
     engine = warehouse_db.warehouse_engine(settings.warehouse_db_url)

@@ -65,7 +65,7 @@ def upns(settings: Settings, count: int) -> list[str]:
 def look_up(settings: Settings, wanted: list[str]) -> None:
     """A subject access from the command line: logged by pupil key with the operating-system user."""
     from censustrace.shares.cli import _log_lookups
-    from censustrace.shares.disclosures import subject_access
+    from censustrace.compliance.subject import subject_access
 
     _log_lookups(settings, wanted, subject_access(wanted, settings))
 

@@ -28,7 +28,7 @@ from censustrace.lineage.store.ingest import store_event
 from censustrace.lineage.traceback import trace_target
 from censustrace.ops.backup import backup, restore
 from censustrace.shares.register import find_share
-from censustrace.shares.retention import apply_retention
+from censustrace.compliance.retention import apply_retention
 from censustrace.shares.steps import run_share
 from censustrace.shares.verify import verify_shares
 from censustrace.warehouse.db import warehouse_engine

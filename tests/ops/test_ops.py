@@ -20,7 +20,7 @@ from censustrace.lineage.store.db import make_engine
 from censustrace.lineage.traceback import trace_target
 from censustrace.ops.backup import BackupError, backup, restore
 from censustrace.ops.rekey import RekeyError, rekey
-from censustrace.shares.disclosures import subject_access
+from censustrace.compliance.subject import subject_access
 from censustrace.shares.steps import run_share
 from censustrace.warehouse.db import dispose_engines, warehouse_engine
 from censustrace.warehouse.naming import warehouse_dataset_name, warehouse_namespace

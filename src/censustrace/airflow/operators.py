@@ -409,7 +409,7 @@ class ApplyRetentionOperator(CensustraceOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from censustrace.config import get_settings
         from censustrace.lineage.model import StepLineage
-        from censustrace.shares.retention import apply_retention
+        from censustrace.compliance.retention import apply_retention
 
         lineage = StepLineage()
         self._lineage = lineage

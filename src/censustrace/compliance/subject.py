@@ -291,6 +291,14 @@ def look_up_upns(
     return {"requests": out}
 
 
+def subject_access(lines: Iterable[str], settings: Settings) -> dict[str, Any]:
+    """``{"requests": [{"line", "upn_format_valid", "matched_by", "data", "shares", "decisions",
+    "notices"}]}``: one entry per non-empty input line, in input order; ``shares`` oldest first. A
+    current or former UPN finds the pupil (``look_up_upns``, which records the lookup by pupil key);
+    values held are not included."""
+    return look_up_upns(settings, lines, values=False)
+
+
 def look_up_name(
     settings: Settings, who: NameDob, *, user: str | None = None, via: str = "cli", values: bool = True
 ) -> dict[str, Any]:
@@ -340,4 +348,5 @@ __all__ = [
     "look_up_upns",
     "lookups_of",
     "record_lookup",
+    "subject_access",
 ]

@@ -230,7 +230,7 @@ def retention(as_of: AsOf = None, as_json: JsonFlag = False) -> None:
     from censustrace.cli import _emit, _settings
     from censustrace.lineage.emit import emit_step
     from censustrace.lineage.model import StepLineage
-    from censustrace.shares.retention import apply_retention
+    from censustrace.compliance.retention import apply_retention
 
     settings = _settings()
     step = StepLineage()
