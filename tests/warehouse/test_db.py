@@ -17,7 +17,7 @@ from censustrace.warehouse.db import (
     upgrade,
     warehouse_engine,
 )
-from censustrace.warehouse.schema import metadata
+from censustrace.warehouse_schema import metadata
 from censustrace.warehouse.tables import CURRENT_VIEWS
 
 
