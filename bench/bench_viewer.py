@@ -548,9 +548,9 @@ def explain(cursor: Any, statement: str, parameters: Any) -> Json:
 def bench_subject_access(
     args: argparse.Namespace, settings: Settings, schools: list[str], dbs: list[str]
 ) -> Json:
+    from censustrace.compliance.subject import subject_access
     from censustrace.consent.policies import load_policy
     from censustrace.shares.check import share_id_for
-    from censustrace.compliance.subject import subject_access
 
     rng = random.Random(args.seed)
     engine = warehouse_db.warehouse_engine(settings.warehouse_db_url)
@@ -1015,8 +1015,8 @@ def bench_wide_share_lookups(
     """``subject_access`` for pupils in shares with a large release event: the traced share (its event
     names two tables of every school's extract) and ``rounds - 1`` more rows like it (one statutory
     return per census round), against pupils in one narrow share; 20 pupils each."""
-    from censustrace.shares.check import share_id_for
     from censustrace.compliance.subject import subject_access
+    from censustrace.shares.check import share_id_for
     from censustrace.shares.tables import disclosures
 
     engine = warehouse_db.warehouse_engine(settings.warehouse_db_url)

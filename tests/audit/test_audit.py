@@ -64,8 +64,8 @@ def upns(settings: Settings, count: int) -> list[str]:
 
 def look_up(settings: Settings, wanted: list[str]) -> None:
     """A subject access from the command line: logged by pupil key with the operating-system user."""
-    from censustrace.shares.cli import _log_lookups
     from censustrace.compliance.subject import subject_access
+    from censustrace.shares.cli import _log_lookups
 
     _log_lookups(settings, wanted, subject_access(wanted, settings))
 

@@ -228,9 +228,9 @@ def retention(as_of: AsOf = None, as_json: JsonFlag = False) -> None:
     quarantine, outbox: a redacted copy and a tombstone). The lineage event records what, how many rows
     and under which rule."""
     from censustrace.cli import _emit, _settings
+    from censustrace.compliance.retention import apply_retention
     from censustrace.lineage.emit import emit_step
     from censustrace.lineage.model import StepLineage
-    from censustrace.compliance.retention import apply_retention
 
     settings = _settings()
     step = StepLineage()
