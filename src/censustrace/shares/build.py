@@ -44,6 +44,7 @@ from censustrace.audit.heads import manifest_heads
 from censustrace.audit.register import seal_share
 from censustrace.config import Settings
 from censustrace.consent.objections import ConsentCheck, agreement_consent_check
+from censustrace.csvsafe import safe_cell
 from censustrace.lineage.model import StepLineage
 from censustrace.lineage.naming import file_dataset_name
 from censustrace.shares.check import agreement_values
@@ -64,7 +65,7 @@ from censustrace.shares.register import (
     get_share,
 )
 from censustrace.shares.tables import BLOCKED, BUILT, CHECKED, disclosures, shares
-from censustrace.shares.transforms import FORMULA_START, pseudonym_key, suppress, transformer
+from censustrace.shares.transforms import pseudonym_key, suppress, transformer
 from censustrace.warehouse.current import current_fsm_period, current_pupil, current_pupil_address
 from censustrace.warehouse.db import warehouse_engine, write_transaction
 from censustrace.warehouse.load import BATCH_SIZE, CopyStream, bulk_insert
@@ -384,7 +385,6 @@ def _built_values(name: str, built: _Built, check: ConsentCheck, manifest_sha256
 _KEY, _EXTRACT, _RECORD, _LAESTAB, _NC_YEAR = range(5)
 _FLUSH_AT: Final = 1 << 20
 _SORT_MEMORY: Final = "256MB"  # per sort; one population sort per share build
-_FORMULA: Final = frozenset(FORMULA_START)
 
 
 def _population_query(fields: list[str]) -> tuple[Any, dict[str, int]]:
@@ -512,13 +512,10 @@ def _cell(
     refused: frozenset[str],
     suppressed: dict[str, int],
 ) -> Callable[[Any], str]:
-    formula = _FORMULA
-
     if not refused:
 
         def plain(row: Any) -> str:
-            text = convert(get(row))
-            return "'" + text if text and text[0] in formula else text
+            return safe_cell(convert(get(row)))
 
         return plain
 
@@ -528,8 +525,7 @@ def _cell(
             value, removed = suppress(value, refused)
             if removed:
                 suppressed[name] += 1
-        text = convert(value)
-        return "'" + text if text and text[0] in formula else text
+        return safe_cell(convert(value))
 
     return checked
 

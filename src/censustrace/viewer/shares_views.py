@@ -1,9 +1,9 @@
 """What the share pages show: the register (filter, sort, CSV), a share's trace and column view, subject
 access and the Article 30 record, read through ``censustrace.shares`` and ``censustrace.consent``.
 
-CSV cells are made safe for spreadsheets (a leading ``= + - @`` or tab/CR is quoted with ``'``, as
-OWASP advises), and a UPN is normalised (spaces removed, upper case) and checked before a lookup; an
-invalid one is rejected without ever being written anywhere.
+CSV cells are made safe for spreadsheets (``censustrace.csvsafe``: a leading ``= + - @`` or tab/CR/LF
+is quoted with ``'``, as OWASP advises), and a UPN is normalised (spaces removed, upper case) and
+checked before a lookup; an invalid one is rejected without ever being written anywhere.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from censustrace.config import Settings
+from censustrace.csvsafe import safe_cell
 from censustrace.errors import CensustraceError
 
 Json = dict[str, Any]
@@ -38,7 +39,6 @@ REGISTER_COLUMNS: Final = (
     ("flags", "Flags"),
     ("reasons", "Reasons"),
 )
-_FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
 
 
 class UpnRejected(CensustraceError):
@@ -63,8 +63,7 @@ def normalise_upn(text: str) -> str:
 
 
 def csv_cell(value: object) -> str:
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
+    return safe_cell("" if value is None else str(value))
 
 
 def to_csv(header: list[str], rows: list[list[object]]) -> str:
