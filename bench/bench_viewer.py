@@ -556,7 +556,7 @@ def bench_subject_access(
     engine = warehouse_db.warehouse_engine(settings.warehouse_db_url)
     policy = load_policy(settings.policies_dir)
     agreements = [a for a in policy.agreements.values() if a.id not in BLOCKED_AGREEMENTS]
-    secret = settings.pupil_key()
+    secret = settings.pupil_key_secret_value()
 
     # Shares: sizes log-normal around the mean, summing to the rows wanted.
     count = args.shares
@@ -1020,7 +1020,7 @@ def bench_wide_share_lookups(
     from censustrace.shares.tables import disclosures
 
     engine = warehouse_db.warehouse_engine(settings.warehouse_db_url)
-    secret = settings.pupil_key()
+    secret = settings.pupil_key_secret_value()
     wide_ids = [wide["share_id"]]
     wide_ids += [share_id_for(TRACED_AGREEMENT, f"bench-traced-round-{n}") for n in range(1, rounds)]
     groups = {"1 narrow share": [narrow_id], "1 wide share": wide_ids[:1], f"{rounds} wide shares": wide_ids}

@@ -115,7 +115,7 @@ def test_a_clean_trail_verifies_and_manifests_carry_the_heads(filled: Settings) 
 
 def test_who_looked_this_pupil_up(filled: Settings) -> None:
     upn = upns(filled, 1)[0]
-    found = lookups_of(store_engine(filled), pupil_key(filled.pupil_key(), upn))
+    found = lookups_of(store_engine(filled), pupil_key(filled.pupil_key_secret_value(), upn))
     assert [(r["action"], r["what"], r["via"]) for r in found] == [
         ("subject_access", "disclosures.cli", "cli")
     ]
@@ -282,7 +282,7 @@ def test_rekey_keeps_the_chain_valid_and_lookups_findable(filled: Settings) -> N
     assert result["ok"], result["problems"]
     engine = store_engine(filled)
     assert len(lookups_of(engine, pupil_key(new_secret, upn))) == 1
-    assert lookups_of(engine, pupil_key(filled.pupil_key(), upn)) == []
+    assert lookups_of(engine, pupil_key(filled.pupil_key_secret_value(), upn)) == []
     rows, _ = auth.read_access_log(engine, limit=1)
     assert rows[0]["action"] == "rekey"
     assert rows[0]["seq"] == result["chains"]["access_log"]["head"]["seq"]

@@ -201,7 +201,7 @@ def _build(settings: Settings, engine: Engine, share: ShareRow, agreement: Any) 
             if conn.dialect.name == "postgresql":
                 # The population is sorted by pupil key on the server: in memory, not in temporary files.
                 conn.exec_driver_sql(f"SET LOCAL work_mem = '{_SORT_MEMORY}'")
-            check = agreement_consent_check(conn, agreement, settings.pupil_key())
+            check = agreement_consent_check(conn, agreement, settings.pupil_key_secret_value())
             consent_required = check.consent_required
             fsm = _fsm_periods(conn) if FSM_FIELD in fields else {}
             query, at = _population_query(fields)
@@ -491,7 +491,7 @@ def _plan(
     the transform, a formula made text."""
     from censustrace.consent.policies import refused_codes
 
-    key = pseudonym_key(settings.pupil_key(), share.agreement_id)
+    key = pseudonym_key(settings.pupil_key_secret_value(), share.agreement_id)
     plan = []
     for name in share.fields:
         transform = share.transforms.get(name, "none")

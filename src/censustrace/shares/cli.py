@@ -134,7 +134,7 @@ def _log_lookups(settings: Any, upns: list[str], result: dict[str, Any]) -> None
 
     if not upns:
         return
-    secret = settings.pupil_key()
+    secret = settings.pupil_key_secret_value()
     record(
         settings,
         os_actor(),

@@ -100,7 +100,7 @@ def _newly_excluded(settings: Settings, share: ShareRow, agreement: Any) -> int:
 
     engine = warehouse_engine(settings.warehouse_db_url)
     with engine.connect() as conn:
-        check = agreement_consent_check(conn, agreement, settings.pupil_key())
+        check = agreement_consent_check(conn, agreement, settings.pupil_key_secret_value())
         if not check.decisions and not check.consent_required:
             return 0
         keys = conn.execute(select(disclosures.c.pupil_key).where(disclosures.c.share_id == share.share_id))

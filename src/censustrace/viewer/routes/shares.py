@@ -70,7 +70,7 @@ def _log(
     from censustrace.intake.ingest import pupil_key
 
     settings = viewer_of(request).settings
-    key = pupil_key(settings.pupil_key(), upn) if upn else None
+    key = pupil_key(settings.pupil_key_secret_value(), upn) if upn else None
     auth.log_access(
         viewer_of(request).engine(), user, action, what, result_count=count, outcome=outcome, pupil_key=key
     )
