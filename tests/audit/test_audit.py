@@ -22,7 +22,8 @@ from censustrace.audit.verify import verify_audit
 from censustrace.config import Settings
 from censustrace.intake.ingest import pupil_key
 from censustrace.shares.build import manifest_name
-from censustrace.shares.register import ShareBlocked, find_share
+from censustrace.shares.errors import ShareBlocked
+from censustrace.shares.register import find_share
 from censustrace.shares.steps import build_share, check_share, release_share, run_share
 from censustrace.shares.tables import disclosures, shares
 from censustrace.shares.verify import verify_shares

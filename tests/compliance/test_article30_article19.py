@@ -21,7 +21,7 @@ from censustrace.compliance.tables import article19_notices
 from censustrace.config import Settings
 from censustrace.consent.objections import ingest_consent_file
 from censustrace.intake.ingest import ingest_file
-from censustrace.shares.register import ShareBlocked
+from censustrace.shares.errors import ShareBlocked
 from censustrace.shares.steps import run_share
 from censustrace.shares.tables import disclosures
 from censustrace.viewer.tables import access_log

@@ -10,7 +10,7 @@ import pytest
 
 from censustrace.consent.policies import TRANSFORMS as POLICY_TRANSFORMS
 from censustrace.csvsafe import safe_cell
-from censustrace.shares.register import ShareError
+from censustrace.shares.errors import ShareError
 from censustrace.shares.transforms import (
     TRANSFORMS,
     postcode_area,

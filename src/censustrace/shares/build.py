@@ -48,6 +48,7 @@ from censustrace.csvsafe import safe_cell
 from censustrace.lineage.model import StepLineage
 from censustrace.lineage.naming import file_dataset_name
 from censustrace.shares.check import agreement_values
+from censustrace.shares.errors import FIELD, STATE, ShareBlocked, ShareError
 from censustrace.shares.lineage import (
     ADDRESS_FIELDS,
     FSM_FIELD,
@@ -55,15 +56,7 @@ from censustrace.shares.lineage import (
     share_inputs,
     share_output,
 )
-from censustrace.shares.register import (
-    FIELD,
-    STATE,
-    ShareBlocked,
-    ShareError,
-    ShareRow,
-    find_share,
-    get_share,
-)
+from censustrace.shares.register import ShareRow, find_share, get_share
 from censustrace.shares.tables import BLOCKED, BUILT, CHECKED, disclosures, shares
 from censustrace.shares.transforms import pseudonym_key, suppress, transformer
 from censustrace.warehouse.current import current_fsm_period, current_pupil, current_pupil_address

@@ -23,7 +23,8 @@ from typing import Any, Final
 from sqlalchemy import delete, select, update
 
 from censustrace.config import Settings
-from censustrace.shares.register import ShareBlocked, ShareRow, find_share
+from censustrace.shares.errors import ShareBlocked
+from censustrace.shares.register import ShareRow, find_share
 from censustrace.shares.tables import BLOCKED, BUILT, CHECKED, RECORDED, disclosures, shares
 from censustrace.warehouse.db import warehouse_engine, write_transaction
 

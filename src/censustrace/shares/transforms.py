@@ -25,7 +25,7 @@ import hmac
 from collections.abc import Callable
 from typing import Any, Final
 
-from censustrace.shares.register import FIELD, ShareError
+from censustrace.shares.errors import FIELD, ShareError
 
 TRANSFORMS: Final = ("none", "pseudonymise", "year_month", "year", "district", "sector")
 

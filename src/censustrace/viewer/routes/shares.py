@@ -78,7 +78,8 @@ def _log(
 
 
 def _share_or_404(request: Request, share_id: str) -> Any:
-    from censustrace.shares.register import ShareError, find_share
+    from censustrace.shares.errors import ShareError
+    from censustrace.shares.register import find_share
 
     try:
         return find_share(viewer_of(request).settings, share_id[:64])
