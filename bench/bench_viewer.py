@@ -14,7 +14,7 @@ Run: ``.venv/bin/python bench/bench_viewer.py [--quick] [--parts subject,share] 
    key, index and foreign keys dropped first and re-created afterwards under the same names (the schema is
    compared before and after); then ``VACUUM ANALYZE``. ``--lookups`` UPNs are timed, 3 in 4 planted in
    1-12 random shares each (every row of theirs made with the real ``pupil_key``), the rest absent:
-   - *ours*: ``censustrace.shares.disclosures.subject_access([upn], settings)``, the function behind
+   - *ours*: ``censustrace.compliance.subject.subject_access([upn], settings)``, the function behind
      ``POST /subject-access`` and ``POST /api/v1/disclosures/search``: wall and CPU of the call, the time
      its SQL statements spent in the driver, and PostgreSQL's own execution time for the same statements
      (replayed with ``EXPLAIN (ANALYZE)``);
@@ -548,15 +548,15 @@ def explain(cursor: Any, statement: str, parameters: Any) -> Json:
 def bench_subject_access(
     args: argparse.Namespace, settings: Settings, schools: list[str], dbs: list[str]
 ) -> Json:
+    from censustrace.compliance.subject import subject_access
     from censustrace.consent.policies import load_policy
     from censustrace.shares.check import share_id_for
-    from censustrace.shares.disclosures import subject_access
 
     rng = random.Random(args.seed)
     engine = warehouse_db.warehouse_engine(settings.warehouse_db_url)
     policy = load_policy(settings.policies_dir)
     agreements = [a for a in policy.agreements.values() if a.id not in BLOCKED_AGREEMENTS]
-    secret = settings.pupil_key()
+    secret = settings.pupil_key_secret_value()
 
     # Shares: sizes log-normal around the mean, summing to the rows wanted.
     count = args.shares
@@ -1015,12 +1015,12 @@ def bench_wide_share_lookups(
     """``subject_access`` for pupils in shares with a large release event: the traced share (its event
     names two tables of every school's extract) and ``rounds - 1`` more rows like it (one statutory
     return per census round), against pupils in one narrow share; 20 pupils each."""
+    from censustrace.compliance.subject import subject_access
     from censustrace.shares.check import share_id_for
-    from censustrace.shares.disclosures import subject_access
     from censustrace.shares.tables import disclosures
 
     engine = warehouse_db.warehouse_engine(settings.warehouse_db_url)
-    secret = settings.pupil_key()
+    secret = settings.pupil_key_secret_value()
     wide_ids = [wide["share_id"]]
     wide_ids += [share_id_for(TRACED_AGREEMENT, f"bench-traced-round-{n}") for n in range(1, rounds)]
     groups = {"1 narrow share": [narrow_id], "1 wide share": wide_ids[:1], f"{rounds} wide shares": wide_ids}

@@ -1,6 +1,6 @@
 """census_retention: erase what must not be kept, weekly, with a lineage event per erasure.
 
-Wiring only; the work lives in ``censustrace.shares.retention`` (see docs/operations.md).
+Wiring only; the work lives in ``censustrace.compliance.retention`` (see docs/operations.md).
 """
 
 from __future__ import annotations

@@ -47,9 +47,9 @@ def test_unwritable_home_gives_a_clear_error(tmp_path: Path) -> None:
 
 def test_pupil_key_secret_is_generated_once_and_private(tmp_path: Path) -> None:
     s = Settings(home=tmp_path)
-    key = s.pupil_key()
+    key = s.pupil_key_secret_value()
     assert len(key) == 64
-    assert Settings(home=tmp_path).pupil_key() == key
+    assert Settings(home=tmp_path).pupil_key_secret_value() == key
     assert (tmp_path / "pupil-key.secret").stat().st_mode & 0o077 == 0
 
 

@@ -351,8 +351,10 @@ class Settings(BaseSettings):
         if not os.access(self.home, os.W_OK | os.X_OK):
             raise ConfigError(f"CENSUSTRACE_HOME={self.home} is not writable")
 
-    def pupil_key(self) -> bytes:
-        """The secret behind pupil keys (HMAC of a UPN); generated once per home if not set."""
+    def pupil_key_secret_value(self) -> bytes:
+        """The secret pupil keys are derived with (a pupil key is the HMAC of a UPN under it): the
+        ``pupil_key_secret`` setting, else ``$CENSUSTRACE_HOME/pupil-key.secret``, generated once per
+        home."""
         if self.pupil_key_secret is not None:
             return self.pupil_key_secret.get_secret_value().encode()
         path = self.home / "pupil-key.secret"

@@ -22,7 +22,8 @@ from censustrace.audit.verify import verify_audit
 from censustrace.config import Settings
 from censustrace.intake.stage import pupil_key
 from censustrace.shares.build import manifest_name
-from censustrace.shares.register import ShareBlocked, find_share
+from censustrace.shares.errors import ShareBlocked
+from censustrace.shares.register import find_share
 from censustrace.shares.steps import build_share, check_share, release_share, run_share
 from censustrace.shares.tables import disclosures, shares
 from censustrace.shares.verify import verify_shares
@@ -64,7 +65,7 @@ def upns(settings: Settings, count: int) -> list[str]:
 def look_up(settings: Settings, wanted: list[str]) -> None:
     """A subject access from the command line: logged by pupil key with the operating-system user."""
     from censustrace.cli.shares import _log_lookups
-    from censustrace.shares.disclosures import subject_access
+    from censustrace.compliance.subject import subject_access
 
     _log_lookups(settings, wanted, subject_access(wanted, settings))
 
@@ -114,7 +115,7 @@ def test_a_clean_trail_verifies_and_manifests_carry_the_heads(filled: Settings) 
 
 def test_who_looked_this_pupil_up(filled: Settings) -> None:
     upn = upns(filled, 1)[0]
-    found = lookups_of(store_engine(filled), pupil_key(filled.pupil_key(), upn))
+    found = lookups_of(store_engine(filled), pupil_key(filled.pupil_key_secret_value(), upn))
     assert [(r["action"], r["what"], r["via"]) for r in found] == [
         ("subject_access", "disclosures.cli", "cli")
     ]
@@ -281,7 +282,7 @@ def test_rekey_keeps_the_chain_valid_and_lookups_findable(filled: Settings) -> N
     assert result["ok"], result["problems"]
     engine = store_engine(filled)
     assert len(lookups_of(engine, pupil_key(new_secret, upn))) == 1
-    assert lookups_of(engine, pupil_key(filled.pupil_key(), upn)) == []
+    assert lookups_of(engine, pupil_key(filled.pupil_key_secret_value(), upn)) == []
     rows, _ = auth.read_access_log(engine, limit=1)
     assert rows[0]["action"] == "rekey"
     assert rows[0]["seq"] == result["chains"]["access_log"]["head"]["seq"]

@@ -17,12 +17,12 @@ from censustrace.audit.tables import access_log
 from censustrace.audit.verify import verify_audit
 from censustrace.compliance.article19 import CSV_HEADER, pending_notices, send_notices, summary
 from censustrace.compliance.article30 import record_of_processing, to_csv, to_pdf
+from censustrace.compliance.retention import apply_retention
 from censustrace.compliance.tables import article19_notices
 from censustrace.config import Settings
 from censustrace.consent.objections import ingest_consent_file
 from censustrace.intake.ingest import ingest_file
-from censustrace.shares.register import ShareBlocked
-from censustrace.shares.retention import apply_retention
+from censustrace.shares.errors import ShareBlocked
 from censustrace.shares.steps import run_share
 from censustrace.shares.tables import disclosures
 from censustrace.warehouse.db import warehouse_engine, write_transaction

@@ -15,6 +15,7 @@ from lxml import etree
 from sqlalchemy import func, select
 
 from censustrace.compliance.erasure import ERASED_FILE, ErasedFileError, ensure_not_erased
+from censustrace.compliance.retention import apply_retention
 from censustrace.compliance.tables import file_tombstones
 from censustrace.config import Settings
 from censustrace.intake.archive import archive_path_for, sha256_of
@@ -28,7 +29,6 @@ from censustrace.lineage.store.ingest import store_event
 from censustrace.lineage.traceback import trace_target
 from censustrace.ops.backup import backup, restore
 from censustrace.shares.register import find_share
-from censustrace.shares.retention import apply_retention
 from censustrace.shares.steps import run_share
 from censustrace.shares.verify import verify_shares
 from censustrace.warehouse.db import warehouse_engine

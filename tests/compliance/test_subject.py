@@ -96,7 +96,7 @@ def test_former_upn_and_name_find_the_child_and_the_answer_is_full(
     assert child["upn"] not in repr(bare)
 
     # Who looked this pupil up: every lookup, by pupil key, with how it was found.
-    key = pupil_key(sh.pupil_key(), child["upn"])
+    key = pupil_key(sh.pupil_key_secret_value(), child["upn"])
     logged = lookups_of(sh, [key])
     assert [(r["user"], r["via"], r["method"]) for r in logged][:3] == [
         ("clara", "viewer", "upn"),
@@ -130,7 +130,7 @@ def test_a_share_made_under_a_temporary_upn_is_found_by_the_permanent_one(
     ingest_census(sh, census(schools=2, pupils_per_school=40, seed=51))
     share = run_share("t-research", sh)
     child = _shared_pupil_with_former_upn(sh, share["share_id"])
-    secret = sh.pupil_key()
+    secret = sh.pupil_key_secret_value()
     current, temporary = pupil_key(secret, child["upn"]), pupil_key(secret, child["former_upn"])
     from censustrace.warehouse.db import write_transaction
 

@@ -14,13 +14,13 @@ from pydantic import SecretStr
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
+from censustrace.compliance.subject import subject_access
 from censustrace.config import Settings
 from censustrace.consent.objections import ingest_consent_file
 from censustrace.lineage.store.db import make_engine
 from censustrace.lineage.traceback import trace_target
 from censustrace.ops.backup import BackupError, backup, restore
 from censustrace.ops.rekey import RekeyError, rekey
-from censustrace.shares.disclosures import subject_access
 from censustrace.shares.steps import run_share
 from censustrace.warehouse.db import dispose_engines, warehouse_engine
 from censustrace.warehouse.naming import warehouse_dataset_name, warehouse_namespace

@@ -22,7 +22,8 @@ from censustrace.census.formats import parse_extract
 from censustrace.config import Settings
 from censustrace.consent.objections import ingest_consent_file
 from censustrace.shares.build import staging_dir
-from censustrace.shares.register import ShareBlocked, list_shares
+from censustrace.shares.errors import ShareBlocked
+from censustrace.shares.register import list_shares
 from censustrace.shares.steps import build_share, check_share, release_share, run_share
 from censustrace.shares.tables import disclosures, shares
 from censustrace.shares.transforms import pseudonym_key

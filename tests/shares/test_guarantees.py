@@ -23,7 +23,8 @@ from sqlalchemy import select
 
 from censustrace.config import Settings
 from censustrace.consent.objections import ingest_consent_file
-from censustrace.shares.register import ShareBlocked, list_shares
+from censustrace.shares.errors import ShareBlocked
+from censustrace.shares.register import list_shares
 from censustrace.shares.steps import build_share, check_share, release_share, run_share
 from censustrace.shares.tables import disclosures
 from censustrace.warehouse.db import warehouse_engine

@@ -12,8 +12,9 @@ from sqlalchemy import func, select, update
 from censustrace.config import Settings
 from censustrace.lineage.store.tables import raw_events
 from censustrace.shares.build import staging_dir
+from censustrace.shares.errors import ShareError, ShareLineageError, ShareOutboxError
 from censustrace.shares.lineage import release_run_id
-from censustrace.shares.register import ShareError, ShareLineageError, ShareOutboxError, find_share
+from censustrace.shares.register import find_share
 from censustrace.shares.release import recipient_dir
 from censustrace.shares.steps import build_share, check_share, release_share, run_share
 from censustrace.shares.tables import disclosures, shares

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from sqlalchemy import func, or_, select
 
+from censustrace.compliance.retention import apply_retention
 from censustrace.config import Settings
 from censustrace.lineage.emit import run_event
 from censustrace.lineage.facets import schema_documents
@@ -15,7 +16,6 @@ from censustrace.lineage.model import StepLineage
 from censustrace.lineage.spec import validate_event
 from censustrace.lineage.store.ingest import store_event
 from censustrace.lineage.traceback import trace_target
-from censustrace.shares.retention import apply_retention
 from censustrace.shares.steps import run_share
 from censustrace.shares.tables import erasures
 from censustrace.warehouse.db import warehouse_engine

@@ -9,12 +9,12 @@ import io
 import pytest
 
 from censustrace.consent.policy_model import TRANSFORMS as POLICY_TRANSFORMS
-from censustrace.shares.register import ShareError
+from censustrace.csvsafe import safe_cell
+from censustrace.shares.errors import ShareError
 from censustrace.shares.transforms import (
     TRANSFORMS,
     postcode_area,
     pseudonym_key,
-    safe_cell,
     suppress,
     text,
     transformer,

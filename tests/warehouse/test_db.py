@@ -17,8 +17,8 @@ from censustrace.warehouse.db import (
     upgrade,
     warehouse_engine,
 )
-from censustrace.warehouse.schema import metadata
 from censustrace.warehouse.tables import CURRENT_VIEWS
+from censustrace.warehouse_schema import metadata
 
 
 def _head() -> str | None:

@@ -407,9 +407,9 @@ class ApplyRetentionOperator(CensustraceOperator):
     ui_color = "#eceff1"
 
     def execute(self, context: Any) -> dict[str, Any]:
+        from censustrace.compliance.retention import apply_retention
         from censustrace.config import get_settings
         from censustrace.lineage.model import StepLineage
-        from censustrace.shares.retention import apply_retention
 
         lineage = StepLineage()
         self._lineage = lineage

@@ -43,7 +43,7 @@ def lookups(as_json: JsonFlag = False) -> None:
             "give the UPNs on standard input, one per line: censustrace audit lookups < upns.txt"
         )
     settings = load_settings()
-    secret = settings.pupil_key()
+    secret = settings.pupil_key_secret_value()
     asked = [(n, pupil_key(secret, t.strip().upper())) for n, t in enumerate(sys.stdin, 1) if t.strip()]
     engine = store_engine(settings)
     found: list[tuple[int, list[dict[str, Any]]]] = [(n, lookups_of(engine, key)) for n, key in asked]

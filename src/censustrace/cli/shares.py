@@ -118,7 +118,7 @@ def _log_lookups(settings: Any, upns: list[str], result: dict[str, Any]) -> None
 
     if not upns:
         return
-    secret = settings.pupil_key()
+    secret = settings.pupil_key_secret_value()
     record(
         settings,
         os_actor(),
@@ -210,9 +210,9 @@ def retention(as_of: AsOf = None, as_json: JsonFlag = False) -> None:
     Legacy items: nationality and country of birth. The warehouse, then every copy of a file (archive,
     quarantine, outbox: a redacted copy and a tombstone). The lineage event records what, how many rows
     and under which rule."""
+    from censustrace.compliance.retention import apply_retention
     from censustrace.lineage.emit import emit_step
     from censustrace.lineage.model import StepLineage
-    from censustrace.shares.retention import apply_retention
 
     settings = load_settings()
     step = StepLineage()

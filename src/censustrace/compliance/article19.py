@@ -254,7 +254,7 @@ def send_notices(settings: Settings, out_dir: Path, *, sent_by: str) -> Json:
         by_recipient[item["recipient"]].append(item)
     out_dir.mkdir(parents=True, exist_ok=True)
     shares = {s.share_id: s for s in list_shares(settings)}
-    secret = settings.pupil_key()
+    secret = settings.pupil_key_secret_value()
     now = dt.datetime.now(dt.UTC)
     notices: list[Json] = []
     with warehouse_engine(settings.warehouse_db_url).connect() as conn:

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Final
 
-_FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
+from censustrace.csvsafe import safe_cell
 
 
 def csv_cell(value: object) -> str:
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
+    return safe_cell("" if value is None else str(value))
 
 
 def to_csv(header: list[str], rows: list[list[object]]) -> str:

@@ -301,15 +301,43 @@ def _redact_copy(
     if copy == ARCHIVE and path != target:
         path.chmod(0o644)
         path.unlink()
+    return _summary(
+        copy,
+        name,
+        original,
+        current,
+        new_sha,
+        path,
+        target,
+        todo,
+        result,
+        landing_path=str(settings.landing_dir / name) if copy == ARCHIVE else None,
+    )
+
+
+def _summary(
+    copy: str,
+    file: str,
+    original: str,
+    from_sha: str,
+    new_sha: str,
+    from_path: Path,
+    path: Path,
+    todo: dict[str, set[str]],
+    result: Redacted,
+    **where: str | None,
+) -> dict[str, Any]:
+    """What was done to one copy: ``where`` (``landing_path`` of a received file, ``share_id`` of a
+    released one) comes after the file's name."""
     return {
         "copy": copy,
-        "file": name,
-        "landing_path": str(settings.landing_dir / name) if copy == ARCHIVE else None,
+        "file": file,
+        **where,
         "original_sha256": original,
-        "from_sha256": current,
+        "from_sha256": from_sha,
         "redacted_sha256": new_sha,
-        "from_path": str(path),
-        "path": str(target),
+        "from_path": str(from_path),
+        "path": str(path),
         "rules": sorted(todo),
         "fields": sorted({f for fs in todo.values() for f in fs}),
         "by_rule": {r: sorted(fs) for r, fs in sorted(todo.items())},
@@ -401,21 +429,18 @@ def _erase_outbox(
             share_id=share.share_id,
         )
         done.append(
-            {
-                "copy": OUTBOX,
-                "file": path.name,
-                "share_id": share.share_id,
-                "original_sha256": share.sha256,
-                "from_sha256": from_sha,
-                "redacted_sha256": new_sha,
-                "from_path": str(path),
-                "path": str(path),
-                "rules": sorted(todo),
-                "fields": sorted({f for fs in todo.values() for f in fs}),
-                "by_rule": {r: sorted(fs) for r, fs in sorted(todo.items())},
-                "whole_file": result.whole_file,
-                "values": result.values,
-            }
+            _summary(
+                OUTBOX,
+                path.name,
+                share.sha256,
+                from_sha,
+                new_sha,
+                path,
+                path,
+                todo,
+                result,
+                share_id=share.share_id,
+            )
         )
     return done
 
@@ -465,7 +490,7 @@ def reapply_tombstones(settings: Settings) -> dict[str, Any]:
     """After ``restore`` of an older backup: put back the tombstone rows the backup predates (from the
     tombstone files, which live outside the databases) and re-run the warehouse erasures of every day
     a file was erased on. What was re-applied."""
-    from censustrace.shares.retention import apply_retention
+    from censustrace.shares.retention import erase_warehouse_values
 
     folder = settings.archive_dir / TOMBSTONE_DIR
     engine = warehouse_engine(settings.warehouse_db_url)
@@ -527,7 +552,7 @@ def reapply_tombstones(settings: Settings) -> dict[str, Any]:
     journal = _journal_days(settings)
     rows = 0
     for day in sorted(days | journal):
-        rows += int(apply_retention(settings, day, files=False)["rows"])
+        rows += int(erase_warehouse_values(settings, day)["rows"])
     # The restored lineage store predates these erasures too: describe them again, so traces say what
     # was erased (the store keeps an identical event once).
     lineage_runs = []

@@ -264,7 +264,7 @@ def look_up_upns(
 ) -> dict[str, Any]:
     """``{"requests": [{"line", "upn_format_valid", "matched_by", "data", "shares", "decisions"}]}``:
     one entry per non-empty line, by its line number (the UPN is never echoed)."""
-    secret = settings.pupil_key()
+    secret = settings.pupil_key_secret_value()
     who = user or _os_user()
     out = []
     found_keys: list[tuple[set[str], str, int]] = []
@@ -291,11 +291,19 @@ def look_up_upns(
     return {"requests": out}
 
 
+def subject_access(lines: Iterable[str], settings: Settings) -> dict[str, Any]:
+    """``{"requests": [{"line", "upn_format_valid", "matched_by", "data", "shares", "decisions",
+    "notices"}]}``: one entry per non-empty input line, in input order; ``shares`` oldest first. A
+    current or former UPN finds the pupil (``look_up_upns``, which records the lookup by pupil key);
+    values held are not included."""
+    return look_up_upns(settings, lines, values=False)
+
+
 def look_up_name(
     settings: Settings, who: NameDob, *, user: str | None = None, via: str = "cli", values: bool = True
 ) -> dict[str, Any]:
     """``{"pupils": [answer, ...]}``: one answer per child whose name and date of birth match."""
-    secret = settings.pupil_key()
+    secret = settings.pupil_key_secret_value()
     by = user or _os_user()
     pupils = []
     found: list[tuple[set[str], int]] = []
@@ -340,4 +348,5 @@ __all__ = [
     "look_up_upns",
     "lookups_of",
     "record_lookup",
+    "subject_access",
 ]

@@ -188,7 +188,7 @@ def ingest_consent_file(path: Path, settings: Settings) -> ConsentOutcome:
     archived = archive_file(path, settings.archive_dir)
     received_at = dt.datetime.now(dt.UTC)
     engine = warehouse_engine(settings.warehouse_db_url)
-    secret = settings.pupil_key()
+    secret = settings.pupil_key_secret_value()
     parsed = _parse(archived.archive_path.read_bytes(), archived.original_name, secret, purposes)
     names = file_name_parts(Path(archived.original_name))
     columns = ("consent_file_id", "row_number", "pupil_key", "purpose", "decision", "recorded_on", "source")

@@ -155,7 +155,7 @@ def stage(extract_id: str, settings: Settings) -> StageResult:
             f"extract {extract_id} ({head.original_name}) is waiting for its sibling tables",
             code="CT-INGEST-INCOMPLETE",
         )
-    secret = settings.pupil_key()
+    secret = settings.pupil_key_secret_value()
     orphans: list[ParseIssue] = []
     staged = _Staged()
     refused: tuple[Reason, ...] = ()

@@ -67,7 +67,7 @@ def rekey(settings: Settings, new_secret: bytes) -> dict[str, Any]:
 
     With a generated secret (``$CENSUSTRACE_HOME/pupil-key.secret``) the new one is written there; with
     ``CENSUSTRACE_PUPIL_KEY_SECRET`` set, the caller must set it to the new value before the next run."""
-    old_secret = settings.pupil_key()
+    old_secret = settings.pupil_key_secret_value()
     new_secret = new_secret.strip()
     if hmac.compare_digest(old_secret, new_secret):
         raise RekeyError("the new secret is the current one: nothing to rotate")

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -262,8 +261,7 @@ def _run_batch_suite(
     keys_of: dict[str, np.ndarray[Any, Any]] = {}
     if mapped:
         gx_runtime = runtime()
-        memo = engine._configurations_memoised() if engine.MEMOISE_CONFIGURATIONS else nullcontext()
-        with gx_runtime.lock, memo:
+        with gx_runtime.lock, engine.validation_memo():
             gx_batch = gx_runtime.batch_definition(suite.name).get_batch(
                 batch_parameters={"dataframe": frame}
             )

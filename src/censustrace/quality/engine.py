@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from censustrace.quality.gx_compat import configurations_memoised
 from censustrace.quality.suites import CRITICAL, ExpectationSpec, SuiteSpec
 
 if TYPE_CHECKING:
@@ -194,8 +195,7 @@ def run_suite(suite: SuiteSpec, frame: pd.DataFrame, parameters: Mapping[str, An
     Two passes over the same batch: every expectation for counts, then only the failed row-level ones
     for the failing rows' record numbers (a clean file pays for the first pass only)."""
     gx_runtime = runtime()
-    memo = _configurations_memoised() if MEMOISE_CONFIGURATIONS else nullcontext()
-    with gx_runtime.lock, memo:
+    with gx_runtime.lock, validation_memo():
         batch = gx_runtime.batch_definition(suite.name).get_batch(batch_parameters={"dataframe": frame})
         validation = batch.validate(
             suite.gx_suite, result_format=COUNTS_FORMAT, expectation_parameters=dict(parameters)
@@ -227,38 +227,13 @@ def run_suite(suite: SuiteSpec, frame: pd.DataFrame, parameters: Mapping[str, An
     )
 
 
-@contextmanager
-def _configurations_memoised() -> Iterator[None]:
-    """Within one validation, build each expectation's ``configuration`` once.
-
-    GX 1.24 rebuilds it (a pydantic ``dict()`` of the whole expectation) on every kwarg lookup, about 90
-    times per expectation per validation: a third of the CPU of validating a school-sized file. The
-    expectations GX builds for a validation are not changed while it runs, so the first build is kept,
-    keyed by object identity, until the validation ends (under the runtime lock; the property is put
-    back afterwards). ``tests/quality/test_engine.py`` checks that results are the same without it."""
-    from great_expectations.expectations.expectation import Expectation
-
-    original = Expectation.__dict__["configuration"]
-    built: dict[int, tuple[Any, Any]] = {}
-
-    def configuration(self: Any) -> Any:
-        hit = built.get(id(self))
-        if hit is not None and hit[0] is self:
-            return hit[1]
-        value = original.fget(self)
-        built[id(self)] = (self, value)
-        return value
-
-    setattr(Expectation, "configuration", property(configuration))  # noqa: B010  (mypy: a method)
-    try:
-        yield
-    finally:
-        setattr(Expectation, "configuration", original)  # noqa: B010
-        built.clear()
-
-
 #: Off in tests that compare results with and without the memo.
 MEMOISE_CONFIGURATIONS = True
+
+
+def validation_memo() -> AbstractContextManager[None]:
+    """Around one validation: GX's configuration memo (``censustrace.quality.gx_compat``) unless off."""
+    return configurations_memoised() if MEMOISE_CONFIGURATIONS else nullcontext()
 
 
 def _failed_with_rows(result: Any) -> bool:

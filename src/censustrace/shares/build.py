@@ -44,9 +44,11 @@ from censustrace.audit.heads import manifest_heads
 from censustrace.audit.register import seal_share
 from censustrace.config import Settings
 from censustrace.consent.objections import ConsentCheck, agreement_consent_check
+from censustrace.csvsafe import safe_cell
 from censustrace.lineage.model import StepLineage
 from censustrace.lineage.naming import file_dataset_name
 from censustrace.shares.check import agreement_values
+from censustrace.shares.errors import FIELD, STATE, ShareBlocked, ShareError
 from censustrace.shares.lineage import (
     ADDRESS_FIELDS,
     FSM_FIELD,
@@ -54,17 +56,9 @@ from censustrace.shares.lineage import (
     share_inputs,
     share_output,
 )
-from censustrace.shares.register import (
-    FIELD,
-    STATE,
-    ShareBlocked,
-    ShareError,
-    ShareRow,
-    find_share,
-    get_share,
-)
+from censustrace.shares.register import ShareRow, find_share, get_share
 from censustrace.shares.tables import BLOCKED, BUILT, CHECKED, disclosures, shares
-from censustrace.shares.transforms import FORMULA_START, pseudonym_key, suppress, transformer
+from censustrace.shares.transforms import pseudonym_key, suppress, transformer
 from censustrace.warehouse.current import current_fsm_period, current_pupil, current_pupil_address
 from censustrace.warehouse.db import warehouse_engine, write_transaction
 from censustrace.warehouse.load import BATCH_SIZE, CopyStream, bulk_insert
@@ -201,7 +195,7 @@ def _build(settings: Settings, engine: Engine, share: ShareRow, agreement: Any) 
             if conn.dialect.name == "postgresql":
                 # The population is sorted by pupil key on the server: in memory, not in temporary files.
                 conn.exec_driver_sql(f"SET LOCAL work_mem = '{_SORT_MEMORY}'")
-            check = agreement_consent_check(conn, agreement, settings.pupil_key())
+            check = agreement_consent_check(conn, agreement, settings.pupil_key_secret_value())
             consent_required = check.consent_required
             fsm = _fsm_periods(conn) if FSM_FIELD in fields else {}
             query, at = _population_query(fields)
@@ -385,7 +379,6 @@ def _built_values(name: str, built: _Built, check: ConsentCheck, manifest_sha256
 _KEY, _EXTRACT, _RECORD, _LAESTAB, _NC_YEAR = range(5)
 _FLUSH_AT: Final = 1 << 20
 _SORT_MEMORY: Final = "256MB"  # per sort; one population sort per share build
-_FORMULA: Final = frozenset(FORMULA_START)
 
 
 def _population_query(fields: list[str]) -> tuple[Any, dict[str, int]]:
@@ -492,7 +485,7 @@ def _plan(
     the transform, a formula made text."""
     from censustrace.consent.policy_model import refused_codes
 
-    key = pseudonym_key(settings.pupil_key(), share.agreement_id)
+    key = pseudonym_key(settings.pupil_key_secret_value(), share.agreement_id)
     plan = []
     for name in share.fields:
         transform = share.transforms.get(name, "none")
@@ -513,13 +506,10 @@ def _cell(
     refused: frozenset[str],
     suppressed: dict[str, int],
 ) -> Callable[[Any], str]:
-    formula = _FORMULA
-
     if not refused:
 
         def plain(row: Any) -> str:
-            text = convert(get(row))
-            return "'" + text if text and text[0] in formula else text
+            return safe_cell(convert(get(row)))
 
         return plain
 
@@ -529,8 +519,7 @@ def _cell(
             value, removed = suppress(value, refused)
             if removed:
                 suppressed[name] += 1
-        text = convert(value)
-        return "'" + text if text and text[0] in formula else text
+        return safe_cell(convert(value))
 
     return checked
 

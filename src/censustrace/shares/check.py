@@ -27,8 +27,9 @@ from censustrace.audit.register import seal_share
 from censustrace.config import Settings
 from censustrace.lineage.model import StepLineage
 from censustrace.lineage.naming import FILE_NAMESPACE, file_dataset_name
+from censustrace.shares.errors import ShareBlocked
 from censustrace.shares.lineage import register_output
-from censustrace.shares.register import ShareBlocked, ShareRow, get_share
+from censustrace.shares.register import ShareRow, get_share
 from censustrace.shares.tables import BLOCKED, CHECKED, UNFINISHED, shares
 from censustrace.warehouse.db import warehouse_engine, write_transaction
 

@@ -1,9 +1,9 @@
-"""Subject access (UK GDPR Art 15(1)(c)): every share that included a pupil, with its recipient, purpose,
-lawful basis, gateway, the fields sent and the census file the values came from.
+"""Disclosures for subject access (UK GDPR Art 15(1)(c)): every share that included a pupil, with its
+recipient, purpose, lawful basis, gateway, the fields sent and the census file the values came from.
 
-UPNs come in (from standard input on the CLI, never arguments, so they stay out of shell history and
-process lists), are turned into pupil keys at once and are never logged or stored; the answer names
-each by its line in the input. Only delivered shares count: a blocked or unfinished share sent nothing.
+Pupils are named by pupil key here: UPNs are turned into keys, and the answer assembled, by
+``censustrace.compliance.subject``. Only delivered shares count: a blocked or unfinished share sent
+nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from typing import Any, Final
 
 from sqlalchemy import select
 
-from censustrace.config import Settings
 from censustrace.shares.tables import DELIVERED, disclosures, shares
 from censustrace.warehouse.tables import extracts
 
@@ -35,16 +34,6 @@ _SHARE_COLUMNS: Final = (
     "delivered_at",
     "retention_days",
 )
-
-
-def subject_access(lines: Iterable[str], settings: Settings) -> dict[str, Any]:
-    """``{"requests": [{"line", "upn_format_valid", "matched_by", "data", "shares", "decisions",
-    "notices"}]}``: one entry per non-empty input line, in input order; ``shares`` oldest first. A
-    current or former UPN finds the pupil (``censustrace.compliance.subject``, which records the
-    lookup by pupil key); values held are not included."""
-    from censustrace.compliance.subject import look_up_upns
-
-    return look_up_upns(settings, lines, values=False)
 
 
 def shares_of_keys(conn: Any, keys: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
@@ -110,4 +99,4 @@ def _disclosure(row: Any) -> dict[str, Any]:
     }
 
 
-__all__ = ["shares_of_keys", "subject_access"]
+__all__ = ["shares_of_keys"]

@@ -38,7 +38,8 @@ from censustrace.errors import CensustraceError
 from censustrace.lineage.emit import transport
 from censustrace.lineage.facets import ConsentCheckDatasetFacet, ShareDatasetFacet
 from censustrace.lineage.naming import FILE_NAMESPACE
-from censustrace.shares.register import ShareLineageError, ShareRow
+from censustrace.shares.errors import ShareLineageError
+from censustrace.shares.register import ShareRow
 from censustrace.warehouse.naming import warehouse_dataset_name, warehouse_namespace
 
 logger = logging.getLogger(__name__)

@@ -23,7 +23,8 @@ from typing import Any, Final
 from sqlalchemy import delete, select, update
 
 from censustrace.config import Settings
-from censustrace.shares.register import ShareBlocked, ShareRow, find_share
+from censustrace.shares.errors import ShareBlocked
+from censustrace.shares.register import ShareRow, find_share
 from censustrace.shares.tables import BLOCKED, BUILT, CHECKED, RECORDED, disclosures, shares
 from censustrace.warehouse.db import warehouse_engine, write_transaction
 
@@ -101,7 +102,7 @@ def _newly_excluded(settings: Settings, share: ShareRow, agreement: Any) -> int:
 
     engine = warehouse_engine(settings.warehouse_db_url)
     with engine.connect() as conn:
-        check = agreement_consent_check(conn, agreement, settings.pupil_key())
+        check = agreement_consent_check(conn, agreement, settings.pupil_key_secret_value())
         if not check.decisions and not check.consent_required:
             return 0
         keys = conn.execute(select(disclosures.c.pupil_key).where(disclosures.c.share_id == share.share_id))

@@ -1,60 +1,18 @@
-"""The share register: reading share rows, their JSON summary (``censustrace share ID --json``) and the
-errors of the share steps."""
+"""The share register: reading share rows and their JSON summary (``censustrace share ID --json``). The
+errors of the share steps are in ``censustrace.shares.errors``."""
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, fields, replace
-from typing import Any, Final
+from typing import Any
 
 from sqlalchemy import Connection, Row, select
 
 from censustrace.config import Settings
-from censustrace.errors import CensustraceError
+from censustrace.shares.errors import NOT_FOUND, ShareError
 from censustrace.shares.tables import BLOCKED, shares
 from censustrace.warehouse.db import warehouse_engine
-
-# --- errors (stable codes) ---------------------------------------------------------------------------
-
-
-class ShareError(CensustraceError):
-    """A share step cannot go on: unknown share, wrong state, unsupported field or transform."""
-
-    code = "CT-SHARE"
-
-
-class ShareBlocked(ShareError):
-    """The policy check refused the agreement: a blocked share is recorded, nothing is built or sent.
-
-    ``share`` is the blocked share's summary (its reasons included)."""
-
-    code = "CT-SHARE-BLOCKED"
-
-    def __init__(self, message: str, share: dict[str, Any]) -> None:
-        super().__init__(message)
-        self.share = share
-
-
-class ShareLineageError(ShareError):
-    """The share's lineage event could not be committed to the lineage store: nothing is released."""
-
-    code = "CT-SHARE-LINEAGE"
-
-
-class ShareOutboxError(ShareError):
-    """The recipient's outbox folder cannot be written: nothing is released."""
-
-    code = "CT-SHARE-OUTBOX"
-
-
-NOT_FOUND: Final = "CT-SHARE-NOT-FOUND"
-STATE: Final = "CT-SHARE-STATE"
-POLICY_CHANGED: Final = "CT-SHARE-POLICY-CHANGED"
-FIELD: Final = "CT-SHARE-FIELD"
-TAMPERED: Final = "CT-SHARE-TAMPERED"
-
-
-# --- rows -------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,10 +138,6 @@ def located(settings: Settings, share: ShareRow) -> ShareRow:
 
 
 __all__ = [
-    "ShareBlocked",
-    "ShareError",
-    "ShareLineageError",
-    "ShareOutboxError",
     "ShareRow",
     "find_share",
     "get_share",

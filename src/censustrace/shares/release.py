@@ -43,6 +43,7 @@ from censustrace.lineage.emit import run_event
 from censustrace.lineage.model import StepLineage
 from censustrace.lineage.naming import file_dataset_name
 from censustrace.shares.build import manifest_name, staging_dir
+from censustrace.shares.errors import STATE, TAMPERED, ShareError, ShareOutboxError
 from censustrace.shares.lineage import (
     commit_event,
     keep_lineage_summary,
@@ -53,14 +54,7 @@ from censustrace.shares.lineage import (
 )
 from censustrace.shares.locks import share_lock
 from censustrace.shares.recheck import recheck_for_release
-from censustrace.shares.register import (
-    STATE,
-    TAMPERED,
-    ShareError,
-    ShareOutboxError,
-    ShareRow,
-    find_share,
-)
+from censustrace.shares.register import ShareRow, find_share
 from censustrace.shares.tables import BUILT, DELIVERED, RECORDED, shares
 from censustrace.warehouse.db import warehouse_engine, write_transaction
 

@@ -15,6 +15,9 @@ still lead to the received files; the erasure is a new version (``retention-<as_
 from them. Files already released are the recipients' to delete under their agreements.
 
 Idempotent: a second run on the same day finds nothing left to erase, records nothing and has no lineage.
+
+The copies of received and released files follow in ``censustrace.compliance.retention``, which runs
+this first.
 """
 
 from __future__ import annotations
@@ -43,7 +46,6 @@ from censustrace.warehouse.tables import STAGING, extracts, pupil, pupil_address
 LEGACY_ITEMS: Final = ("nationality", "country_of_birth")
 NEVER_SHARE_LEGACY: Final = "never_share_legacy"
 RETENTION_ENDED: Final = "retention_ended"
-_INTERNAL: Final = ("from_path", "by_rule", "landing_path")  # file erasure details kept off the JSON
 _TABLES: Final[dict[str, Table]] = {"pupil": pupil, "pupil_address": pupil_address}
 
 
@@ -61,12 +63,11 @@ def _planned(policy: Any, as_of: dt.date) -> list[tuple[str, str, dt.date | None
     return plan
 
 
-def apply_retention(
-    settings: Settings, as_of: dt.date, *, lineage: StepLineage | None = None, files: bool = True
+def erase_warehouse_values(
+    settings: Settings, as_of: dt.date, *, lineage: StepLineage | None = None
 ) -> dict[str, Any]:
-    """Erase what the rules say (see the module docstring) in one transaction; what was erased. With
-    ``files`` (the default) the archive, quarantine and outbox copies follow
-    (``censustrace.compliance.erasure``)."""
+    """Erase what the rules say (see the module docstring) in one transaction; what was erased
+    (``{as_of, rows, erasures, version}``)."""
     from censustrace.consent.policies import load_policy
 
     policy = load_policy(settings.policies_dir)
@@ -106,18 +107,11 @@ def apply_retention(
     version = f"retention-{as_of.isoformat()}-{uuid.uuid4().hex[:8]}" if done else None
     if lineage is not None and version is not None:
         lineage.extend(_lineage(settings, as_of, done, version))
-    copies: list[dict[str, Any]] = []
-    if files:
-        from censustrace.compliance.erasure import erase_files, journal_day
-
-        journal_day(settings, as_of)
-        copies = erase_files(settings, as_of, lineage=lineage)
     return {
         "as_of": as_of.isoformat(),
         "rows": sum(d["rows"] for d in done),
         "erasures": [{**d, "extracts": len(d["extracts"])} for d in done],
         "version": version,
-        "files": [{k: v for k, v in c.items() if k not in _INTERNAL} for c in copies],
     }
 
 
@@ -188,4 +182,4 @@ def _lineage(settings: Settings, as_of: dt.date, done: Iterable[dict[str, Any]],
     return step
 
 
-__all__ = ["LEGACY_ITEMS", "apply_retention"]
+__all__ = ["LEGACY_ITEMS", "erase_warehouse_values"]

@@ -22,7 +22,7 @@ from censustrace.config import Settings
 from censustrace.lineage.model import StepLineage
 from censustrace.shares.build import build_share
 from censustrace.shares.check import check_share
-from censustrace.shares.register import ShareBlocked, ShareError, ShareLineageError, ShareOutboxError
+from censustrace.shares.errors import ShareBlocked, ShareError, ShareLineageError, ShareOutboxError
 from censustrace.shares.release import release_share
 
 

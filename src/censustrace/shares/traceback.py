@@ -124,7 +124,8 @@ def trace_share(conn: Connection, share: Any) -> TraceResult:
 def _find_shares(settings: Settings, text: str) -> list[Any]:
     """Delivered shares whose id is ``text``, or whose outbound file ``text`` names (absolute, relative to
     the share outbox or the home, or just the file name)."""
-    from censustrace.shares.register import ShareError, find_share, list_shares
+    from censustrace.shares.errors import ShareError
+    from censustrace.shares.register import find_share, list_shares
 
     try:
         return [find_share(settings, text)]

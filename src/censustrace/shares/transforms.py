@@ -1,5 +1,5 @@
-"""What an agreement's transforms do to one value, how refused codes are kept out, and CSV cells that a
-spreadsheet cannot run.
+"""What an agreement's transforms do to one value and how refused codes are kept out (CSV cells that a
+spreadsheet cannot run: ``censustrace.csvsafe``).
 
 Every value becomes text: ``None`` is the empty cell, dates are ``YYYY-MM-DD``, booleans ``true`` /
 ``false``, code lists ``;``-joined in file order (as the warehouse keeps them).
@@ -25,11 +25,9 @@ import hmac
 from collections.abc import Callable
 from typing import Any, Final
 
-from censustrace.shares.register import FIELD, ShareError
+from censustrace.shares.errors import FIELD, ShareError
 
 TRANSFORMS: Final = ("none", "pseudonymise", "year_month", "year", "district", "sector")
-#: Cells starting with these are formulas to Excel, LibreOffice and Google Sheets (OWASP "CSV injection").
-FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r", "\n")
 
 Transform = Callable[[Any], str]
 
@@ -109,9 +107,4 @@ def suppress(value: Any, refused: frozenset[str]) -> tuple[Any, bool]:
     return value, False
 
 
-def safe_cell(cell: str) -> str:
-    """A cell a spreadsheet shows as text: one starting like a formula gets a leading apostrophe."""
-    return "'" + cell if cell.startswith(FORMULA_START) else cell
-
-
-__all__ = ["TRANSFORMS", "postcode_area", "pseudonym_key", "safe_cell", "suppress", "text", "transformer"]
+__all__ = ["TRANSFORMS", "postcode_area", "pseudonym_key", "suppress", "text", "transformer"]

@@ -35,8 +35,9 @@ from censustrace.config import Settings
 from censustrace.intake.archive import sha256_of
 from censustrace.lineage.naming import FILE_NAMESPACE
 from censustrace.shares.build import manifest_name
+from censustrace.shares.errors import ShareLineageError
 from censustrace.shares.lineage import release_run_id
-from censustrace.shares.register import ShareLineageError, ShareRow, list_shares
+from censustrace.shares.register import ShareRow, list_shares
 from censustrace.shares.release import outbox_path
 from censustrace.shares.tables import BLOCKED, DELIVERED, UNFINISHED, disclosures
 from censustrace.warehouse.db import warehouse_engine

@@ -69,7 +69,7 @@ def _log(
     from censustrace.intake.stage import pupil_key
 
     settings = viewer_of(request).settings
-    key = pupil_key(settings.pupil_key(), upn) if upn else None
+    key = pupil_key(settings.pupil_key_secret_value(), upn) if upn else None
     auth.log_access(
         viewer_of(request).engine(), user, action, what, result_count=count, outcome=outcome, pupil_key=key
     )
@@ -77,7 +77,8 @@ def _log(
 
 
 def _share_or_404(request: Request, share_id: str) -> Any:
-    from censustrace.shares.register import ShareError, find_share
+    from censustrace.shares.errors import ShareError
+    from censustrace.shares.register import find_share
 
     try:
         return find_share(viewer_of(request).settings, share_id[:64])

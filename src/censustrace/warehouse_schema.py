@@ -1,8 +1,9 @@
 """Every warehouse table, whichever package declares it: Alembic and the schema test use this ``metadata``.
 
-Packages that own warehouse tables (quality, consent, shares) declare them on
+Packages that own warehouse tables (audit, compliance, consent, quality, shares) declare them on
 ``censustrace.warehouse.tables.metadata`` in their own ``tables`` module; importing them here registers
-them, so one Alembic history covers the whole warehouse.
+them, so one Alembic history covers the whole warehouse. This module sits above all of them (only the
+warehouse's Alembic ``env.py`` and tests import it), so ``censustrace.warehouse`` itself imports none.
 """
 
 from __future__ import annotations
