@@ -140,10 +140,16 @@ def run_alembic_env(metadata: MetaData, version_table: str, what: str) -> None:
     :func:`run_migrations` (or ``sqlalchemy.url``); offline mode renders SQL."""
     from alembic import context
 
+    def known(name: str | None, type_: str, _parents: Any) -> bool:
+        # Another package's tables may share the database (the viewer's beside the lineage store's): a
+        # store's autogenerate compares only the tables of its own metadata, never proposing to drop those.
+        return type_ != "table" or name in metadata.tables
+
     def configure(**kwargs: Any) -> None:
         context.configure(
             target_metadata=metadata,
             version_table=version_table,
+            include_name=known,
             # SQLite cannot ALTER most things in place; batch mode copies the table instead.
             render_as_batch=True,
             compare_type=True,

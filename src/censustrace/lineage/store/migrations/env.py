@@ -1,8 +1,10 @@
-"""Alembic environment of the lineage store: see ``censustrace.db.run_alembic_env``."""
+"""Alembic environment of the lineage store: see ``censustrace.db.run_alembic_env``.
 
-# The viewer's tables share this database and, for now, this chain (revisions 0002 and 0004): they
-# register on ``metadata`` when imported, so that autogenerate sees them.
-import censustrace.viewer.tables  # noqa: F401
+The viewer's tables (``censustrace.viewer.tables``) share this database and were created by this chain's
+revisions 0002 and 0004; autogenerate here compares the lineage store's own tables only, so the store
+never imports the viewer.
+"""
+
 from censustrace.db import run_alembic_env
 from censustrace.lineage.store.db import VERSION_TABLE
 from censustrace.lineage.store.tables import metadata
