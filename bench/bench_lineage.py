@@ -580,7 +580,8 @@ def bench_concurrent(
     env = {**os.environ, "CENSUSTRACE_HOME": str(home), "CENSUSTRACE_LINEAGE_URL": api_url}
     cli = [sys.executable, "-m", "censustrace.cli"]
     added = subprocess.run(
-        [*cli, "tokens", "add", "bench", "--kind", "producer", "--json"],
+        # The events are the pipeline's own (censustrace jobs): a pipeline token may write them.
+        [*cli, "tokens", "add", "bench", "--kind", "pipeline", "--json"],
         env=env,
         capture_output=True,
         text=True,

@@ -1,4 +1,5 @@
-"""Scale-out: the same census set through census_ingest on the LocalExecutor with parallelism 1, then 2.
+"""Scale-out: the same census set through census_ingest on the LocalExecutor with parallelism 1, then 2,
+or (``--executor celery``) on the CeleryExecutor with 1, then 2 Celery workers (Redis as broker).
 
 Each run gets a fresh home and fresh PostgreSQL databases (Airflow metadata DB, warehouse, lineage
 store) and runs ``censustrace pipeline --ingest-only --use-executor --create-databases``: Airflow's API
@@ -7,6 +8,11 @@ without Docker. Reported: the DAG run's duration (start to end, from Airflow), p
 the speed-up of parallelism 2 over 1. The databases are dropped afterwards.
 
     .venv/bin/python bench/bench_scaleout.py --schools 24 --pupils 340
+    .venv/bin/python bench/bench_scaleout.py --executor celery --schools 1200 --pupils 150
+
+With Celery, each level's workers get ``CENSUSTRACE_CELERY_WORKER_CONCURRENCY`` task slots each (default
+1, so that 1 and 2 workers are 1 and 2 slots, as the LocalExecutor's parallelism levels are); the broker
+is ``--broker`` (its own Redis database number, flushed before each run).
 """
 
 from __future__ import annotations
@@ -28,7 +34,9 @@ SERVER = os.environ.get(
 )
 
 
-def run(parallelism: int, sample: Path, server: str) -> dict[str, object]:
+def run(
+    parallelism: int, sample: Path, server: str, executor: str = "local", broker: str = ""
+) -> dict[str, object]:
     tag = secrets.token_hex(4)
     names = {k: f"censustrace_bench_{k}_{tag}" for k in ("warehouse", "lineage", "airflow")}
     base = server.rsplit("/", 1)[0]
@@ -42,7 +50,20 @@ def run(parallelism: int, sample: Path, server: str) -> dict[str, object]:
         "CENSUSTRACE_AIRFLOW_PARALLELISM": str(parallelism),
         "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
     }
-    cmd = [sys.executable, "-m", "censustrace.cli", "pipeline", "--ingest-only", "--use-executor",
+    how = ["--use-executor"]
+    if executor == "celery":
+        import redis
+
+        redis.Redis.from_url(broker).flushdb()
+        env |= {
+            "CENSUSTRACE_CELERY_BROKER_URL": broker,
+            "CENSUSTRACE_CELERY_WORKERS": str(parallelism),
+            "CENSUSTRACE_AIRFLOW_PARALLELISM": str(max(parallelism, 2)),
+            "CENSUSTRACE_AIRFLOW_PORT": "8097",
+        }
+        env.setdefault("CENSUSTRACE_CELERY_WORKER_CONCURRENCY", "1")
+        how = ["--executor", "celery"]
+    cmd = [sys.executable, "-m", "censustrace.cli", "pipeline", "--ingest-only", *how,
            "--create-databases", "--sample", str(sample), "--json"]  # fmt: skip
     try:
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
@@ -67,7 +88,13 @@ def main() -> None:
     parser.add_argument("--schools", type=int, default=24)
     parser.add_argument("--pupils", type=int, default=340, help="pupils per school")
     parser.add_argument("--server", default=SERVER, help="a PostgreSQL URL on the server to use")
-    parser.add_argument("--levels", default="1,2", help="parallelism levels to run, comma-separated")
+    parser.add_argument(
+        "--levels", default="1,2", help="parallelism levels (Celery: workers), comma-separated"
+    )
+    parser.add_argument("--executor", choices=("local", "celery"), default="local")
+    parser.add_argument(
+        "--broker", default="redis://127.0.0.1:6379/9", help="Celery broker (its own DB number)"
+    )
     args = parser.parse_args()
     sample = Path(tempfile.mkdtemp(prefix="scaleout-sample-"))
     subprocess.run(
@@ -78,12 +105,16 @@ def main() -> None:
     pupils = args.schools * args.pupils
     results: dict[int, dict[str, float]] = {}
     for parallelism in [int(x) for x in args.levels.split(",")]:
-        result = run(parallelism, sample, args.server)
+        result = run(parallelism, sample, args.server, args.executor, args.broker)
         seconds = float(str(result["seconds"]))
         results[parallelism] = {"seconds": seconds, "pupils_per_s": round(pupils / seconds)}
-        print(f"parallelism {parallelism}: {seconds:.1f} s, {pupils / seconds:,.0f} pupils/s", flush=True)
+        label = "workers" if args.executor == "celery" else "parallelism"
+        print(
+            f"{label} {parallelism}: {seconds:.1f} s, {pupils / seconds:,.0f} pupils/s, {result}", flush=True
+        )
     speedup = results[1]["seconds"] / results[2]["seconds"] if {1, 2} <= set(results) else 0.0
-    summary = {"machine": platform.platform(), "cpus": os.cpu_count(), "files": args.schools,
+    summary = {"machine": platform.platform(), "cpus": os.cpu_count(), "executor": args.executor,
+               "files": args.schools,
                "pupils": pupils, "runs": results, "speedup": round(speedup, 2)}  # fmt: skip
     print(json.dumps(summary, default=str))
 
