@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 
 from fastapi import FastAPI, Request, Response
-from sqlalchemy import Column, Integer, MetaData, Table, Text, create_engine, insert
+from sqlalchemy import Column, Integer, MetaData, Table, Text, create_engine, insert, text
 from starlette.concurrency import run_in_threadpool
 
 metadata = MetaData()
@@ -16,7 +16,10 @@ raw = Table("raw", metadata, Column("id", Integer, primary_key=True), Column("bo
 
 def create_app() -> FastAPI:
     engine = create_engine(os.environ["RAW_INSERT_URL"], pool_size=20, max_overflow=0)
-    metadata.create_all(engine, checkfirst=True)
+    with engine.begin() as conn:  # workers start together: one creates the table, the others wait
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(4242)"))
+        metadata.create_all(conn, checkfirst=True)
     app = FastAPI()
 
     def store(body: str) -> None:

@@ -131,3 +131,11 @@ def test_the_access_log_is_append_only(store: Engine) -> None:
             conn.execute(statement)
     with store.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM access_log")).scalar_one() == 1
+
+
+def test_a_revoked_producer_token_is_refused(store: Engine) -> None:
+    producer = auth.add_token(store, "airflow", "producer")
+    assert auth.check_token(store, producer) == auth.Principal("airflow", None, "producer")
+    assert auth.check_token(store, producer) is not None  # the intake's short memory of valid producers
+    assert auth.revoke_token(store, producer[:12]) == 1
+    assert auth.check_token(store, producer) is None

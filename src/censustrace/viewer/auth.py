@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -400,7 +401,8 @@ def revoke_token(engine: Engine, prefix: str, *, actor: Actor | None = None) -> 
         )
         if result.rowcount:
             _admin(conn, actor, "token.revoke", f"token {prefix[:12]}")
-        return int(result.rowcount)
+    _producers_seen.clear()  # this process forgets at once; others within PRODUCER_TOKEN_TTL_S
+    return int(result.rowcount)
 
 
 def list_tokens(engine: Engine) -> list[dict[str, object]]:
@@ -418,8 +420,20 @@ def list_tokens(engine: Engine) -> list[dict[str, object]]:
     return [dict(row._mapping) for row in rows]
 
 
+#: Producer tokens (lineage intake only) found valid in the last few seconds, by engine and token hash:
+#: a look-up per event would cost the intake a database round trip per request. A producer token revoked
+#: by another process stops working within this time; user tokens, which read pupil data, are looked up
+#: on every request.
+PRODUCER_TOKEN_TTL_S: Final = 5.0
+_producers_seen: dict[tuple[int, str], tuple[float, Principal]] = {}
+
+
 def check_token(engine: Engine, token: str) -> Principal | None:
     """The principal of a bearer token (None if unknown or revoked)."""
+    key = (id(engine), token_hash(token))
+    seen = _producers_seen.get(key)
+    if seen is not None and time.monotonic() - seen[0] < PRODUCER_TOKEN_TTL_S:
+        return seen[1]
     with engine.connect() as conn:
         row = conn.execute(
             select(
@@ -442,7 +456,9 @@ def check_token(engine: Engine, token: str) -> Principal | None:
         with write_transaction(engine) as conn:
             conn.execute(update(api_tokens).where(api_tokens.c.id == row.id).values(last_used_at=stamp(at)))
     if row.kind in ("producer", "pipeline"):
-        return Principal(row.name, None, str(row.kind))
+        principal = Principal(row.name, None, str(row.kind))
+        _producers_seen[key] = (time.monotonic(), principal)
+        return principal
     if row.user_id is None or row.disabled:
         return None
     return Principal(row.user_name, row.role, "token", int(row.user_id))
