@@ -18,15 +18,7 @@ from censustrace.intake.receive import receive
 from censustrace.intake.registry import Registration, extract_id_for, find_extract, list_extracts, register
 from censustrace.warehouse.db import warehouse_engine
 from censustrace.warehouse.tables import extracts, pupil
-from tests.warehouse.fixtures import (
-    generated,
-    land,
-    rows_of,
-    warehouse_url,
-    wh,
-)
-
-__all__ = ["warehouse_url", "wh"]
+from tests.plugins.helpers.warehouse import generated, land, rows_of
 
 
 def _register(settings: Settings, path: Path) -> Registration:

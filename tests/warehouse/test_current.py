@@ -11,7 +11,7 @@ from censustrace.config import Settings
 from censustrace.intake.ingest import ingest_file
 from censustrace.warehouse.current import current_fsm_period, current_pupil_address, current_pupils
 from censustrace.warehouse.db import warehouse_engine
-from tests.warehouse.fixtures import generated, land
+from tests.plugins.helpers.warehouse import generated, land
 
 
 def test_current_view_per_school_and_census(
