@@ -123,7 +123,7 @@ _SUB_PURPOSE = """\
 """
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def policies(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The repository's policy files with this module's agreements instead of the demo ones."""
     folder = tmp_path_factory.mktemp("policies") / "policies"
@@ -136,7 +136,7 @@ def policies(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # per test package, like ``warehouse_url``
 def lineage_url(
     warehouse_url: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> str:

@@ -18,9 +18,11 @@ from censustrace.warehouse.db import upgrade, warehouse_engine
 from tests.plugins.helpers.warehouse import PUPIL_KEY_SECRET, empty_warehouse
 
 
-@pytest.fixture(scope="session", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+# One per test package (tests/<dir>/), as when each directory's conftest held its own copy: the ops and
+# audit tests lose and restore their stores, which no other package's tests must share.
+@pytest.fixture(scope="package", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def warehouse_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A migrated, session-wide warehouse: a SQLite file, then a PostgreSQL database."""
+    """A migrated warehouse for a test package: a SQLite file, then a PostgreSQL database."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('warehouse') / 'warehouse.db'}"
     else:
