@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo pipeline pipeline-postgres pipeline-celery serve test lint format constraints clean
+.PHONY: install demo pipeline pipeline-postgres pipeline-celery serve test test-quick lint format constraints clean
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "censustrace needs Python 3.11 or newer")'
@@ -61,6 +61,12 @@ serve: install
 ## Lint, type-check and run the whole test suite.
 test: install lint
 	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
+
+## The same without the real Airflow runs (marker dagrun: dag.test(), pipeline on an executor) and the
+## browser tests (marker browser): the edit-test loop.
+test-quick: install lint
+	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -m "not dagrun and not browser" $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
 
 lint: install

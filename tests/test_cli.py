@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-CLI = str(Path(sys.executable).parent / "censustrace")
+from tests.plugins.helpers.cli import CLI
 
 
 def run(*args: str, home: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -109,7 +108,7 @@ def test_ui_login_is_generated_once_and_private(tmp_path: Path) -> None:
 
 
 def test_ingest_reports_each_file_and_exits_1_on_quarantine(tmp_path: Path) -> None:
-    from tests.privacy import identifiers_in, leaks
+    from tests.plugins.helpers.privacy import identifiers_in, leaks
 
     home, out = tmp_path / "home", tmp_path / "gen"
     assert (

@@ -30,7 +30,7 @@ from censustrace.shares.verify import verify_shares
 from censustrace.viewer import auth
 from censustrace.warehouse.db import warehouse_engine
 from censustrace.warehouse.tables import pupil
-from tests.shares.fixtures import Census, ingest_census
+from tests.plugins.helpers.shares import Census, ingest_census
 
 
 def kinds(result: dict[str, Any], log: str | None = None) -> set[str]:
@@ -252,7 +252,7 @@ def test_a_restored_old_backup_is_detected(
     third = run_share("t-research", filled)["share_id"]  # its manifest goes to the outbox
     assert verify_audit(filled)["ok"]
     from censustrace.shares import lineage as share_lineage
-    from tests.ops.test_ops import _wipe
+    from tests.plugins.helpers.stores import wipe_store
 
     # As a restore asks: the pipeline and the viewer stopped (no engine of this process keeps the old
     # files open), the stores lost.
@@ -260,8 +260,8 @@ def test_a_restored_old_backup_is_detected(
     for engine in share_lineage._store_engines.values():
         engine.dispose()
     share_lineage._store_engines.clear()
-    _wipe(filled.warehouse_db_url)
-    _wipe(filled.lineage_db_url)
+    wipe_store(filled.warehouse_db_url)
+    wipe_store(filled.lineage_db_url)
     restore(filled, tmp_path / "old")
     result = verify_audit(filled)
     assert not result["ok"]

@@ -19,8 +19,8 @@ from censustrace.shares.steps import run_share
 from censustrace.viewer import auth
 from censustrace.viewer.app import create_viewer_app
 from censustrace.warehouse.naming import warehouse_dataset_name, warehouse_namespace
-from tests.lineage.factories import dataset, dataset_event, job_event, run_event
-from tests.shares.fixtures import Census, ingest_census
+from tests.plugins.helpers.lineage_events import dataset, dataset_event, job_event, run_event
+from tests.plugins.helpers.shares import Census, ingest_census
 
 
 @pytest.fixture

@@ -27,8 +27,8 @@ from censustrace.shares.steps import run_share
 from censustrace.shares.tables import disclosures
 from censustrace.warehouse.db import warehouse_engine, write_transaction
 from censustrace.warehouse.tables import pupil
-from tests.shares.fixtures import AS_OF, Census, ingest_census, lineage_engine
-from tests.warehouse.fixtures import land
+from tests.plugins.helpers.shares import AS_OF, Census, ingest_census, lineage_engine
+from tests.plugins.helpers.warehouse import land
 
 
 def _own_policies(settings: Settings, tmp_path: Path, **changes: object) -> Settings:

@@ -12,14 +12,12 @@ from censustrace.config import Settings
 from censustrace.shares.tables import disclosures
 from censustrace.warehouse.db import warehouse_engine
 from censustrace.warehouse.tables import pupil
-from tests.shares.fixtures import Census
-from tests.shares.test_cli import home, run, share_json
-
-__all__ = ["home"]
+from tests.plugins.helpers.cli import run, share_json
+from tests.plugins.helpers.shares import Census
 
 
-def test_evidence_commands(home: tuple[Settings, Census], tmp_path: Path) -> None:
-    settings, _ = home
+def test_evidence_commands(cli_home: tuple[Settings, Census], tmp_path: Path) -> None:
+    settings, _ = cli_home
     sent = share_json(run(settings, "share", "t-admissions", "--json"))
     with warehouse_engine(settings.warehouse_db_url).connect() as conn:
         child = (

@@ -33,8 +33,8 @@ from censustrace.shares.steps import run_share
 from censustrace.shares.verify import verify_shares
 from censustrace.warehouse.db import warehouse_engine
 from censustrace.warehouse.tables import pupil_address
-from tests.shares.fixtures import AS_OF, Census, ingest_census, lineage_engine
-from tests.warehouse.fixtures import land
+from tests.plugins.helpers.shares import AS_OF, Census, ingest_census, lineage_engine
+from tests.plugins.helpers.warehouse import land
 
 
 def _postcodes(data: bytes) -> set[str]:

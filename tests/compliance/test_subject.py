@@ -23,7 +23,7 @@ from censustrace.shares.steps import run_share
 from censustrace.shares.tables import disclosures
 from censustrace.warehouse.db import warehouse_engine
 from censustrace.warehouse.tables import extracts, pupil
-from tests.shares.fixtures import Census, ingest_census
+from tests.plugins.helpers.shares import Census, ingest_census
 
 
 def _shared_pupil_with_former_upn(settings: Settings, share_id: str) -> dict[str, Any]:

@@ -8,10 +8,6 @@ from pathlib import Path
 from censustrace.config import Settings
 from censustrace.consent.landing import consent_landing_dir, take_consent_files
 from censustrace.intake.landing import pending_files
-from tests.shares.fixtures import lineage_url, policies, sh
-from tests.warehouse.fixtures import warehouse_url, wh
-
-__all__ = ["lineage_url", "policies", "sh", "warehouse_url", "wh"]
 
 CONSENTS = (
     "upn,purpose,decision,recorded_on,source\r\nA123456789012,research.approved,objected,2026-01-05,form\r\n"

@@ -11,7 +11,7 @@ import pytest
 from censustrace.census.codes import academic_year_bounds, term_containing
 from censustrace.consent.demo import render_demo_policies
 from censustrace.consent.evaluate import check_all
-from tests.consent.test_policies import SHIPPED
+from tests.plugins.helpers.policies import SHIPPED
 
 EXPECTED = {
     "home-office-immigration-2026": "deny",

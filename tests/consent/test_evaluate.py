@@ -22,7 +22,7 @@ from censustrace.consent.evaluate import (
     purpose_covers,
 )
 from censustrace.consent.policies import load_policy
-from tests.consent.test_policies import CENSUS_DAY, REPO, SHIPPED, copy_policies, edit, line_of
+from tests.plugins.helpers.policies import CENSUS_DAY, REPO, SHIPPED, copy_policies, edit, line_of
 
 
 def shipped(agreement_id: str) -> dict[str, Any]:

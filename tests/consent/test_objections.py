@@ -27,22 +27,10 @@ from censustrace.lineage.spec import validate_event
 from censustrace.shares.steps import run_share
 from censustrace.shares.tables import disclosures
 from censustrace.warehouse.db import warehouse_engine
-from tests.privacy import identifiers_in, leaks
-from tests.shares.fixtures import (
-    PUPIL_KEY_SECRET,
-    Census,
-    census,
-    ingest_census,
-    lineage_url,
-    policies,
-    sh,
-)
-from tests.shares.fixtures import (
-    consent_files as generated_consent_files,
-)
-from tests.warehouse.fixtures import warehouse_url, wh
-
-__all__ = ["census", "lineage_url", "policies", "sh", "warehouse_url", "wh"]
+from tests.plugins.helpers.privacy import identifiers_in, leaks
+from tests.plugins.helpers.shares import Census, ingest_census
+from tests.plugins.helpers.shares import consent_files as generated_consent_files
+from tests.plugins.helpers.warehouse import PUPIL_KEY_SECRET
 
 HEADER = ["upn", "purpose", "decision", "recorded_on", "source"]
 

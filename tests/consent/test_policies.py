@@ -4,7 +4,6 @@ broken file is refused with its file and line named (and then no agreement is al
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -16,33 +15,7 @@ from censustrace.census.model import IDENTIFYING_FIELDS, PUPIL_FIELDS
 from censustrace.consent.evaluate import check_agreement
 from censustrace.consent.policies import load_policy, policy_version
 from censustrace.consent.policy_model import TRANSFORMS, PolicyError, PolicyProblem, refused_codes
-
-REPO = Path(__file__).resolve().parents[2]
-SHIPPED = REPO / "policies"
-CENSUS_DAY = date(2026, 10, 1)  # autumn 2026, the generator's default census
-
-
-def copy_policies(tmp_path: Path) -> Path:
-    """A private copy of the shipped policies, to break or vary."""
-    target = tmp_path / "policies"
-    shutil.copytree(SHIPPED, target)
-    return target
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert text.count(old) == 1, f"{old!r} not once in {path}"
-    path.write_text(text.replace(old, new))
-
-
-def line_of(path: Path, text: str, after: str = "") -> int:
-    """1-based line of the first line holding ``text`` (after the first line holding ``after``)."""
-    started = not after
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        started = started or after in line
-        if started and text in line:
-            return number
-    raise AssertionError(f"{text!r} not in {path}")
+from tests.plugins.helpers.policies import CENSUS_DAY, SHIPPED, copy_policies, edit, line_of
 
 
 def test_shipped_policy_is_valid_and_describes_every_census_field() -> None:

@@ -7,8 +7,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from tests.consent.test_policies import SHIPPED, copy_policies, edit, line_of
-from tests.test_cli import CLI
+from tests.plugins.helpers.cli import CLI
+from tests.plugins.helpers.policies import SHIPPED, copy_policies, edit, line_of
 
 KEYS = {"agreement", "verdict", "flags", "reasons", "fields_allowed", "fields_denied"}
 

@@ -25,7 +25,7 @@ from censustrace.intake.registry import list_extracts
 from censustrace.lineage.facets import schema_documents
 from censustrace.lineage.outbox import Outbox
 from censustrace.lineage.spec import validate_event
-from tests.privacy import identifiers_in, leaks
+from tests.plugins.helpers.privacy import identifiers_in, leaks
 
 pytestmark = pytest.mark.dagrun
 
@@ -49,22 +49,20 @@ def _wait_for_dag_complete(settings: Settings, seen: int) -> list[dict]:
         time.sleep(0.5)
 
 
-def _run_census_ingest() -> object:
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(Path(__file__).resolve().parents[2] / "dags" / "census_ingest.py"))
-    assert bag.import_errors == {}
-    return bag.dags["census_ingest"].test()
+def _run_census_ingest(dags: dict[str, Any]) -> object:
+    return dags["census_ingest"].test()
 
 
-def test_scheduled_run_with_nothing_landed_succeeds(airflow_db: Settings, clean_state: Settings) -> None:
+def test_scheduled_run_with_nothing_landed_succeeds(
+    airflow_db: Settings, clean_state: Settings, dags: dict[str, Any]
+) -> None:
     # Most scheduled runs find an empty landing folder: that is a success, not a failure to retry.
-    run = _run_census_ingest()
+    run = _run_census_ingest(dags)
     assert str(run.state) in ("success", "DagRunState.SUCCESS")  # type: ignore[attr-defined]
 
 
 def test_census_ingest_loads_quarantines_and_traces(
-    airflow_db: Settings, clean_state: Settings, tmp_path: Path
+    airflow_db: Settings, clean_state: Settings, tmp_path: Path, dags: dict[str, Any]
 ) -> None:
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
@@ -85,7 +83,7 @@ def test_census_ingest_loads_quarantines_and_traces(
         copy_into(src, settings.landing_dir)
     seen = len(_stored_events(settings))
 
-    run: Any = _run_census_ingest()
+    run: Any = _run_census_ingest(dags)
     assert str(run.state) in ("success", "DagRunState.SUCCESS")
 
     # Files: all archived byte for byte and read-only; the broken one quarantined with its bytes.
@@ -196,13 +194,15 @@ def test_census_ingest_loads_quarantines_and_traces(
             assert source["term"] == "AUT"
 
 
-def test_a_failing_discover_turns_the_run_red(airflow_db: Settings, clean_state: Settings) -> None:
+def test_a_failing_discover_turns_the_run_red(
+    airflow_db: Settings, clean_state: Settings, dags: dict[str, Any]
+) -> None:
     """Red means red: summarise runs whatever happened (all_done), but the run must end failed."""
     settings = clean_state
     settings.landing_dir.rmdir()
     settings.landing_dir.write_text("a mount gone wrong: the landing folder is a file\n")
     try:
-        run: Any = _run_census_ingest()
+        run: Any = _run_census_ingest(dags)
         from airflow.models.taskinstance import TaskInstance
         from airflow.utils.session import create_session
 

@@ -24,7 +24,7 @@ from censustrace.consent.objections import ingest_consent_file
 from censustrace.intake.archive import sha256_of
 from censustrace.lineage.facets import schema_documents
 from censustrace.lineage.spec import validate_event
-from tests.privacy import identifiers_in, leaks
+from tests.plugins.helpers.privacy import identifiers_in, leaks
 
 pytestmark = pytest.mark.dagrun
 
@@ -32,12 +32,8 @@ ALLOWED = "la330-sen-transport-2026"
 REFUSED = "home-office-immigration-2026"
 
 
-def _run(dag_id: str) -> Any:
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(Path(__file__).resolve().parents[2] / "dags" / "census_share.py"))
-    assert bag.import_errors == {}
-    return bag.dags[dag_id].test()
+def _run(dags: dict[str, Any], dag_id: str) -> Any:
+    return dags[dag_id].test()
 
 
 def _events(settings: Settings) -> list[dict[str, Any]]:
@@ -48,7 +44,7 @@ def _events(settings: Settings) -> list[dict[str, Any]]:
 
 
 def test_allowed_share_is_released_with_lineage_and_refused_one_is_blocked(
-    airflow_db: Settings, clean_state: Settings, tmp_path: Path
+    airflow_db: Settings, clean_state: Settings, tmp_path: Path, dags: dict[str, Any]
 ) -> None:
     from airflow.models.taskinstance import TaskInstance
     from airflow.models.xcom import XComModel
@@ -81,7 +77,7 @@ def test_allowed_share_is_released_with_lineage_and_refused_one_is_blocked(
     for consent in manifest["consents"]:
         ingest_consent_file(tmp_path / "gen" / consent["file"], settings)
 
-    run = _run(f"census_share__{ALLOWED}")
+    run = _run(dags, f"census_share__{ALLOWED}")
     assert "success" in str(run.state)
     (share,) = [s for s in list_shares(settings) if s.agreement_id == ALLOWED]
     assert share.status == "delivered"
@@ -132,7 +128,7 @@ def test_allowed_share_is_released_with_lineage_and_refused_one_is_blocked(
     assert {s["sha256"] for s in traced["sources"]} == used
 
     # The refused agreement: failed at the check, not retried, recorded as blocked, nothing written.
-    refused = _run(f"census_share__{REFUSED}")
+    refused = _run(dags, f"census_share__{REFUSED}")
     assert "failed" in str(refused.state)
     with create_session() as session:
         tis = {

@@ -27,10 +27,8 @@ from censustrace.intake.ingest import ingest_file
 from censustrace.intake.registry import list_extracts
 from censustrace.warehouse.db import upgrade, warehouse_engine
 from censustrace.warehouse.tables import pupil, staged_pupil
-from tests.intake.test_ingest import BAD_XML, _one_school
-from tests.warehouse.fixtures import PUPIL_KEY_SECRET, generated, rows_of, warehouse_url, wh
-
-__all__ = ["warehouse_url", "wh"]
+from tests.plugins.helpers.intake import BAD_XML, one_school
+from tests.plugins.helpers.warehouse import PUPIL_KEY_SECRET, generated, rows_of
 
 
 def _write_batch_inputs(folder: Path, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
@@ -47,7 +45,7 @@ def _write_batch_inputs(folder: Path, tmp_path_factory: pytest.TempPathFactory) 
     (folder / "again_same_bytes.xml").write_bytes(first)
     (folder / "resubmitted.xml").write_bytes(first.replace(b"</Message>", b"</Message>\n"))
     names += ["again_same_bytes.xml", "resubmitted.xml"]
-    source = _one_school(tmp_path_factory).read_bytes()
+    source = one_school(tmp_path_factory).read_bytes()
     for case, (_name, mutate, _code) in BAD_XML.items():
         if case in ("odd_name", "dotdot_name"):
             continue

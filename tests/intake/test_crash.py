@@ -26,16 +26,7 @@ from censustrace.intake.stage import stage
 from censustrace.warehouse.current import current_pupils
 from censustrace.warehouse.db import warehouse_engine
 from censustrace.warehouse.tables import fsm_period, pupil, pupil_address, staged_pupil
-from tests.warehouse.fixtures import (
-    PUPIL_KEY_SECRET,
-    generated,
-    land,
-    rows_of,
-    warehouse_url,
-    wh,
-)
-
-__all__ = ["warehouse_url", "wh"]
+from tests.plugins.helpers.warehouse import PUPIL_KEY_SECRET, generated, land, rows_of
 
 PUPILS = 2000
 CHILD = r"""

@@ -10,9 +10,7 @@ import pytest
 from censustrace.config import Settings
 from censustrace.intake.ingest import IngestOutcome, ingest_file
 from censustrace.intake.registry import find_extract
-from tests.warehouse.fixtures import generated, land, warehouse_url, wh
-
-__all__ = ["warehouse_url", "wh"]
+from tests.plugins.helpers.warehouse import generated, land
 
 
 def _tables(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, rename: tuple[str, str]) -> list[Path]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import random
 import re
 import uuid
 from collections.abc import Callable
@@ -41,17 +40,9 @@ from censustrace.warehouse.tables import (
     staged_pupil,
     staged_pupil_address,
 )
-from tests.privacy import identifiers_in, leaks
-from tests.warehouse.fixtures import (
-    PUPIL_KEY_SECRET,
-    generated,
-    land,
-    rows_of,
-    warehouse_url,
-    wh,
-)
-
-__all__ = ["warehouse_url", "wh"]
+from tests.plugins.helpers.intake import BAD_XML, one_school
+from tests.plugins.helpers.privacy import identifiers_in, leaks
+from tests.plugins.helpers.warehouse import PUPIL_KEY_SECRET, generated, land, rows_of
 
 FORMATS = {"xml": "school_census_xml", "ctf": "ctf_xml", "csv": "la_csv"}
 
@@ -108,13 +99,8 @@ def test_round_trip_equals_what_the_reader_reads(
 # --- duplicates and resubmissions ------------------------------------------------------------------------
 
 
-def _one_school(tmp_path_factory: pytest.TempPathFactory, fmt: str = "xml", pupils: int = 12) -> Path:
-    folder, manifest = generated(tmp_path_factory, schools=1, pupils_per_school=pupils, fmt=fmt, seed=5)
-    return folder / str(manifest["files"][0]["file"])
-
-
 def test_same_bytes_twice_is_a_duplicate(wh: Settings, tmp_path_factory: pytest.TempPathFactory) -> None:
-    source = _one_school(tmp_path_factory)
+    source = one_school(tmp_path_factory)
     first = ingest_file(land(wh, source), wh)
     second = ingest_file(land(wh, source, "again.xml"), wh)
     assert first.status == "loaded"
@@ -137,7 +123,7 @@ def _drop_last_pupil(data: bytes) -> bytes:
 def test_resubmission_supersedes_and_the_current_view_uses_the_newest(
     wh: Settings, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
 ) -> None:
-    source = _one_school(tmp_path_factory)
+    source = one_school(tmp_path_factory)
     resubmitted = tmp_path / source.name
     resubmitted.write_bytes(_drop_last_pupil(source.read_bytes()))
     first = ingest_file(land(wh, source), wh)
@@ -161,7 +147,7 @@ def test_resubmission_supersedes_and_the_current_view_uses_the_newest(
 def test_an_older_extract_published_late_does_not_become_current(
     wh: Settings, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
 ) -> None:
-    source = _one_school(tmp_path_factory)
+    source = one_school(tmp_path_factory)
     newer = tmp_path / source.name
     newer.write_bytes(_drop_last_pupil(source.read_bytes()))
     older_receipt = receive(land(wh, source), wh)
@@ -231,7 +217,7 @@ def _damaged(source: Path, target: Path) -> Path:
 def test_parse_rule_and_validation_rejections(
     wh: Settings, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
 ) -> None:
-    source = _damaged(_one_school(tmp_path_factory), tmp_path / "SC_damaged.xml")
+    source = _damaged(one_school(tmp_path_factory), tmp_path / "SC_damaged.xml")
     receipt = receive(land(wh, source), wh)
     extract_id = register(receipt.archived, receipt.received_at, wh).ready
     assert extract_id is not None
@@ -260,7 +246,7 @@ def test_parse_rule_and_validation_rejections(
 def test_ingest_lists_rejected_records_without_pupil_data(
     wh: Settings, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
 ) -> None:
-    source = _damaged(_one_school(tmp_path_factory), tmp_path / "SC_damaged.xml")
+    source = _damaged(one_school(tmp_path_factory), tmp_path / "SC_damaged.xml")
     outcome = ingest_file(land(wh, source), wh)
     assert outcome.status == "loaded"
     assert outcome.rows.as_dict() == {"read": 12, "loaded": 10, "rejected": 2}
@@ -274,7 +260,7 @@ def test_ingest_lists_rejected_records_without_pupil_data(
 def test_every_record_rejected_quarantines_the_extract(
     wh: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    source = _one_school(tmp_path_factory)
+    source = one_school(tmp_path_factory)
     receipt = receive(land(wh, source), wh)
     extract_id = register(receipt.archived, receipt.received_at, wh).ready
     assert extract_id is not None
@@ -287,62 +273,6 @@ def test_every_record_rejected_quarantines_the_extract(
 
 
 # --- bad input -------------------------------------------------------------------------------------------
-
-Mutation = Callable[[bytes], bytes]
-BILLION_LAUGHS = (
-    b'<?xml version="1.0"?>\n<!DOCTYPE Message [<!ENTITY a "ha"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">'
-    b'<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]>\n<Message><Header>&c;</Header></Message>\n'
-)
-EXTERNAL_ENTITY = (
-    b'<?xml version="1.0"?>\n<!DOCTYPE Message [<!ENTITY x SYSTEM "file:///etc/passwd">]>\n'
-    b"<Message><Header><CollectionDetails><Term>&x;</Term></CollectionDetails></Header></Message>\n"
-)
-
-
-def _strip_pupils(data: bytes) -> bytes:
-    return re.sub(rb"<PupilOnRoll>.*</PupilOnRoll>", b"", data, flags=re.DOTALL)
-
-
-def _wrong_encoding(data: bytes) -> bytes:
-    return re.sub(rb"<Forename>[^<]*</Forename>", "<Forename>Zoë</Forename>".encode("cp1252"), data, count=1)
-
-
-def _header_la(data: bytes) -> bytes:
-    return data.replace(b"<LEA>330</LEA>", b"<LEA>999</LEA>", 1)
-
-
-BAD_XML: dict[str, tuple[str, Mutation, str]] = {
-    "empty": ("SC_330_4000_AUT_2026.xml", lambda d: b"", "CT-PARSE-TRUNCATED"),
-    "zero_pupils": ("SC_330_4000_AUT_2026.xml", _strip_pupils, "CT-INGEST-NO-PUPILS"),
-    "truncated": ("SC_330_4000_AUT_2026.xml", lambda d: d[: len(d) * 6 // 10], "CT-PARSE-TRUNCATED"),
-    "malformed": (
-        "SC_330_4000_AUT_2026.xml",
-        lambda d: d.replace(b"</Surname>", b"</Surnam>", 3),
-        "CT-PARSE-MALFORMED",
-    ),
-    "billion_laughs": ("bomb.xml", lambda d: BILLION_LAUGHS, "CT-PARSE-FORBIDDEN"),
-    "external_entity": ("xxe.xml", lambda d: EXTERNAL_ENTITY, "CT-PARSE-FORBIDDEN"),
-    "external_dtd": (
-        "dtd.xml",
-        lambda d: d.replace(b"?>", b'?>\n<!DOCTYPE Message SYSTEM "http://example.invalid/c.dtd">', 1),
-        "CT-PARSE-FORBIDDEN",
-    ),
-    "wrong_encoding": ("SC_330_4000_AUT_2026.xml", _wrong_encoding, "CT-PARSE-ENCODING"),
-    # Not named by the convention: the header alone says which school (its LA is none of the UPNs').
-    "header_mismatch": ("upload.xml", _header_la, "CT-INGEST-HEADER-MISMATCH"),
-    "unknown_root": (
-        "SC_330_4000_AUT_2026.xml",
-        lambda d: b'<?xml version="1.0"?>\n<Census><Header/></Census>\n',
-        "CT-PARSE-LAYOUT",
-    ),
-    "binary_garbage": (
-        "SC_330_4000_AUT_2026.xml",
-        lambda d: b"\x89PNG\r\n\x1a\n" + random.Random(1).randbytes(4000),
-        "CT-PARSE-LAYOUT",
-    ),
-    "odd_name": ("my census ü ..\\..\\ x.xml", lambda d: d[:100], "CT-PARSE-TRUNCATED"),
-    "dotdot_name": ("..evil..name.xml", lambda d: b"", "CT-PARSE-TRUNCATED"),
-}
 
 
 def _assert_quarantined(
@@ -373,7 +303,7 @@ def test_bad_xml_is_quarantined_byte_for_byte(
     wh: Settings, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, case: str
 ) -> None:
     name, mutate, code = BAD_XML[case]
-    source = _one_school(tmp_path_factory)
+    source = one_school(tmp_path_factory)
     name = source.name if name == "SC_330_4000_AUT_2026.xml" else name  # named for its own school
     data = mutate(source.read_bytes())
     landed = wh.landing_dir / name  # Linux file names may hold backslashes, spaces, any script
@@ -444,7 +374,7 @@ def test_bad_csv_columns_quarantine_the_whole_extract(
 
 
 def test_other_files_go_on_after_bad_ones(wh: Settings, tmp_path_factory: pytest.TempPathFactory) -> None:
-    source = _one_school(tmp_path_factory)
+    source = one_school(tmp_path_factory)
     bad = wh.landing_dir / "bad.xml"
     bad.write_bytes(b"<Message><Header>")
     outcomes = [ingest_file(bad, wh), ingest_file(land(wh, source), wh)]
@@ -491,7 +421,7 @@ def test_no_pupil_data_in_errors_reasons_or_lineage(
 def test_lineage_names_versions_and_column_sources(
     wh: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    source = _one_school(tmp_path_factory)
+    source = one_school(tmp_path_factory)
     landed = land(wh, source)
     outcome = ingest_file(landed, wh)
     steps = dict(outcome.steps)

@@ -29,9 +29,7 @@ from censustrace.intake.landing import (
 )
 from censustrace.intake.receive import receive
 from censustrace.intake.registry import find_extract
-from tests.warehouse.fixtures import generated, land, warehouse_url, wh
-
-__all__ = ["warehouse_url", "wh"]
+from tests.plugins.helpers.warehouse import generated, land
 
 
 def _sha(data: bytes) -> str:

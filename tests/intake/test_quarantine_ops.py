@@ -31,9 +31,7 @@ from censustrace.lineage.model import StepLineage
 from censustrace.lineage.spec import validate_event
 from censustrace.warehouse.current import current_pupils
 from censustrace.warehouse.db import warehouse_engine
-from tests.warehouse.fixtures import generated, land, warehouse_url, wh
-
-__all__ = ["warehouse_url", "wh"]
+from tests.plugins.helpers.warehouse import generated, land
 
 INGEST_KEYS = {"file", "sha256", "extract_id", "status", "supersedes", "rows", "errors"}
 

@@ -20,15 +20,7 @@ from censustrace.intake.registry import Registration, extract_id_for, find_extra
 from censustrace.intake.stage import stage
 from censustrace.warehouse.db import warehouse_engine
 from censustrace.warehouse.tables import extracts, pupil
-from tests.warehouse.fixtures import (
-    generated,
-    land,
-    rows_of,
-    warehouse_url,
-    wh,
-)
-
-__all__ = ["warehouse_url", "wh"]
+from tests.plugins.helpers.warehouse import generated, land, rows_of
 
 
 def _register(settings: Settings, path: Path) -> Registration:

@@ -27,9 +27,7 @@ from censustrace.intake.registry import find_extract, register
 from censustrace.intake.stage import stage
 from censustrace.warehouse.db import sqlite_staging_engine, warehouse_engine, write_transaction
 from censustrace.warehouse.tables import staged_fsm_period, staged_pupil, staged_pupil_address
-from tests.warehouse.fixtures import PUPIL_KEY_SECRET, generated, land, rows_of, warehouse_url, wh
-
-__all__ = ["warehouse_url", "wh"]
+from tests.plugins.helpers.warehouse import PUPIL_KEY_SECRET, generated, land, rows_of
 
 PUPILS = 1500
 CHILD = r"""

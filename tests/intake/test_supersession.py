@@ -14,9 +14,7 @@ from censustrace.intake.ingest import IngestOutcome, ingest_file
 from censustrace.intake.registry import find_extract
 from censustrace.warehouse.current import current_pupils
 from censustrace.warehouse.db import warehouse_engine
-from tests.warehouse.fixtures import generated, land, warehouse_url, wh
-
-__all__ = ["warehouse_url", "wh"]
+from tests.plugins.helpers.warehouse import generated, land
 
 
 def _school(tmp_path_factory: pytest.TempPathFactory, fmt: str, pupils: int = 10) -> list[Path]:

@@ -5,7 +5,7 @@ PostgreSQL: a fresh database ``censustrace_test_<random>`` is created on the ser
 for the session and dropped at the end. If the server is unreachable the postgres tests are skipped
 with the reason shown, or fail when ``CI=true``.
 
-Self-contained (only ``censustrace`` and ``pytest``), so it can move to the top-level conftest as it is.
+Only the lineage tests use these fixtures; ``empty_store`` is shared with the share fixtures.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 # The viewer's tables live in the lineage store's database and metadata: cleared and compared with it.
 import censustrace.viewer.tables  # noqa: F401
 from censustrace.lineage.store.db import make_engine, upgrade
-from censustrace.lineage.store.tables import metadata
+from tests.plugins.helpers.lineage_store import empty_store
 
 
 @pytest.fixture(scope="session", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -32,28 +32,6 @@ def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         url = request.getfixturevalue("postgres_url")
     upgrade(url)
     return str(url)
-
-
-def empty_store(engine: Engine) -> None:
-    """Delete every row (tests share one database per backend)."""
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            names = ", ".join(table.name for table in metadata.sorted_tables)
-            # A connection a test forgot to close would make TRUNCATE wait forever: fail instead.
-            conn.execute(text("SET LOCAL lock_timeout = '10s'"))
-            # The evidence tables refuse TRUNCATE (and the access log DELETE): tests clear them as a
-            # replica would, with triggers off.
-            conn.execute(text("SET LOCAL session_replication_role = replica"))
-            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY"))
-        else:
-            # The evidence tables' triggers refuse DELETE: set them aside while clearing.
-            triggers = conn.execute(text("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")).all()
-            for name, _ in triggers:
-                conn.execute(text(f'DROP TRIGGER "{name}"'))
-            for table in reversed(metadata.sorted_tables):
-                conn.execute(table.delete())
-            for _, sql in triggers:
-                conn.execute(text(sql))
 
 
 @pytest.fixture

@@ -32,8 +32,7 @@ from censustrace.config import Settings
 from censustrace.lineage.store import export_raw_events
 from censustrace.lineage.store.tables import raw_events
 from censustrace.viewer.lineage_api import DEFAULT_MAX_BODY_BYTES, create_app
-
-from .factories import PRODUCER, at, dataset, facet, new_run_id, run_event, unique
+from tests.plugins.helpers.lineage_events import PRODUCER, at, dataset, facet, new_run_id, run_event, unique
 
 LINEAGE = "/api/v1/lineage"
 

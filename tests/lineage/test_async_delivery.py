@@ -17,8 +17,7 @@ from censustrace.lineage.transport import (
     CensustraceTransport,
     CensustraceTransportConfig,
 )
-
-from .factories import new_run_id, run_event
+from tests.plugins.helpers.lineage_events import new_run_id, run_event
 
 
 def _transport(tmp_path: Path, http_url: str) -> CensustraceTransport:

@@ -16,8 +16,7 @@ from censustrace.lineage.batch import BatchNotArray, split_array
 from censustrace.lineage.spec import EventValidator
 from censustrace.lineage.store.parse import _lenient_validator
 from censustrace.lineage.store.tables import raw_events
-
-from .factories import dataset, dataset_event, new_run_id, run_event, unique
+from tests.plugins.helpers.lineage_events import dataset, dataset_event, new_run_id, run_event, unique
 
 BATCH = "/api/v1/lineage/batch"
 

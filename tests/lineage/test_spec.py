@@ -23,8 +23,7 @@ from censustrace.lineage.spec import (
     normalise_timestamp,
     validate_event,
 )
-
-from .factories import (
+from tests.plugins.helpers.lineage_events import (
     InputField,
     at,
     column_lineage_facet,

@@ -42,8 +42,7 @@ from censustrace.lineage.store.tables import (
     run_dataset_versions,
     runs,
 )
-
-from .factories import (
+from tests.plugins.helpers.lineage_events import (
     InputField,
     at,
     column_lineage_facet,

@@ -22,8 +22,7 @@ from censustrace.lineage.store.tables import (
     run_dataset_versions,
     runs,
 )
-
-from .factories import at, dataset, facet, new_run_id, run_event
+from tests.plugins.helpers.lineage_events import at, dataset, facet, new_run_id, run_event
 
 NS = "censustrace"
 

@@ -11,8 +11,7 @@ from sqlalchemy import Engine
 from censustrace.lineage.store import store_event, trace_upstream
 from censustrace.lineage.store.queries import find_dataset, find_dataset_version
 from censustrace.lineage.store.upstream import upstream
-
-from .factories import at, dataset, facet, run_event, unique
+from tests.plugins.helpers.lineage_events import at, dataset, facet, run_event, unique
 
 NS = "censustrace"
 

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
 
 from censustrace.compliance.subject import subject_access
 from censustrace.config import Settings
@@ -22,10 +21,12 @@ from censustrace.lineage.traceback import trace_target
 from censustrace.ops.backup import BackupError, backup, restore
 from censustrace.ops.rekey import RekeyError, rekey
 from censustrace.shares.steps import run_share
-from censustrace.warehouse.db import dispose_engines, warehouse_engine
+from censustrace.warehouse.db import warehouse_engine
 from censustrace.warehouse.naming import warehouse_dataset_name, warehouse_namespace
 from censustrace.warehouse.tables import pupil
-from tests.shares.fixtures import PUPIL_KEY_SECRET, consent_files, ingest_census
+from tests.plugins.helpers.shares import consent_files, ingest_census
+from tests.plugins.helpers.stores import wipe_store
+from tests.plugins.helpers.warehouse import PUPIL_KEY_SECRET
 
 
 def _pupil_rows(settings: Settings) -> int:
@@ -50,23 +51,6 @@ def _trace_sources(settings: Settings) -> dict[str, set[str]]:
         engine.dispose()
 
 
-def _wipe(url: str) -> None:
-    """Lose a store: delete the SQLite file, or drop and recreate the PostgreSQL database."""
-    dispose_engines()
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{parsed.database}{suffix}").unlink(missing_ok=True)
-        return
-    from sqlalchemy import create_engine, text
-
-    admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE "{parsed.database}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{parsed.database}"'))
-    admin.dispose()
-
-
 def test_backup_drop_restore_and_the_trace_still_works(sh: Settings, census, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     ingest_census(sh, census(schools=2, pupils_per_school=20))
     rows, sources = _pupil_rows(sh), _trace_sources(sh)
@@ -80,8 +64,8 @@ def test_backup_drop_restore_and_the_trace_still_works(sh: Settings, census, tmp
     with pytest.raises(BackupError, match="not empty"):
         backup(sh, tmp_path / "backup")
 
-    _wipe(sh.warehouse_db_url)
-    _wipe(sh.lineage_db_url)
+    wipe_store(sh.warehouse_db_url)
+    wipe_store(sh.lineage_db_url)
     restore(sh, tmp_path / "backup")
     assert _pupil_rows(sh) == rows
     assert _trace_sources(sh) == sources

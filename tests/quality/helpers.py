@@ -18,7 +18,7 @@ from censustrace.intake.stage import stage
 from censustrace.quality.tables import validation_result
 from censustrace.warehouse.db import warehouse_engine
 from censustrace.warehouse.tables import extracts, staged_pupil
-from tests.warehouse.fixtures import land
+from tests.plugins.helpers.warehouse import land
 
 Record = tuple[str, int]  # (census file: XML/CTF file or CSV pupilonroll table, record number)
 

@@ -14,8 +14,8 @@ from censustrace.config import Settings
 from censustrace.quality.batch import validate_batch
 from censustrace.quality.run import validate_extract
 from censustrace.warehouse.db import upgrade
+from tests.plugins.helpers.warehouse import PUPIL_KEY_SECRET, generated
 from tests.quality.helpers import reject_codes, stage_files, stored_results
-from tests.warehouse.fixtures import PUPIL_KEY_SECRET, generated
 
 # Enough faults that some files pass, some reject rows and at least one is quarantined by its threshold;
 # pupils in two schools' files (dual registration) share a UPN across extracts.

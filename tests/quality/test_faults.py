@@ -28,8 +28,8 @@ from censustrace.quality.run import validate_extract
 from censustrace.quality.suites import load_suites
 from censustrace.warehouse.db import warehouse_engine
 from censustrace.warehouse.tables import staged_pupil
+from tests.plugins.helpers.warehouse import generated
 from tests.quality.helpers import Record, flagged, manifest_faults, reject_codes, stage_files
-from tests.warehouse.fixtures import generated
 
 # Large enough for every fault class in every format at this seed (the test checks it).
 FAULTY = {"schools": 12, "pupils_per_school": 80, "seed": 7, "faults": 0.08}

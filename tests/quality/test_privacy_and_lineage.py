@@ -20,9 +20,9 @@ from censustrace.lineage.model import StepLineage
 from censustrace.lineage.spec import validate_event
 from censustrace.quality.run import ValidationOutcome, validate_extract
 from censustrace.quality.suites import load_suites
-from tests.privacy import identifiers_in, leaks
+from tests.plugins.helpers.privacy import identifiers_in, leaks
+from tests.plugins.helpers.warehouse import generated
 from tests.quality.helpers import stage_files, stored_results
-from tests.warehouse.fixtures import generated
 
 
 def _event(step: StepLineage) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from censustrace.quality.run import validate_extract
 from censustrace.quality.suites import load_suites
 from censustrace.warehouse.db import warehouse_engine
 from censustrace.warehouse.tables import pupil, rejected_record, staged_pupil
+from tests.plugins.helpers.warehouse import generated, land, rows_of
 from tests.quality.helpers import (
     copy_suites,
     edit_suite,
@@ -31,7 +32,6 @@ from tests.quality.helpers import (
     stage_one,
     stored_results,
 )
-from tests.warehouse.fixtures import generated, land, rows_of
 
 PUPILS = 100
 Edit = Callable[[str], str]

@@ -16,7 +16,7 @@ from censustrace.shares.steps import build_share, check_share, release_share
 from censustrace.shares.tables import disclosures, shares
 from censustrace.warehouse.db import warehouse_engine, write_transaction
 from censustrace.warehouse.load import CopyStream
-from tests.shares.fixtures import Census, ingest_census
+from tests.plugins.helpers.shares import Census, ingest_census
 
 
 def _logged(settings: Settings, share_id: str) -> tuple[int, str]:

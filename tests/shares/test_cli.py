@@ -4,65 +4,15 @@ point in a subprocess, real exit codes, JSON on stdout, no tracebacks, no UPN ec
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import pytest
-from pydantic import SecretStr
 
 from censustrace.config import Settings
-from censustrace.lineage.store.db import upgrade
-from tests.shares.fixtures import PUPIL_KEY_SECRET, Census, consent_files, ingest_census
-
-CLI = str(Path(sys.executable).parent / "censustrace")
-SHARE_KEYS = {"share_id", "agreement", "status", "pupils", "excluded", "file", "sha256", "reasons"}
+from tests.plugins.helpers.cli import SHARE_KEYS, run, share_json
+from tests.plugins.helpers.shares import Census, consent_files
 
 
-@pytest.fixture
-def home(tmp_path: Path, policies: Path, census: Callable[..., Census]) -> tuple[Settings, Census]:
-    """A SQLite instance with a census and its consent files loaded, addressed by environment only."""
-    settings = Settings(
-        home=tmp_path / "home",
-        warehouse_url=f"sqlite:///{tmp_path / 'warehouse.db'}",
-        lineage_url=f"sqlite:///{tmp_path / 'lineage.db'}",
-        pupil_key_secret=SecretStr(PUPIL_KEY_SECRET),
-        policies_dir=policies,
-    )
-    settings.ensure_dirs()
-    upgrade(settings.lineage_db_url)
-    generated = census(consents=True)
-    ingest_census(settings, generated)
-    return settings, generated
-
-
-def run(settings: Settings, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "CENSUSTRACE_HOME": str(settings.home),
-        "CENSUSTRACE_WAREHOUSE_URL": settings.warehouse_db_url,
-        "CENSUSTRACE_LINEAGE_URL": settings.lineage_db_url,
-        "CENSUSTRACE_PUPIL_KEY_SECRET": PUPIL_KEY_SECRET,
-        "CENSUSTRACE_POLICIES_DIR": str(settings.policies_dir),
-    }
-    proc = subprocess.run(
-        [CLI, *args], input=stdin, capture_output=True, text=True, env=env, timeout=180, check=False
-    )
-    assert "Traceback" not in proc.stderr + proc.stdout
-    return proc
-
-
-def share_json(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
-    result: dict[str, Any] = json.loads(proc.stdout)
-    assert set(result) >= SHARE_KEYS
-    return result
-
-
-def test_share_commands_end_to_end(home: tuple[Settings, Census]) -> None:
-    settings, generated = home
+def test_share_commands_end_to_end(cli_home: tuple[Settings, Census]) -> None:
+    settings, generated = cli_home
     consents = [str(p) for p in consent_files(generated)]
     proc = run(settings, "consent", "ingest", *consents, "--json")
     assert proc.returncode == 0, proc.stderr
@@ -118,8 +68,8 @@ def test_share_commands_end_to_end(home: tuple[Settings, Census]) -> None:
     assert len(nothing.stderr.strip().splitlines()) == 1
 
 
-def test_verify_reports_a_changed_file_and_a_stray_one(home: tuple[Settings, Census]) -> None:
-    settings, _ = home
+def test_verify_reports_a_changed_file_and_a_stray_one(cli_home: tuple[Settings, Census]) -> None:
+    settings, _ = cli_home
     sent = share_json(run(settings, "share", "t-research", "--json"))
     path = Path(sent["file"])
     path.write_bytes(path.read_bytes() + b"0,0,0\r\n")
@@ -130,8 +80,8 @@ def test_verify_reports_a_changed_file_and_a_stray_one(home: tuple[Settings, Cen
     assert codes == {"CT-VERIFY-SHA256", "CT-VERIFY-UNREGISTERED"}
 
 
-def test_disclosures_reads_upns_from_stdin_and_never_echoes_them(home: tuple[Settings, Census]) -> None:
-    settings, generated = home
+def test_disclosures_reads_upns_from_stdin_and_never_echoes_them(cli_home: tuple[Settings, Census]) -> None:
+    settings, generated = cli_home
     run(settings, "consent", "ingest", *[str(p) for p in consent_files(generated)])
     sent = share_json(run(settings, "share", "t-nursing", "--json"))
     with open(sent["file"], encoding="utf-8", newline="") as fh:
@@ -159,8 +109,10 @@ def test_disclosures_reads_upns_from_stdin_and_never_echoes_them(home: tuple[Set
     assert run(settings, "disclosures", shared).returncode == 2
 
 
-def test_consent_ingest_reports_bad_rows_and_exits_1(home: tuple[Settings, Census], tmp_path: Path) -> None:
-    settings, _ = home
+def test_consent_ingest_reports_bad_rows_and_exits_1(
+    cli_home: tuple[Settings, Census], tmp_path: Path
+) -> None:
+    settings, _ = cli_home
     bad = tmp_path / "consents_330_4000_AUT_2026.csv"
     bad.write_text(
         "upn,purpose,decision,recorded_on,source\r\n"
@@ -177,8 +129,8 @@ def test_consent_ingest_reports_bad_rows_and_exits_1(home: tuple[Settings, Censu
     assert "A999999999999" not in proc.stdout
 
 
-def test_retention_command_reports_what_it_erased(home: tuple[Settings, Census]) -> None:
-    settings, _ = home
+def test_retention_command_reports_what_it_erased(cli_home: tuple[Settings, Census]) -> None:
+    settings, _ = cli_home
     proc = run(settings, "retention", "--as-of", "2026-10-15", "--json")
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)

@@ -29,7 +29,8 @@ from censustrace.shares.tables import disclosures, shares
 from censustrace.shares.transforms import pseudonym_key
 from censustrace.warehouse.db import warehouse_engine
 from censustrace.warehouse.tables import pupil
-from tests.shares.fixtures import AS_OF, PUPIL_KEY_SECRET, YEAR_END, Census, consent_files, ingest_census
+from tests.plugins.helpers.shares import AS_OF, YEAR_END, Census, consent_files, ingest_census
+from tests.plugins.helpers.warehouse import PUPIL_KEY_SECRET
 
 SECRET = PUPIL_KEY_SECRET.encode()
 

@@ -29,8 +29,9 @@ from censustrace.shares.steps import build_share, check_share, release_share, ru
 from censustrace.shares.tables import disclosures
 from censustrace.warehouse.db import warehouse_engine
 from censustrace.warehouse.tables import pupil
-from tests.shares.fixtures import AS_OF, PUPIL_KEY_SECRET, YEAR_END, Census, ingest_census
-from tests.test_cli import CLI
+from tests.plugins.helpers.cli import CLI
+from tests.plugins.helpers.shares import AS_OF, YEAR_END, Census, ingest_census
+from tests.plugins.helpers.warehouse import PUPIL_KEY_SECRET
 
 
 def key_of(upn: str) -> str:

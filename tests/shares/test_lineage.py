@@ -20,8 +20,8 @@ from censustrace.lineage.traceback import trace_target
 from censustrace.shares.build import staging_dir
 from censustrace.shares.register import find_share
 from censustrace.shares.steps import build_share, check_share, release_share, run_share
-from tests.privacy import identifiers_in, leaks
-from tests.shares.fixtures import Census, consent_files, ingest_census, lineage_engine
+from tests.plugins.helpers.privacy import identifiers_in, leaks
+from tests.plugins.helpers.shares import Census, consent_files, ingest_census, lineage_engine
 
 
 def stored_events(settings: Settings) -> list[dict[str, Any]]:

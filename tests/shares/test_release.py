@@ -19,7 +19,7 @@ from censustrace.shares.release import recipient_dir
 from censustrace.shares.steps import build_share, check_share, release_share, run_share
 from censustrace.shares.tables import disclosures, shares
 from censustrace.warehouse.db import warehouse_engine
-from tests.shares.fixtures import Census, ingest_census, lineage_engine
+from tests.plugins.helpers.shares import Census, ingest_census, lineage_engine
 
 
 def visible(settings: Settings) -> list[Path]:

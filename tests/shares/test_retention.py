@@ -20,8 +20,8 @@ from censustrace.shares.steps import run_share
 from censustrace.shares.tables import erasures
 from censustrace.warehouse.db import warehouse_engine
 from censustrace.warehouse.tables import pupil, pupil_address
-from tests.privacy import identifiers_in, leaks
-from tests.shares.fixtures import AS_OF, Census, ingest_census, lineage_engine
+from tests.plugins.helpers.privacy import identifiers_in, leaks
+from tests.plugins.helpers.shares import AS_OF, Census, ingest_census, lineage_engine
 
 
 def legacy_values(settings: Settings) -> tuple[int, int]:

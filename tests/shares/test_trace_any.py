@@ -22,7 +22,7 @@ from censustrace.shares.steps import run_share
 from censustrace.shares.traceback import LineageAmbiguous, trace_any
 from censustrace.shares.verify import verify_shares
 from censustrace.warehouse.naming import warehouse_dataset_name, warehouse_namespace
-from tests.shares.fixtures import Census, ingest_census
+from tests.plugins.helpers.shares import Census, ingest_census
 
 
 def _trace(settings: Settings, target: str, version: str | None = None) -> dict[str, Any]:

@@ -3,34 +3,18 @@
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
-import httpx
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from censustrace.config import Settings
 from censustrace.viewer import auth
 from censustrace.viewer.app import create_viewer_app
-
-from .pipeline import Filled, fill_home, make_shares
-
-PASSWORD = "a long test password 1"
-USERS = {"clara": "compliance", "ed": "engineer", "audrey": "auditor"}
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-@dataclass
-class Home:
-    settings: Settings
-    filled: Filled
-    app: FastAPI
+from tests.plugins.helpers.viewer import PASSWORD, USERS, Home, Server, log_in
+from tests.viewer.pipeline import fill_home, make_shares
 
 
 @pytest.fixture(scope="session")
@@ -46,21 +30,6 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Home:
     for name, role in USERS.items():
         auth.add_user(engine, name, role, PASSWORD)
     return Home(settings, filled, app)
-
-
-def csrf_of(html: str) -> str:
-    found = CSRF.search(html)
-    assert found, "no CSRF token in the page"
-    return found.group(1)
-
-
-def log_in(client: TestClient | httpx.Client, name: str, password: str = PASSWORD) -> httpx.Response:
-    page = client.get("/login")
-    return client.post(
-        "/login",
-        data={"username": name, "password": password, "csrf_token": csrf_of(page.text), "next": "/"},
-        follow_redirects=False,
-    )
 
 
 @pytest.fixture
@@ -87,12 +56,6 @@ def as_user(home: Home) -> Iterator[Callable[[str], TestClient]]:
         test_client.close()
 
 
-@dataclass
-class Server:
-    url: str
-    home: Home
-
-
 @pytest.fixture(scope="session")
 def server(home: Home) -> Iterator[Server]:
     """The viewer served by a real uvicorn on 127.0.0.1 (a free port)."""
@@ -113,6 +76,3 @@ def server(home: Home) -> Iterator[Server]:
     yield Server(f"http://127.0.0.1:{port}", home)
     uv.should_exit = True
     thread.join(timeout=10)
-
-
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "viewer"

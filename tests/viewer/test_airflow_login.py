@@ -17,10 +17,9 @@ from censustrace.config import Settings
 from censustrace.viewer import auth
 from censustrace.viewer.airflow_auth import airflow_roles, viewer_role
 from censustrace.viewer.app import create_viewer_app
+from tests.plugins.helpers.viewer import Home, csrf_of, disclosed_upn
 
-from .conftest import Home, csrf_of
 from .pipeline import ALLOWED
-from .test_shares import disclosed_upn
 
 DEFAULT_MAP = Settings().airflow_role_map()
 

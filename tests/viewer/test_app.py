@@ -20,19 +20,11 @@ from starlette.routing import Mount, Route
 
 from censustrace.viewer import auth
 from censustrace.viewer.tables import sessions
+from tests.plugins.helpers.viewer import PASSWORD, Home, csrf_of, loaded_pupil_table, log_in
 
-from .conftest import PASSWORD, Home, csrf_of, log_in
 from .pipeline import ALLOWED, BLOCKED
 
 UserClient = Callable[[str], TestClient]
-
-
-def loaded_pupil_table(home: Home) -> tuple[str, str, str, str]:
-    """(namespace, name, version, sha256) of a published ``pupil`` dataset version and its file."""
-    outcome = home.filled.loaded[0]
-    publish = dict(outcome.steps)["publish"]
-    pupil = next(o for o in publish.outputs if o.name.endswith(".pupil"))
-    return pupil.namespace, pupil.name, str(outcome.extract_id), outcome.sha256
 
 
 # No answers without login --------------------------------------------------------------------------------

@@ -12,17 +12,11 @@ from pathlib import Path
 import pytest
 
 from censustrace.viewer import auth
+from tests.plugins.helpers.browser import CHROMIUM, log_in, require_chromium
+from tests.plugins.helpers.viewer import ARTIFACTS, PASSWORD, Server, loaded_pupil_table
 
-from .conftest import ARTIFACTS, PASSWORD, Server
-from .test_app import loaded_pupil_table
-
-CHROMIUM = Path(os.environ.get("CENSUSTRACE_TEST_CHROMIUM", "/usr/bin/chromium"))
-
-if not CHROMIUM.is_file():
-    reason = f"no chromium at {CHROMIUM} (apt-get install chromium)"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{reason}; CI=true: the browser tests must run", pytrace=False)
-    pytest.skip(reason, allow_module_level=True)
+pytestmark = pytest.mark.browser
+require_chromium()
 
 os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
 from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
@@ -47,14 +41,6 @@ def page(browser: Browser, server: Server, request: pytest.FixtureRequest) -> It
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     new_page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
     context.close()
-
-
-def log_in(page: Page, name: str, password: str = PASSWORD) -> None:
-    page.goto("/")
-    expect(page).to_have_url(re.compile(r"/login\?next=%2F"))
-    page.get_by_label("User name").fill(name)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Log in").click()
 
 
 def test_log_in_and_see_the_overview(page: Page) -> None:
@@ -141,8 +127,8 @@ def test_keyboard_only_user_can_log_in_and_reach_the_graph_nodes(page: Page, ser
 
 
 def test_register_to_share_to_source_files_and_subject_access_pdf(page: Page, server: Server) -> None:
-    from .pipeline import ALLOWED
-    from .test_shares import disclosed_upn
+    from tests.plugins.helpers.viewer import disclosed_upn
+    from tests.viewer.pipeline import ALLOWED
 
     share_id = server.home.filled.shares[ALLOWED]
     log_in(page, "clara")

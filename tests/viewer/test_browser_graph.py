@@ -19,13 +19,16 @@ import httpx
 import pytest
 
 from censustrace.config import Settings
+from tests.plugins.helpers.browser import CHROMIUM, log_in, require_chromium
+from tests.plugins.helpers.viewer import ARTIFACTS, Server
 
-from .conftest import ARTIFACTS, Server
 from .pipeline import ALLOWED, BLOCKED
-from .test_browser import CHROMIUM, log_in
+
+pytestmark = pytest.mark.browser
+require_chromium()
 
 os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 WIDTHS = {"wide": (1400, 900), "narrow": (390, 844)}

@@ -12,10 +12,9 @@ from censustrace.shares.tables import disclosures
 from censustrace.viewer import auth
 from censustrace.warehouse.db import warehouse_engine
 from censustrace.warehouse.tables import pupil
+from tests.plugins.helpers.viewer import Home, access_log, csrf_of
 
-from .conftest import Home, csrf_of
 from .pipeline import ALLOWED, BLOCKED
-from .test_shares import access_log
 
 UserClient = Callable[[str], TestClient]
 

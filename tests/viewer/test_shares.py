@@ -10,46 +10,20 @@ from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import and_, select
+from sqlalchemy import select
 
 from censustrace.compliance.documents import csv_cell
 from censustrace.lineage.store.trace import trace_upstream
 from censustrace.shares.register import find_share
-from censustrace.shares.tables import disclosures
 from censustrace.viewer import auth
 from censustrace.viewer.shares_views import UpnRejected, normalise_upn
 from censustrace.warehouse.db import warehouse_engine
-from censustrace.warehouse.tables import extracts, pupil
+from censustrace.warehouse.tables import extracts
+from tests.plugins.helpers.viewer import Home, access_log, csrf_of, disclosed_upn
 
-from .conftest import Home, csrf_of
 from .pipeline import ALLOWED, BLOCKED
 
 UserClient = Callable[[str], TestClient]
-
-
-def disclosed_upn(home: Home) -> str:
-    """The UPN of a pupil included in the delivered share (read from the warehouse, as a family would
-    give it)."""
-    engine = warehouse_engine(home.settings.warehouse_db_url)
-    with engine.connect() as conn:
-        upn = conn.execute(
-            select(pupil.c.upn)
-            .join(
-                disclosures,
-                and_(
-                    disclosures.c.extract_id == pupil.c.extract_id,
-                    disclosures.c.record_number == pupil.c.record_number,
-                ),
-            )
-            .where(disclosures.c.share_id == home.filled.shares[ALLOWED])
-            .limit(1)
-        ).scalar_one()
-    return str(upn)
-
-
-def access_log(home: Home) -> list[dict[str, object]]:
-    rows, _ = auth.read_access_log(home.app.state.viewer.engine(), limit=1000)
-    return rows
 
 
 def test_register_lists_shares_and_blocked_attempts_with_filters(home: Home, as_user: UserClient) -> None:

@@ -1,40 +1,23 @@
-"""Warehouse fixtures and helpers, shared by tests/warehouse and the intake tests (which import them).
+"""Warehouse helpers: a test's census files, landing them, counting rows, emptying the warehouse.
 
-Every warehouse test runs on SQLite (a temp file) and on PostgreSQL (a database created for the session
-by the top-level ``new_postgres_database`` fixture: skipped with the reason if the server is unreachable,
-failed when ``CI=true``). Each test gets an empty warehouse and its own ``CENSUSTRACE_HOME``.
+The fixtures on top of them (``warehouse_url``, ``wh``) are in ``tests.plugins.warehouse``.
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import Engine, func, select, text
 
 from censustrace.census.generator import GeneratorOptions, generate
 from censustrace.config import Settings
-from censustrace.warehouse.db import upgrade, warehouse_engine
+from censustrace.warehouse.db import warehouse_engine
 from censustrace.warehouse.tables import metadata
 
-__all__ = ["generated", "land", "rows_of", "warehouse_url", "wh"]
-
 PUPIL_KEY_SECRET = "test-pupil-key-secret"
-
-
-@pytest.fixture(scope="session", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def warehouse_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A migrated, session-wide warehouse: a SQLite file, then a PostgreSQL database."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('warehouse') / 'warehouse.db'}"
-    else:
-        url = str(request.getfixturevalue("new_postgres_database")())
-    upgrade(url)
-    return url
 
 
 def empty_warehouse(engine: Engine) -> None:
@@ -56,20 +39,6 @@ def empty_warehouse(engine: Engine) -> None:
                 conn.execute(table.delete())
             for _, sql in triggers:
                 conn.execute(text(sql))
-
-
-@pytest.fixture
-def wh(warehouse_url: str, tmp_path: Path) -> Iterator[Settings]:
-    """Settings of an isolated instance (own home) on an empty warehouse."""
-    settings = Settings(
-        home=tmp_path / "home", warehouse_url=warehouse_url, pupil_key_secret=SecretStr(PUPIL_KEY_SECRET)
-    )
-    settings.ensure_dirs()
-    empty_warehouse(warehouse_engine(warehouse_url))
-    yield settings
-    for path in settings.home.rglob("*"):  # archive and quarantine copies are read-only
-        if not path.is_symlink():
-            path.chmod(0o755 if path.is_dir() else 0o644)
 
 
 _GENERATED: dict[tuple[Any, ...], tuple[Path, dict[str, Any]]] = {}

@@ -1,9 +1,10 @@
-"""Fixtures and helpers for share and consent tests (tests/shares, tests/consent/test_objections.py).
+"""Share and consent fixtures: a policies folder of the tests' own agreements, a lineage store on the
+warehouse's backend, an isolated instance (``sh``) and generated censuses (``census``).
 
-Every test runs on SQLite and on PostgreSQL (the warehouse fixtures of tests.warehouse; the lineage store
-on the same backend), with its own home, an empty warehouse and lineage store, and a policies folder of
-its own: the repository's fields, purposes, rules and schemas, plus the agreements below (so these tests
-do not move when the demo agreements do).
+Every test runs on SQLite and on PostgreSQL (the warehouse fixtures of tests.plugins.warehouse; the
+lineage store on the same backend), with its own home, an empty warehouse and lineage store, and a
+policies folder of its own: the repository's fields, purposes, rules and schemas, plus the agreements
+below (so these tests do not move when the demo agreements do).
 """
 
 from __future__ import annotations
@@ -12,29 +13,17 @@ import datetime as dt
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import Engine
 
-from censustrace.census.codes import academic_year_bounds, term_containing
 from censustrace.config import Settings
-from censustrace.consent.clock import release_day
-from censustrace.intake.ingest import IngestOutcome, ingest_file
-from censustrace.lineage.emit import run_event
 from censustrace.lineage.store.db import make_engine, upgrade
-from censustrace.lineage.store.ingest import store_event
-from tests.lineage.conftest import empty_store
-from tests.warehouse.fixtures import PUPIL_KEY_SECRET, generated, land, warehouse_url
-
-__all__ = ["generated", "land", "lineage_url", "policies", "sh", "warehouse_url"]
+from tests.plugins.helpers.lineage_store import empty_store
+from tests.plugins.helpers.shares import YEAR_END, YEAR_START, Census, census_factory, ingest_census
+from tests.plugins.helpers.warehouse import PUPIL_KEY_SECRET
 
 REPO = Path(__file__).resolve().parents[2]
-# Shares are judged for today (Europe/London) and nothing else, so these agreements are written relative
-# to the academic year that contains today: their outcomes are the same on any date.
-AS_OF = release_day()
-YEAR_START, YEAR_END = academic_year_bounds(*term_containing(AS_OF))
 
 _TERMS = f"""\
 valid_from: {YEAR_START.isoformat()}
@@ -134,7 +123,7 @@ _SUB_PURPOSE = """\
 """
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def policies(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The repository's policy files with this module's agreements instead of the demo ones."""
     folder = tmp_path_factory.mktemp("policies") / "policies"
@@ -147,7 +136,7 @@ def policies(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # per test package, like ``warehouse_url``
 def lineage_url(
     warehouse_url: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> str:
@@ -178,50 +167,25 @@ def sh(wh: Settings, lineage_url: str, policies: Path) -> Iterator[Settings]:
     return settings
 
 
-def lineage_engine(settings: Settings) -> Engine:
-    return make_engine(settings.lineage_db_url)
-
-
-def emit_ingest(settings: Settings, outcome: IngestOutcome) -> None:
-    """Store an ingest's step events in the lineage store, as the Airflow provider would."""
-    engine = lineage_engine(settings)
-    try:
-        for name, step in outcome.steps:
-            store_event(engine, run_event(settings, f"census_ingest.{name}", step))
-    finally:
-        engine.dispose()
-
-
-Census = tuple[Path, dict[str, Any]]
-
-
-def ingest_census(settings: Settings, census: Census, *, emit: bool = True) -> list[IngestOutcome]:
-    """Ingest every census file of a generated folder (and record its lineage)."""
-    folder, manifest = census
-    outcomes = []
-    for entry in manifest["files"]:
-        outcome = ingest_file(land(settings, folder / entry["file"]), settings)
-        assert outcome.status in ("loaded", "received"), outcome.errors
-        if emit:
-            emit_ingest(settings, outcome)
-        outcomes.append(outcome)
-    return outcomes
-
-
-def consent_files(census: Census) -> list[Path]:
-    folder, manifest = census
-    return [folder / entry["file"] for entry in manifest["consents"]]
-
-
-def census_factory(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Census]:
-    def make(**options: Any) -> Census:
-        defaults: dict[str, Any] = {"schools": 3, "pupils_per_school": 40, "fmt": "xml", "seed": 21}
-        return generated(tmp_path_factory, **{**defaults, **options})
-
-    return make
-
-
 @pytest.fixture
 def census(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Census]:
     """``census(**options)``: a generated census (AUT 2026, LA 330 by default), made once per session."""
     return census_factory(tmp_path_factory)
+
+
+@pytest.fixture
+def cli_home(tmp_path: Path, policies: Path, census: Callable[..., Census]) -> tuple[Settings, Census]:
+    """A SQLite instance with a census and its consent files loaded, for the CLI run by
+    ``tests.plugins.helpers.cli.run`` (addressed by environment only)."""
+    settings = Settings(
+        home=tmp_path / "home",
+        warehouse_url=f"sqlite:///{tmp_path / 'warehouse.db'}",
+        lineage_url=f"sqlite:///{tmp_path / 'lineage.db'}",
+        pupil_key_secret=SecretStr(PUPIL_KEY_SECRET),
+        policies_dir=policies,
+    )
+    settings.ensure_dirs()
+    upgrade(settings.lineage_db_url)
+    generated = census(consents=True)
+    ingest_census(settings, generated)
+    return settings, generated

@@ -1,0 +1,1 @@
+"""Plain helpers (no fixtures) shared by several test files."""

@@ -1,6 +1,0 @@
-"""Share test fixtures (defined in ``tests.shares.fixtures`` so tests/consent can share them)."""
-
-from tests.shares.fixtures import census, lineage_url, policies, sh
-from tests.warehouse.fixtures import warehouse_url, wh
-
-__all__ = ["census", "lineage_url", "policies", "sh", "warehouse_url", "wh"]
