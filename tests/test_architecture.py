@@ -27,9 +27,22 @@ TESTS = Path(__file__).resolve().parent
 # Layers by top-level module of censustrace (a module `censustrace.x` or a package `censustrace/x/`).
 EDGE = frozenset({"cli", "airflow", "viewer", "ops"})
 CORE = frozenset(
-    {"census", "intake", "quality", "consent", "shares", "lineage", "warehouse", "audit", "compliance"}
+    {
+        "census",
+        "intake",
+        "quality",
+        "consent",
+        "shares",
+        "lineage",
+        "warehouse",
+        "audit",
+        "compliance",
+        "warehouse_schema",
+    }
 )
-BASE = frozenset({"", "config", "errors", "db", "dburl"})  # "": the package itself (its __version__)
+BASE = frozenset(
+    {"", "config", "errors", "db", "dburl", "csvsafe"}
+)  # "": the package itself (its __version__)
 # What the core must work without: the web and command-line faces' libraries.
 FACE_LIBRARIES = frozenset({"fastapi", "starlette", "typer", "jinja2"})
 
