@@ -43,6 +43,24 @@ def test_register_lists_shares_and_blocked_attempts_with_filters(home: Home, as_
         assert "No shares match" in response.text
 
 
+def test_register_pages_count_every_match_and_cut_the_register_in_order(home: Home) -> None:
+    from censustrace.viewer.shares_views import RegisterQuery, register, register_page
+
+    everything = register(home.settings)
+    newest_first = RegisterQuery("", "", "", "", "date", True)
+    _, total = register_page(home.settings, newest_first, limit=1)
+    assert total == len(everything)
+    assert total >= 2
+    pages = [register_page(home.settings, newest_first, limit=1, offset=n)[0] for n in range(total)]
+    assert [page[0]["share_id"] for page in pages] == [row["share_id"] for row in everything]
+    assert register_page(home.settings, newest_first, limit=1, offset=total) == ([], total)  # past the end
+    blocked = RegisterQuery("blocked", "", "", "", "date", True)
+    expected = [row["share_id"] for row in everything if row["status"] == "blocked"]
+    found, matches = register_page(home.settings, blocked, limit=10)
+    assert matches == len(expected)
+    assert [row["share_id"] for row in found] == expected
+
+
 def test_register_csv_is_safe_for_spreadsheets_and_logged(home: Home, as_user: UserClient) -> None:
     assert csv_cell("=HYPERLINK(1)") == "'=HYPERLINK(1)"
     assert csv_cell("-1") == "'-1"

@@ -224,15 +224,26 @@ def register_page(
     settings: Settings, query: RegisterQuery, *, limit: int | None = None, offset: int = 0
 ) -> tuple[list[Json], int]:
     """One page of the register (filtered, sorted and paged by the database) and how many rows match."""
+    from sqlalchemy import func
+
     from censustrace.warehouse.db import warehouse_engine
 
     rows_query, count_query = _register_select(query)
     if limit is not None:
+        # The matches are counted in the same pass as the page is cut (a window over the filtered rows):
+        # a text search reads every row once, not twice.
+        rows_query = rows_query.add_columns(func.count().over().label("matches"))
         rows_query = rows_query.limit(limit).offset(max(offset, 0))
     sensitive = _sensitive_fields(settings)
     with warehouse_engine(settings.warehouse_db_url).connect() as conn:
-        found = [_register_row(row, sensitive) for row in conn.execute(rows_query)]
-        total = int(conn.execute(count_query).scalar_one()) if limit is not None else len(found)
+        page = conn.execute(rows_query).all()
+        found = [_register_row(row, sensitive) for row in page]
+        if limit is None:
+            total = len(found)
+        elif page:
+            total = int(page[0].matches)
+        else:  # past the last page (or nothing matches): count on its own
+            total = int(conn.execute(count_query).scalar_one())
     return found, total
 
 
