@@ -17,8 +17,6 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine
 
-# The viewer's tables live in the lineage store's database and metadata: cleared and compared with it.
-import censustrace.viewer.tables  # noqa: F401
 from censustrace.lineage.store.db import make_engine, upgrade
 from tests.plugins.helpers.lineage_store import empty_store
 

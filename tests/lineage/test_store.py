@@ -86,6 +86,8 @@ def versions_of(engine: Engine, name: str) -> list[tuple[str, str]]:
 def test_migrations_match_the_tables_and_rerun_cleanly(db_url: str, engine: Engine) -> None:
     upgrade(db_url)  # a second upgrade is a no-op
     assert current_revision(engine) == "0007"
+    # Every table of the database against the lineage store's metadata (with the audit trail's access log):
+    # a fresh lineage store has none of the viewer's tables (they have their own chain, tests/viewer).
     with engine.connect() as conn:
         context = MigrationContext.configure(
             conn, opts={"version_table": VERSION_TABLE, "compare_type": True}

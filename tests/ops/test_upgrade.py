@@ -22,6 +22,7 @@ from sqlalchemy import select
 
 from censustrace.lineage.store.db import current_revision, make_engine
 from censustrace.lineage.store.tables import dataset_aliases, datasets, namespaces
+from censustrace.viewer.db import current_revision as viewer_revision
 from censustrace.warehouse.db import current_revision as warehouse_revision
 from censustrace.warehouse.db import dispose_engines
 
@@ -67,6 +68,8 @@ def _check_upgraded(env: dict[str, str], warehouse_url: str, lineage_url: str, *
     engine = make_engine(lineage_url)
     try:
         assert current_revision(engine) == "0007"
+        # The old lineage chain had made the viewer's tables; the viewer's own chain adopted them.
+        assert viewer_revision(engine) == "0001"
     finally:
         engine.dispose()
     wh = make_engine(warehouse_url)
@@ -111,6 +114,8 @@ def _check_upgraded(env: dict[str, str], warehouse_url: str, lineage_url: str, *
     again = _run(env, "trace", new_share["share_id"], "--json")
     assert {s["sha256"] for s in again["sources"]} == received
     assert _run(env, "shares", "verify", "--json")["ok"] is True
+    # The adopted api_tokens table takes the kinds added since (revision 0004 of the lineage chain).
+    assert _run(env, "tokens", "add", "airflow-workers", "--kind", "pipeline", "--json")["kind"] == "pipeline"
 
 
 def test_init_upgrades_a_sqlite_home_of_the_previous_release(tmp_path: Path) -> None:

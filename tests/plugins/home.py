@@ -25,10 +25,13 @@ def settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def airflow_db(settings: Settings) -> Settings:
-    """Airflow's metadata DB and the lineage store for this session's home, migrated once."""
+    """Airflow's metadata DB and the lineage store (with the viewer's tables) for this session's home,
+    migrated once."""
     from censustrace.lineage.store.db import upgrade
+    from censustrace.viewer.db import upgrade as upgrade_viewer
 
     upgrade(settings.lineage_db_url)
+    upgrade_viewer(settings.lineage_db_url)
     subprocess.run(
         [str(VENV_BIN / "airflow"), "db", "migrate"],
         check=True,

@@ -19,6 +19,7 @@ from pydantic import SecretStr
 
 from censustrace.config import Settings
 from censustrace.lineage.store.db import make_engine, upgrade
+from censustrace.viewer.db import upgrade as upgrade_viewer
 from tests.plugins.helpers.lineage_store import empty_store
 from tests.plugins.helpers.shares import YEAR_END, YEAR_START, Census, census_factory, ingest_census
 from tests.plugins.helpers.warehouse import PUPIL_KEY_SECRET
@@ -140,12 +141,13 @@ def policies(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def lineage_url(
     warehouse_url: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> str:
-    """A migrated lineage store on the warehouse's backend."""
+    """A migrated lineage store on the warehouse's backend, with the viewer's tables (as ``init`` makes)."""
     if warehouse_url.startswith("sqlite"):
         url = f"sqlite:///{tmp_path_factory.mktemp('lineage') / 'lineage.db'}"
     else:
         url = str(request.getfixturevalue("new_postgres_database")())
     upgrade(url)
+    upgrade_viewer(url)
     return url
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from censustrace.audit.tables import access_log
 from censustrace.lineage.store.db import current_revision, make_engine, upgrade
 from censustrace.viewer import auth
+from censustrace.viewer import db as viewer_db
 from censustrace.viewer.tables import api_tokens, sessions, users
 
 PASSWORD = "correct horse battery staple"
@@ -25,6 +26,7 @@ def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     else:
         url = request.getfixturevalue("new_postgres_database")()
     upgrade(url)
+    viewer_db.upgrade(url)
     engine = make_engine(url)
     yield engine
     engine.dispose()
@@ -32,6 +34,7 @@ def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 
 def test_store_is_at_the_viewer_revision(store: Engine) -> None:
     assert current_revision(store) == "0007"
+    assert viewer_db.current_revision(store) == "0001"
 
 
 def test_passwords_are_argon2_hashed_and_names_unique(store: Engine) -> None:

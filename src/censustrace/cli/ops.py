@@ -76,12 +76,14 @@ def rekey(
 
 
 def migrate(settings: Settings) -> dict[str, Any]:
-    """Bring Airflow's metadata DB, the lineage store and the warehouse to the current schema, then
-    upgrade the data a previous release left (dataset names): see docs/operations.md, Upgrading."""
+    """Bring Airflow's metadata DB, the lineage store (and the viewer's tables beside it) and the warehouse
+    to the current schema, then upgrade the data a previous release left (dataset names): see
+    docs/operations.md, Upgrading."""
     from censustrace.audit.heads import publish_heads
     from censustrace.audit.register import CHAIN_REVISION, seal_existing
     from censustrace.lineage.store.db import make_engine, upgrade
     from censustrace.lineage.store.upgrades import rename_legacy_datasets
+    from censustrace.viewer.db import upgrade as upgrade_viewer
     from censustrace.warehouse.db import current_revision, warehouse_engine
     from censustrace.warehouse.db import make_engine as make_warehouse_engine
     from censustrace.warehouse.db import upgrade as upgrade_warehouse
@@ -91,6 +93,7 @@ def migrate(settings: Settings) -> dict[str, Any]:
     if rc != 0:
         raise CensustraceError(f"airflow db migrate failed (exit {rc}); see {log}", code="CT-INIT")
     upgrade(settings.lineage_db_url)
+    upgrade_viewer(settings.lineage_db_url)  # the viewer's tables, in the same database
     plain = make_warehouse_engine(settings.warehouse_db_url)  # warehouse_engine() would migrate first
     try:
         before = current_revision(plain)

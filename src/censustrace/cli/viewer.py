@@ -52,9 +52,11 @@ def _home_settings() -> Settings:
 
 def _engine(settings: Settings):  # type: ignore[no-untyped-def]
     from censustrace.lineage.store.db import make_engine, upgrade
+    from censustrace.viewer.db import upgrade as upgrade_viewer
 
     settings.ensure_dirs()
     upgrade(settings.lineage_db_url)
+    upgrade_viewer(settings.lineage_db_url)
     return make_engine(settings.lineage_db_url)
 
 
@@ -237,6 +239,7 @@ def serve_viewer(settings: Settings, host: str, port: int) -> None:
     from censustrace.lineage.store.db import upgrade
     from censustrace.lineage.transport import CensustraceTransport, CensustraceTransportConfig
     from censustrace.viewer.app import create_viewer_app
+    from censustrace.viewer.db import upgrade as upgrade_viewer
 
     # A long-lived process: it retries the lineage outbox every CENSUSTRACE_LINEAGE_RETRY_SECONDS.
     CensustraceTransport(CensustraceTransportConfig.from_dict(settings.openlineage_transport()))
@@ -254,6 +257,7 @@ def serve_viewer(settings: Settings, host: str, port: int) -> None:
     # Several processes (CENSUSTRACE_API_WORKERS), each building the app from the same environment:
     # lineage intake is CPU-bound (validation), one process uses one core. Migrated once, here.
     upgrade(settings.lineage_db_url)
+    upgrade_viewer(settings.lineage_db_url)
     os.environ["CENSUSTRACE_HOME"] = str(settings.home)
     uvicorn.run(
         "censustrace.viewer.app:create_viewer_app", factory=True, workers=settings.api_workers, **options

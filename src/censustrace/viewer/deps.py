@@ -56,9 +56,11 @@ class Viewer:
             with self._lock:
                 if self._engine is None:
                     from censustrace.lineage.store.db import make_engine, upgrade
+                    from censustrace.viewer.db import upgrade as upgrade_viewer
 
                     if self._migrate:
                         upgrade(self.settings.lineage_db_url)
+                        upgrade_viewer(self.settings.lineage_db_url)
                     self._engine = make_engine(self.settings.lineage_db_url)
         return self._engine
 

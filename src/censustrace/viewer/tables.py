@@ -1,24 +1,29 @@
-"""The viewer's tables, kept in the lineage store's database (same metadata, same Alembic chain).
+"""The viewer's tables: users, login sessions, API tokens and login attempts (for rate limiting).
 
-Users, login sessions, API tokens and login attempts (for rate limiting). The append-only access log
-kept beside them is the audit trail's (``censustrace.audit.tables.access_log``); importing this module
-registers it too, so that this module names everything the lineage store's database holds beyond the
-lineage store's own tables.
+They live in the lineage store's database (``CENSUSTRACE_LINEAGE_URL``) on their own metadata, migrated by
+the viewer's own Alembic chain (``censustrace/viewer/migrations``, version table
+``alembic_version_viewer``, run by ``censustrace.viewer.db.upgrade``). The lineage store never imports
+them. Homes made before this chain existed had them created by the lineage chain's revisions 0002 and
+0004; the viewer's revision 0001 adopts them as they are. The append-only access log beside them is the
+audit trail's (``censustrace.audit.tables.access_log``), migrated with the lineage store.
 Secrets are never stored: passwords as argon2 hashes, session and API tokens as sha256 hex (they are
 256-bit random values, so a fast hash is enough and keeps every request cheap). Times are UTC ISO-8601
 strings (``2026-11-28T10:00:00.123456Z``), like the rest of the store: string order is time order.
 
-Changing a table here needs a new Alembic revision in ``censustrace/lineage/store/migrations``.
+Changing a table here needs a new Alembic revision in ``censustrace/viewer/migrations/versions``.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-from sqlalchemy import Boolean, CheckConstraint, Column, ForeignKey, Index, Integer, String, Table
+from sqlalchemy import Boolean, CheckConstraint, Column, ForeignKey, Index, Integer, MetaData, String, Table
 
-import censustrace.audit.tables  # noqa: F401  (the access log, on the same metadata)
-from censustrace.lineage.store.tables import metadata
+from censustrace.lineage.store.tables import NAMING_CONVENTION
+
+#: The viewer's own metadata (the lineage store's naming convention, so that the constraint names stay
+#: those the lineage chain gave the tables it created in older homes).
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 ROLES: Final = ("compliance", "engineer", "auditor")
 #: ``producer``: an external lineage producer (its own namespaces only); ``pipeline``: a producer token of

@@ -264,5 +264,6 @@ lineage_audit_heads = Table(
     Column("at", String(27), nullable=False),
 )
 
-# The viewer's tables (users, sessions, tokens, access log) live in this database too and register on
-# ``metadata`` when ``censustrace.viewer.tables`` is imported; the lineage store itself never needs them.
+# The audit trail's access log lives in this database and this chain too, registered on ``metadata`` when
+# ``censustrace.audit.tables`` is imported. The viewer's tables (users, sessions, tokens) share the database
+# but have their own metadata and chain (``censustrace.viewer.tables``); the lineage store never needs them.

@@ -2,6 +2,9 @@
 key; the heads of every audit chain; which producer wrote each lineage edge; pipeline producer tokens;
 TRUNCATE refused on the access log (PostgreSQL).
 
+The viewer's ``api_tokens`` is altered only where this chain's older revision 0002 created it; a fresh
+store has no viewer tables (the viewer's own chain creates them with the final check).
+
 Revision ID: 0004
 Revises: 0002
 Create Date: 2026-12-03
@@ -72,9 +75,12 @@ def upgrade() -> None:
         sa.Column("at", sa.String(length=27), nullable=False),
         sa.PrimaryKeyConstraint("log", name=op.f("pk_lineage_audit_heads")),
     )
-    with op.batch_alter_table("api_tokens") as batch:
-        batch.drop_constraint(op.f("ck_api_tokens_kind"), type_="check")
-        batch.create_check_constraint(op.f("ck_api_tokens_kind"), "kind IN ('producer', 'api', 'pipeline')")
+    if sa.inspect(op.get_bind()).has_table("api_tokens"):
+        with op.batch_alter_table("api_tokens") as batch:
+            batch.drop_constraint(op.f("ck_api_tokens_kind"), type_="check")
+            batch.create_check_constraint(
+                op.f("ck_api_tokens_kind"), "kind IN ('producer', 'api', 'pipeline')"
+            )
     dialect = op.get_bind().dialect.name
     for statement in _POSTGRES_UP if dialect == "postgresql" else _SQLITE_UP:
         op.execute(statement)
@@ -84,9 +90,10 @@ def downgrade() -> None:
     dialect = op.get_bind().dialect.name
     for statement in _POSTGRES_DOWN if dialect == "postgresql" else _SQLITE_DOWN:
         op.execute(statement)
-    with op.batch_alter_table("api_tokens") as batch:
-        batch.drop_constraint(op.f("ck_api_tokens_kind"), type_="check")
-        batch.create_check_constraint(op.f("ck_api_tokens_kind"), "kind IN ('producer', 'api')")
+    if sa.inspect(op.get_bind()).has_table("api_tokens"):
+        with op.batch_alter_table("api_tokens") as batch:
+            batch.drop_constraint(op.f("ck_api_tokens_kind"), type_="check")
+            batch.create_check_constraint(op.f("ck_api_tokens_kind"), "kind IN ('producer', 'api')")
     op.drop_table("lineage_audit_heads")
     op.drop_column("run_dataset_versions", "producer")
     op.drop_index(op.f("uq_access_log_seq"), table_name="access_log")

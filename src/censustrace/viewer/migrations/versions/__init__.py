@@ -1,0 +1,1 @@
+"""Revisions of the viewer's tables, oldest first."""
