@@ -14,7 +14,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, cast
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -311,37 +311,31 @@ def add_lineage_error_handlers(app: FastAPI) -> None:
         status = 400 if isinstance(exc, LineageEventMalformed) else 422
         return _error(status, exc, problems=exc.problems)
 
-    @app.exception_handler(LineageForbidden)
-    async def _forbidden(_request: Request, exc: LineageForbidden) -> JSONResponse:
-        return _error(403, exc)
-
-    @app.exception_handler(LineageConflict)
-    async def _conflict(_request: Request, exc: LineageConflict) -> JSONResponse:
-        return _error(409, exc)
-
-    @app.exception_handler(LineageNotFound)
-    async def _not_found(_request: Request, exc: LineageNotFound) -> JSONResponse:
-        return _error(404, exc)
-
-    @app.exception_handler(LineageAmbiguous)
-    async def _ambiguous(_request: Request, exc: LineageAmbiguous) -> JSONResponse:
-        return _error(409, exc)
-
-    @app.exception_handler(LineageQueryInvalid)
-    async def _bad_query(_request: Request, exc: LineageQueryInvalid) -> JSONResponse:
-        return _error(400, exc)
-
-    @app.exception_handler(BatchNotArray)
-    async def _not_array(_request: Request, exc: BatchNotArray) -> JSONResponse:
-        return _error(400, exc)
-
-    @app.exception_handler(LineageStoreUnavailable)
-    async def _unavailable(_request: Request, exc: LineageStoreUnavailable) -> JSONResponse:
-        return _error(503, exc)
-
     @app.exception_handler(RequestBodyError)
     async def _bad_body(_request: Request, exc: RequestBodyError) -> JSONResponse:
         return _error(exc.status_code, exc)
+
+    for error_type, status in _ERROR_STATUS:
+        app.add_exception_handler(error_type, _answer_with(status))
+
+
+#: The HTTP status of each store error that carries no status of its own.
+_ERROR_STATUS: Final[tuple[tuple[type[CensustraceError], int], ...]] = (
+    (LineageForbidden, 403),
+    (LineageConflict, 409),
+    (LineageNotFound, 404),
+    (LineageAmbiguous, 409),
+    (LineageQueryInvalid, 400),
+    (BatchNotArray, 400),
+    (LineageStoreUnavailable, 503),
+)
+
+
+def _answer_with(status: int) -> Any:
+    async def answer(_request: Request, exc: Exception) -> JSONResponse:
+        return _error(status, cast(CensustraceError, exc))  # registered for those types only
+
+    return answer
 
 
 def create_app(

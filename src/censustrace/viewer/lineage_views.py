@@ -189,12 +189,25 @@ def census_facets_by_sha(conn: Connection, shas: list[str]) -> dict[str, Json]:
     found: dict[str, Json] = {}
     if not shas:
         return found
-    rows = conn.execute(
-        select(dataset_versions.c.version, facets.c.body)
-        .join(facets, facets.c.dataset_version_id == dataset_versions.c.id)
-        .where(dataset_versions.c.version.in_(sorted(set(shas))), facets.c.name == "censusExtract")
-        .order_by(facets.c.event_time, facets.c.id)
-    ).all()
+    # Two indexed look-ups (versions by content, then their facets) rather than one join, which the
+    # planner may answer by scanning every facet of a large store.
+    version_of = dict(
+        conn.execute(
+            select(dataset_versions.c.id, dataset_versions.c.version).where(
+                dataset_versions.c.version.in_(sorted(set(shas)))
+            )
+        ).all()
+    )
+    if not version_of:
+        return found
+    rows = [
+        (version_of[version_id], body)
+        for version_id, body in conn.execute(
+            select(facets.c.dataset_version_id, facets.c.body)
+            .where(facets.c.dataset_version_id.in_(sorted(version_of)), facets.c.name == "censusExtract")
+            .order_by(facets.c.event_time, facets.c.id)
+        ).all()
+    ]
     for version, body in rows:
         if isinstance(body, dict) and (version not in found or body.get("laestab")):
             found[str(version)] = {**found.get(str(version), {}), **{k: v for k, v in body.items() if v}}
