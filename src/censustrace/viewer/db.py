@@ -14,7 +14,7 @@ from censustrace.db import run_migrations
 
 MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
 #: Our own name: the lineage store's chain keeps its revision in ``lineage_alembic_version``.
-VERSION_TABLE: Final = "alembic_version_viewer"
+VERSION_TABLE: Final = "viewer_alembic_version"
 # An arbitrary constant: the PostgreSQL advisory lock that serialises concurrent upgrade() calls.
 _UPGRADE_LOCK_KEY: Final = 0x56494557
 

@@ -2,7 +2,7 @@
 
 They live in the lineage store's database (``CENSUSTRACE_LINEAGE_URL``) on their own metadata, migrated by
 the viewer's own Alembic chain (``censustrace/viewer/migrations``, version table
-``alembic_version_viewer``, run by ``censustrace.viewer.db.upgrade``). The lineage store never imports
+``viewer_alembic_version``, run by ``censustrace.viewer.db.upgrade``). The lineage store never imports
 them. Homes made before this chain existed had them created by the lineage chain's revisions 0002 and
 0004; the viewer's revision 0001 adopts them as they are. The append-only access log beside them is the
 audit trail's (``censustrace.audit.tables.access_log``), migrated with the lineage store.

@@ -4,11 +4,12 @@ viewer's tables."""
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, Table, inspect, text
+from sqlalchemy import Engine, Table, inspect
 
 import censustrace.audit.tables  # noqa: F401  (the access log, on the lineage store's metadata)
 from censustrace.lineage.store.tables import metadata
 from censustrace.viewer.tables import metadata as viewer_metadata
+from tests.plugins.helpers.databases import delete_every_row
 
 
 def empty_store(engine: Engine) -> None:
@@ -20,20 +21,4 @@ def empty_store(engine: Engine) -> None:
             *(t for t in reversed(viewer_metadata.sorted_tables) if t.name in present),
             *reversed(metadata.sorted_tables),
         ]
-        if conn.dialect.name == "postgresql":
-            names = ", ".join(table.name for table in tables)
-            # A connection a test forgot to close would make TRUNCATE wait forever: fail instead.
-            conn.execute(text("SET LOCAL lock_timeout = '10s'"))
-            # The evidence tables refuse TRUNCATE (and the access log DELETE): tests clear them as a
-            # replica would, with triggers off.
-            conn.execute(text("SET LOCAL session_replication_role = replica"))
-            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY"))
-        else:
-            # The evidence tables' triggers refuse DELETE: set them aside while clearing.
-            triggers = conn.execute(text("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")).all()
-            for name, _ in triggers:
-                conn.execute(text(f'DROP TRIGGER "{name}"'))
-            for table in tables:
-                conn.execute(table.delete())
-            for _, sql in triggers:
-                conn.execute(text(sql))
+        delete_every_row(conn, tables)

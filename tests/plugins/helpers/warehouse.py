@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, func, select
 
 from censustrace.census.generator import GeneratorOptions, generate
 from censustrace.config import Settings
 from censustrace.warehouse.db import warehouse_engine
 from censustrace.warehouse.tables import metadata
+from tests.plugins.helpers.databases import delete_every_row
 
 PUPIL_KEY_SECRET = "test-pupil-key-secret"
 
@@ -23,22 +24,7 @@ PUPIL_KEY_SECRET = "test-pupil-key-secret"
 def empty_warehouse(engine: Engine) -> None:
     """Delete every row (tests share one database per backend)."""
     with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            names = ", ".join(table.name for table in metadata.sorted_tables)
-            conn.execute(text("SET LOCAL lock_timeout = '10s'"))
-            # The evidence tables refuse TRUNCATE (and the access log DELETE): tests clear them as a
-            # replica would, with triggers off.
-            conn.execute(text("SET LOCAL session_replication_role = replica"))
-            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY"))
-        else:
-            # The evidence tables' triggers refuse DELETE: set them aside while clearing.
-            triggers = conn.execute(text("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")).all()
-            for name, _ in triggers:
-                conn.execute(text(f'DROP TRIGGER "{name}"'))
-            for table in reversed(metadata.sorted_tables):
-                conn.execute(table.delete())
-            for _, sql in triggers:
-                conn.execute(text(sql))
+        delete_every_row(conn, list(reversed(metadata.sorted_tables)))
 
 
 _GENERATED: dict[tuple[Any, ...], tuple[Path, dict[str, Any]]] = {}
