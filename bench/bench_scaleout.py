@@ -81,6 +81,25 @@ def run(
         admin.dispose()
 
 
+def run_naive(sample: Path, pupils: int) -> dict[str, float]:
+    """``bench_batch_ingest``'s naive script (ElementTree, pandas, one GX run, ``to_sql``) on the sample's
+    files, in a fresh process: its work time (imports excluded) and pupils per second."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_batch_ingest as batch
+
+    work = Path(tempfile.mkdtemp(prefix="scaleout-naive-"))
+    files = sorted(str(p) for p in sample.iterdir() if p.suffix == ".xml")
+    result, wall = batch._child(
+        batch.NAIVE, [str(work / "archive"), str(work / "naive.db"), *files], batch._env(work / "home")
+    )
+    seconds = float(result["work_s"])
+    return {
+        "seconds": round(seconds, 1),
+        "with_imports_s": round(wall, 1),
+        "pupils_per_s": round(pupils / seconds),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -92,6 +111,9 @@ def main() -> None:
         "--levels", default="1,2", help="parallelism levels (Celery: workers), comma-separated"
     )
     parser.add_argument("--executor", choices=("local", "celery"), default="local")
+    parser.add_argument(
+        "--naive", action="store_true", help="also run bench_batch_ingest's naive script on the same files"
+    )
     parser.add_argument(
         "--broker", default="redis://127.0.0.1:6379/9", help="Celery broker (its own DB number)"
     )
@@ -113,9 +135,14 @@ def main() -> None:
             f"{label} {parallelism}: {seconds:.1f} s, {pupils / seconds:,.0f} pupils/s, {result}", flush=True
         )
     speedup = results[1]["seconds"] / results[2]["seconds"] if {1, 2} <= set(results) else 0.0
+    naive = run_naive(sample, pupils) if args.naive else None
+    if naive:
+        for level in results.values():
+            level["vs_naive"] = round(level["pupils_per_s"] / naive["pupils_per_s"], 2)
+        print(f"naive script on the same files: {naive}", flush=True)
     summary = {"machine": platform.platform(), "cpus": os.cpu_count(), "executor": args.executor,
                "files": args.schools,
-               "pupils": pupils, "runs": results, "speedup": round(speedup, 2)}  # fmt: skip
+               "pupils": pupils, "runs": results, "speedup": round(speedup, 2), "naive": naive}  # fmt: skip
     print(json.dumps(summary, default=str))
 
 
