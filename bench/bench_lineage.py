@@ -100,7 +100,6 @@ from censustrace.lineage.store.tables import (
     datasets,
     facets,
     job_datasets,
-    metadata,
     namespaces,
     raw_events,
     run_dataset_versions,
@@ -448,34 +447,13 @@ def naive_store(engine: Engine, payload: str) -> None:
 def api_server(url: str, home: Path) -> Iterator[str]:
     """The lineage API over ``url``, served by uvicorn in its own process (as deployed: the client does
     not share its interpreter) on a free 127.0.0.1 port."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = _free_port()
     home.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "CENSUSTRACE_LINEAGE_URL": url, "CENSUSTRACE_HOME": str(home)}
     command = [sys.executable, "-m", "uvicorn", "--factory", "censustrace.viewer.lineage_api:create_app"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"]
-    server = subprocess.Popen(command, env=env, cwd=home)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/api/v1/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the lineage API on {base} did not start")
-            time.sleep(0.1)
+    with served(command, env, port, home) as base:
         yield base
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
 
 
 # 1b. Concurrent clients ---------------------------------------------------------------------------------
@@ -879,6 +857,7 @@ def _insert(conn: Connection, table: Any, rows: list[Json]) -> None:
 def replicate(engine: Engine, copies: int) -> int:
     """Add ``copies - 1`` renamed copies of everything in the store except raw events (copied facets keep
     pointing at the seed event they came from). Returns the rows inserted."""
+    copied = (datasets, job_datasets, runs, dataset_versions, run_dataset_versions, facets)
     with engine.begin() as conn:
         seed = {
             t.name: _rows(conn, t) for t in (datasets, runs, dataset_versions, run_dataset_versions, facets)
@@ -957,12 +936,12 @@ def replicate(engine: Engine, copies: int) -> int:
                 }
             )
         with engine.begin() as conn:
-            for table in (datasets, job_datasets, runs, dataset_versions, run_dataset_versions, facets):
+            for table in copied:
                 _insert(conn, table, new[table.name])
                 inserted += len(new[table.name])
     if engine.dialect.name == "postgresql":
         with engine.begin() as conn:
-            for table in metadata.sorted_tables:
+            for table in copied:  # ids given explicitly above: move their sequences past them
                 conn.execute(
                     text(
                         f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
