@@ -103,6 +103,39 @@ def _insert_tombstones(engine: Engine, steps: list[dict[str, Any]], **row: Any) 
             conn.execute(insert(file_tombstones).values(**row, rule=step["rule"], fields=step["fields"]))
 
 
+def _steps(
+    copy: str,
+    todo: dict[str, set[str]],
+    result: Redacted,
+    *,
+    from_sha: str,
+    new_sha: str,
+    from_path: Path,
+    path: Path,
+    as_of: dt.date,
+    now: dt.datetime,
+    **extra: Any,
+) -> list[dict[str, Any]]:
+    """The tombstone steps of one redaction of one copy: one per rule applied (``extra``: what only that
+    kind of copy records, its landing path or its share)."""
+    return [
+        {
+            "copy": copy,
+            "from_sha256": from_sha,
+            "redacted_sha256": new_sha,
+            "from_path": str(from_path),
+            "path": str(path),
+            "as_of": as_of.isoformat(),
+            "erased_at": now.isoformat(),
+            "rule": rule,
+            "fields": sorted(fields),
+            "whole_file": result.whole_file,
+            **extra,
+        }
+        for rule, fields in sorted(todo.items())
+    ]
+
+
 def _record_tombstone(settings: Settings, copy: str, original: str, step: dict[str, Any]) -> None:
     path = tombstone_path(settings, original)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -264,22 +297,18 @@ def _redact_copy(
         return None  # none of the items is in this file: nothing to erase
     new_sha: str = hashlib.sha256(result.data).hexdigest()
     target = archive_path_for(settings.archive_dir, new_sha) if copy == ARCHIVE else path
-    steps = [
-        {
-            "copy": copy,
-            "from_sha256": current,
-            "redacted_sha256": new_sha,
-            "from_path": str(path),
-            "landing_path": str(settings.landing_dir / name) if copy == ARCHIVE else None,
-            "path": str(target),
-            "as_of": as_of.isoformat(),
-            "erased_at": now.isoformat(),
-            "rule": r,
-            "fields": sorted(fs),
-            "whole_file": result.whole_file,
-        }
-        for r, fs in sorted(todo.items())
-    ]
+    steps = _steps(
+        copy,
+        todo,
+        result,
+        from_sha=current,
+        new_sha=new_sha,
+        from_path=path,
+        path=target,
+        as_of=as_of,
+        now=now,
+        landing_path=str(settings.landing_dir / name) if copy == ARCHIVE else None,
+    )
     # Order: the redacted copy and the tombstone file first, the rows, then the old bytes go. A crash
     # in between leaves the old bytes to redact again (the same result), never a trace without bytes.
     _write_atomic(target, result.data, mode=0o444 if copy == ARCHIVE else 0o644)
@@ -396,22 +425,18 @@ def _erase_outbox(
             continue
         new_sha: str = hashlib.sha256(result.data).hexdigest()
         from_sha = current or share.sha256
-        steps = [
-            {
-                "copy": OUTBOX,
-                "share_id": share.share_id,
-                "from_sha256": from_sha,
-                "redacted_sha256": new_sha,
-                "from_path": str(path),
-                "path": str(path),
-                "as_of": as_of.isoformat(),
-                "erased_at": now.isoformat(),
-                "rule": r,
-                "fields": sorted(fs),
-                "whole_file": result.whole_file,
-            }
-            for r, fs in sorted(todo.items())
-        ]
+        steps = _steps(
+            OUTBOX,
+            todo,
+            result,
+            from_sha=from_sha,
+            new_sha=new_sha,
+            from_path=path,
+            path=path,
+            as_of=as_of,
+            now=now,
+            share_id=share.share_id,
+        )
         for step in steps:
             _record_tombstone(settings, OUTBOX, share.sha256, step)
         _write_atomic(path, result.data, mode=0o644)
