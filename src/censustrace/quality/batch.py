@@ -29,13 +29,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy import Connection, Date, select
+from sqlalchemy import Connection
 
 from censustrace.config import Settings
 from censustrace.intake.quarantine import quarantine
 from censustrace.intake.registry import ExtractRow, get_extract
 from censustrace.intake.reject_codes import StagedCodes, read_codes, set_codes
-from censustrace.quality.frames import TABLES, _readable, _source
+from censustrace.quality.frames import EXTRACT_COLUMN, read_staged
 from censustrace.quality.run import (
     SKIPPED,
     ValidationOutcome,
@@ -46,7 +46,7 @@ from censustrace.quality.run import (
 )
 from censustrace.quality.suites import PARSE_REJECTED, RUN_PARAMETERS, Suites, SuiteSpec, load_suites
 from censustrace.warehouse.db import warehouse_engine, write_transaction
-from censustrace.warehouse.tables import STAGED, staged_pupil
+from censustrace.warehouse.tables import STAGED
 
 if TYPE_CHECKING:
     import pandas as pd  # type: ignore[import-untyped]
@@ -153,38 +153,13 @@ def read_batch_frame(conn: Connection, batch: _Batch, suite: SuiteSpec) -> pd.Da
     import numpy as np
     import pandas as pd
 
-    table = TABLES[suite.table]
-    wanted = suite.columns()
-    selected = [(name, column) for name in wanted if (column := _source(table, name)) is not None]
-    query = select(
-        table.c.extract_id.label("__extract"),
-        *(_readable(column).label(name) for name, column in selected),
-    ).where(table.c.extract_id.in_(batch.ids))
-    if table is not staged_pupil and any(column.table is staged_pupil for _, column in selected):
-        query = query.select_from(
-            table.join(
-                staged_pupil,
-                (staged_pupil.c.extract_id == table.c.extract_id)
-                & (staged_pupil.c.record_number == table.c.record_number),
-            )
-        )
-    else:
-        query = query.select_from(table)
-    order = [table.c.extract_id, table.c.record_number]
-    order += [table.c.period_number] if "period_number" in table.c else []
-    rows = [tuple(row) for row in conn.execute(query.order_by(*order))]
-    frame = pd.DataFrame.from_records(rows, columns=["__extract", *(name for name, _ in selected)])
+    frame = read_staged(conn, suite, batch.ids)
     ordinal_of = {e: i for i, e in enumerate(batch.ids)}
-    ordinals = frame["__extract"].map(ordinal_of).to_numpy(dtype="int64")
-    frame = frame.drop(columns="__extract")
-    for name, column in selected:
-        if isinstance(column.type, Date):
-            frame[name] = pd.to_datetime(frame[name], format="%Y-%m-%d")
-        elif column.name in ("record_number", "period_number"):
-            frame[name] = frame[name].astype("int64")
+    ordinals = frame[EXTRACT_COLUMN].map(ordinal_of).to_numpy(dtype="int64")
+    frame = frame.drop(columns=EXTRACT_COLUMN)
     local = frame["record_number"].to_numpy(dtype="int64")
     batch_key = (ordinals << SHIFT_BITS) | local
-    if PARSE_REJECTED in wanted:
+    if PARSE_REJECTED in suite.columns():
         rejected = [
             (ordinal << SHIFT_BITS) | number
             for ordinal, extract_id in enumerate(batch.ids)

@@ -11,6 +11,7 @@ Dates are read as ISO text and converted in one vectorised call (SQLite and Post
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import Column, Connection, Date, String, Table, cast, func, select
@@ -34,18 +35,28 @@ def read_frames(
 
 
 def read_frame(conn: Connection, extract_id: str, suite: SuiteSpec, rejected: set[int]) -> pd.DataFrame:
+    frame = read_staged(conn, suite, [extract_id]).drop(columns=EXTRACT_COLUMN)
+    if PARSE_REJECTED in suite.columns():
+        frame[PARSE_REJECTED] = frame["record_number"].isin(rejected) if rejected else False
+    return frame
+
+
+#: The column of :func:`read_staged`'s frame that says which extract a row belongs to.
+EXTRACT_COLUMN: Final = "__extract"
+
+
+def read_staged(conn: Connection, suite: SuiteSpec, extract_ids: Sequence[str]) -> pd.DataFrame:
+    """The columns the suite reads of these extracts' staged rows, in (extract, record, period) order,
+    typed (dates as datetimes, record and period numbers as int64), each row's extract in
+    :data:`EXTRACT_COLUMN` (one extract validated alone, or a batch of them)."""
     import pandas as pd
 
     table = TABLES[suite.table]
-    wanted = suite.columns()
-    selected: list[tuple[str, Column[Any]]] = []
-    for name in wanted:
-        source = _source(table, name)
-        if source is not None:
-            selected.append((name, source))
-    query = select(*(_readable(column).label(name) for name, column in selected)).where(
-        table.c.extract_id == extract_id
-    )
+    selected = [(name, column) for name in suite.columns() if (column := _source(table, name)) is not None]
+    query = select(
+        table.c.extract_id.label(EXTRACT_COLUMN),
+        *(_readable(column).label(name) for name, column in selected),
+    ).where(table.c.extract_id.in_(extract_ids))
     if table is not staged_pupil and any(column.table is staged_pupil for _, column in selected):
         query = query.select_from(
             table.join(
@@ -56,17 +67,16 @@ def read_frame(conn: Connection, extract_id: str, suite: SuiteSpec, rejected: se
         )
     else:
         query = query.select_from(table)
-    order = [table.c.record_number] + ([table.c.period_number] if "period_number" in table.c else [])
+    order = [table.c.extract_id, table.c.record_number]
+    order += [table.c.period_number] if "period_number" in table.c else []
     # Plain tuples: pandas builds a frame from SQLAlchemy Row objects several times slower.
     rows = [tuple(row) for row in conn.execute(query.order_by(*order))]
-    frame = pd.DataFrame.from_records(rows, columns=[name for name, _ in selected])
+    frame = pd.DataFrame.from_records(rows, columns=[EXTRACT_COLUMN, *(name for name, _ in selected)])
     for name, column in selected:
         if isinstance(column.type, Date):
             frame[name] = pd.to_datetime(frame[name], format="%Y-%m-%d")
         elif column.name in ("record_number", "period_number"):
             frame[name] = frame[name].astype("int64")
-    if PARSE_REJECTED in wanted:
-        frame[PARSE_REJECTED] = frame["record_number"].isin(rejected) if rejected else False
     return frame
 
 
@@ -88,4 +98,4 @@ def _readable(column: Column[Any]) -> Any:
     return column
 
 
-__all__ = ["read_frame", "read_frames"]
+__all__ = ["EXTRACT_COLUMN", "read_frame", "read_frames", "read_staged"]
