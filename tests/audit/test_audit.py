@@ -251,15 +251,11 @@ def test_a_restored_old_backup_is_detected(
     look_up(filled, upns(filled, 2))
     third = run_share("t-research", filled)["share_id"]  # its manifest goes to the outbox
     assert verify_audit(filled)["ok"]
-    from censustrace.shares import lineage as share_lineage
     from tests.plugins.helpers.stores import wipe_store
 
     # As a restore asks: the pipeline and the viewer stopped (no engine of this process keeps the old
     # files open), the stores lost.
     dispose_stores()
-    for engine in share_lineage._store_engines.values():
-        engine.dispose()
-    share_lineage._store_engines.clear()
     wipe_store(filled.warehouse_db_url)
     wipe_store(filled.lineage_db_url)
     restore(filled, tmp_path / "old")

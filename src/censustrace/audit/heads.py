@@ -24,25 +24,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_stores: dict[str, Engine] = {}
-
 
 def store_engine(settings: Settings) -> Engine:
-    """The lineage store's engine (migrated once per process)."""
-    from censustrace.lineage.store.db import make_engine, upgrade
+    """The lineage store's engine (this process's shared one, migrated once)."""
+    from censustrace.lineage.store.db import shared_engine
 
-    url = settings.lineage_db_url
-    if url not in _stores:
-        upgrade(url)
-        _stores[url] = make_engine(url)
-    return _stores[url]
+    return shared_engine(settings.lineage_db_url)
 
 
 def dispose_stores() -> None:
-    """Close the cached lineage store engines (tests; before a restore)."""
-    for engine in _stores.values():
-        engine.dispose()
-    _stores.clear()
+    """Close this process's lineage store engines (tests; before a restore)."""
+    from censustrace.lineage.store.db import drop_shared_engine
+
+    drop_shared_engine()
 
 
 def warehouse(settings: Settings) -> Engine:

@@ -28,8 +28,6 @@ from openlineage.client.serde import Serde
 from censustrace.lineage.emit import PRODUCER
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
-
     from censustrace.config import Settings
     from censustrace.lineage.model import StepLineage
 
@@ -103,6 +101,7 @@ def emit_bulk(settings: Settings, payloads: Sequence[str]) -> dict[str, int]:
     any HTTP destination one by one through the transport. Counts per outcome."""
     from censustrace.lineage.emit import transport
     from censustrace.lineage.outbox import Outbox
+    from censustrace.lineage.store.db import shared_engine
     from censustrace.lineage.store.ingest import store_event, store_events
     from censustrace.lineage.store.parse import LineageEventInvalid
 
@@ -111,7 +110,7 @@ def emit_bulk(settings: Settings, payloads: Sequence[str]) -> dict[str, int]:
         return counts
     outbox = Outbox(settings.outbox_dir)
     try:
-        engine = _store_engine(settings.lineage_db_url)
+        engine = shared_engine(settings.lineage_db_url)
         backlog = [e for e in outbox.entries(STORE) if not e.failed]
         if backlog:  # older events first, so the store sees them in order
 
@@ -181,20 +180,6 @@ class _FirstOfEachJob:
 
 
 _OWN_EVENTS: Any = _FirstOfEachJob()
-_engines: dict[str, Engine] = {}
-_engines_lock = threading.Lock()
-
-
-def _store_engine(url: str) -> Engine:
-    """One engine per store per process, migrated once (the transport did both per event)."""
-    with _engines_lock:
-        engine = _engines.get(url)
-        if engine is None:
-            from censustrace.lineage.store.db import make_engine, upgrade
-
-            upgrade(url)
-            engine = _engines[url] = make_engine(url)
-        return engine
 
 
 def airflow_parent(context: Any, namespace: str) -> ParentRef | None:

@@ -10,7 +10,6 @@ decisions: the consent file id); the outbound file in the ``file`` namespace at 
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Final
@@ -28,7 +27,6 @@ from openlineage.client.generated.output_statistics_output_dataset import (
     OutputStatisticsOutputDatasetFacet,
 )
 from openlineage.client.generated.schema_dataset import SchemaDatasetFacet, SchemaDatasetFacetFields
-from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -246,40 +244,24 @@ def register_output(settings: Settings, table: str, version: str) -> OutputDatas
 
 # --- delivery -------------------------------------------------------------------------------------------
 
-_store_engines: dict[str, Engine] = {}
-_store_lock = threading.Lock()
-
-
-def _store_engine(url: str) -> Engine:
-    from censustrace.lineage.store.db import make_engine, upgrade
-
-    with _store_lock:
-        engine = _store_engines.get(url)
-        if engine is None:
-            upgrade(url)
-            engine = _store_engines[url] = make_engine(url)
-        return engine
-
 
 def commit_event(settings: Settings, payload: str) -> None:
     """Store ``payload`` in the lineage store now, or raise :class:`ShareLineageError`: no outbox, no
     retry later. The store keeps an event once, so sending the same payload again is harmless. An HTTP
     endpoint, if configured, also gets it through the transport (queued in the outbox if it is down)."""
+    from censustrace.lineage.store.db import drop_shared_engine, shared_engine
     from censustrace.lineage.store.ingest import store_event
 
     url = settings.lineage_db_url
     shown = make_url(url).render_as_string(hide_password=True)
     try:
-        store_event(_store_engine(url), payload)
+        store_event(shared_engine(url), payload)
     except CensustraceError as exc:
         raise ShareLineageError(
             f"the lineage store {shown} refused the share's event: {exc.message}"
         ) from exc
     except (SQLAlchemyError, OSError) as exc:
-        with _store_lock:
-            stale = _store_engines.pop(url, None)
-        if stale is not None:
-            stale.dispose()
+        drop_shared_engine(url)
         raise ShareLineageError(
             f"the lineage store {shown} is unreachable ({type(exc).__name__}); nothing was released"
         ) from exc
@@ -291,11 +273,12 @@ def keep_lineage_summary(settings: Settings, file_path: str, sha256: str) -> Non
     """Work out and keep the grouped lineage the share page shows for a released file, so that its first
     view reads a few rows instead of walking every file behind it (seconds with 20,000). Best effort:
     the share is released already, and the page works it out itself if this fails."""
+    from censustrace.lineage.store.db import shared_engine
     from censustrace.lineage.store.queries import find_dataset, find_dataset_version
     from censustrace.lineage.store.upstream import upstream
 
     try:
-        with _store_engine(settings.lineage_db_url).connect() as conn:
+        with shared_engine(settings.lineage_db_url).connect() as conn:
             dataset_id = find_dataset(conn, "file", file_path)
             start = find_dataset_version(conn, dataset_id, sha256) if dataset_id is not None else None
             if start is not None:

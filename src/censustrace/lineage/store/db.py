@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Final
 
@@ -24,6 +25,33 @@ def upgrade(url: str | URL, revision: str = "head") -> None:
     run_migrations(url, MIGRATIONS_DIR, _UPGRADE_LOCK_KEY, revision)
 
 
+_shared: dict[str, Engine] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_engine(url: str) -> Engine:
+    """This process's engine on the store at ``url``, migrated once when first asked for (the pipeline's
+    bulk lineage and a share's release both write every event through it)."""
+    with _shared_lock:
+        engine = _shared.get(url)
+        if engine is None:
+            upgrade(url)
+            engine = _shared[url] = make_engine(url)
+        return engine
+
+
+def drop_shared_engine(url: str | None = None) -> None:
+    """Forget (and close) the shared engine on ``url``, or every one: after a failure the next use
+    connects afresh; before a restore no engine of this process keeps the old store open."""
+    with _shared_lock:
+        stale = [_shared.pop(url, None)] if url is not None else list(_shared.values())
+        if url is None:
+            _shared.clear()
+    for engine in stale:
+        if engine is not None:
+            engine.dispose()
+
+
 def current_revision(engine: Engine) -> str | None:
     """The store's Alembic revision, None if it was never migrated."""
     return _revision(engine, VERSION_TABLE)
@@ -33,7 +61,9 @@ __all__ = [
     "MIGRATIONS_DIR",
     "VERSION_TABLE",
     "current_revision",
+    "drop_shared_engine",
     "make_engine",
+    "shared_engine",
     "upgrade",
     "write_transaction",
 ]
