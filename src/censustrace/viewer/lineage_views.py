@@ -214,20 +214,28 @@ def census_facets_by_sha(conn: Connection, shas: list[str]) -> dict[str, Json]:
     return found
 
 
+def fill_census_details(conn: Connection, sources: list[Json]) -> None:
+    """Complete, in place, source rows whose own facets do not name their school (a landed file is
+    described before its header is read) from the richest ``censusExtract`` facet of the same bytes."""
+    missing = [s["sha256"] for s in sources if s["sha256"] and not s["laestab"]]
+    if not missing:
+        return
+    richer = census_facets_by_sha(conn, missing)
+    for row in sources:
+        extra = richer.get(row["sha256"] or "")
+        if extra:
+            row.update(
+                {k: v for k, v in source_row({**row, "facets": {"censusExtract": extra}}).items() if v}
+            )
+
+
 def trace_view(result: TraceResult, href: Href, conn: Connection | None = None) -> Json:
     """The page model of a trace: the start, the received files (table) and the graph (SVG, or None
     when it has more than ``MAX_NODES`` nodes)."""
     data = result.to_dict()
     sources = [source_row(s) for s in data["sources"]]
-    missing = [s["sha256"] for s in sources if s["sha256"] and not s["laestab"]]
-    if conn is not None and missing:
-        richer = census_facets_by_sha(conn, missing)
-        for row in sources:
-            extra = richer.get(row["sha256"] or "")
-            if extra:
-                row.update(
-                    {k: v for k, v in source_row({**row, "facets": {"censusExtract": extra}}).items() if v}
-                )
+    if conn is not None:
+        fill_census_details(conn, sources)
     by_node = {f"dataset:{s['namespace']}:{s['name']}#{s['version']}": s for s in sources}
     graph = data["graph"]
     nodes: list[Node] = []

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 
 from censustrace.lineage.store.upstream import Group, GroupKey, Upstream, upstream
 from censustrace.viewer import dot
-from censustrace.viewer.lineage_views import census_facets_by_sha, short_name, source_row
+from censustrace.viewer.lineage_views import fill_census_details, short_name, source_row
 
 Json = dict[str, Any]
 Href = Callable[..., str]
@@ -224,15 +224,7 @@ def share_lineage(
         conn, facets.c.dataset_version_id, [r["version_id"] for r in rows], "dataset_version"
     )
     sources = [source_row({**r, "facets": found.get(r["version_id"], {})}) for r in rows]
-    missing = [s["sha256"] for s in sources if s["sha256"] and not s["laestab"]]
-    if missing:
-        richer = census_facets_by_sha(conn, missing)
-        for row in sources:
-            extra = richer.get(row["sha256"] or "")
-            if extra:
-                row.update(
-                    {k: v for k, v in source_row({**row, "facets": {"censusExtract": extra}}).items() if v}
-                )
+    fill_census_details(conn, sources)
     return {
         **graph_model(up, start_label=start_label, share_id=share_id, by=by, href=href),
         "by": by,
