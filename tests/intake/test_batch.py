@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 
 from censustrace.config import Settings
 from censustrace.intake.batch import (
@@ -28,7 +27,7 @@ from censustrace.intake.registry import list_extracts
 from censustrace.warehouse.db import upgrade, warehouse_engine
 from censustrace.warehouse.tables import pupil, staged_pupil
 from tests.plugins.helpers.intake import BAD_XML, one_school
-from tests.plugins.helpers.warehouse import PUPIL_KEY_SECRET, generated, rows_of
+from tests.plugins.helpers.warehouse import PUPIL_KEY_SECRET, generated, rows_of, sqlite_home
 
 
 def _write_batch_inputs(folder: Path, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
@@ -54,17 +53,6 @@ def _write_batch_inputs(folder: Path, tmp_path_factory: pytest.TempPathFactory) 
     return names
 
 
-def _settings(tmp_path: Path, name: str) -> Settings:
-    (tmp_path / name).mkdir()
-    url = f"sqlite:///{tmp_path / name / 'warehouse.db'}"
-    upgrade(url)
-    settings = Settings(
-        home=tmp_path / name / "home", warehouse_url=url, pupil_key_secret=SecretStr(PUPIL_KEY_SECRET)
-    )
-    settings.ensure_dirs()
-    return settings
-
-
 def _comparable(outcome: Any) -> dict[str, Any]:
     data = outcome.as_dict()
     data["file"] = Path(data["file"]).name
@@ -77,7 +65,7 @@ def test_a_batch_gives_each_file_the_outcome_it_gets_alone(
     sources = tmp_path / "sources"
     sources.mkdir()
     names = _write_batch_inputs(sources, tmp_path_factory)
-    alone, batched = _settings(tmp_path, "alone"), _settings(tmp_path, "batched")
+    alone, batched = sqlite_home(tmp_path, "alone"), sqlite_home(tmp_path, "batched")
     one_by_one = []
     for name in names:
         landed = alone.landing_dir / name
@@ -231,7 +219,7 @@ def test_each_file_of_a_batch_traces_to_itself_alone(
     from censustrace.lineage.traceback import trace_target
     from censustrace.warehouse.naming import warehouse_dataset_name, warehouse_namespace
 
-    settings = _settings(tmp_path, "traced")
+    settings = sqlite_home(tmp_path, "traced")
     folder, manifest = generated(tmp_path_factory, schools=3, pupils_per_school=15, seed=23, fmt="xml")
     items = []
     for entry in manifest["files"]:

@@ -8,29 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 
 from censustrace.config import Settings
 from censustrace.quality.batch import validate_batch
 from censustrace.quality.run import validate_extract
-from censustrace.warehouse.db import upgrade
-from tests.plugins.helpers.warehouse import PUPIL_KEY_SECRET, generated
+from tests.plugins.helpers.warehouse import generated, sqlite_home
 from tests.quality.helpers import reject_codes, stage_files, stored_results
 
 # Enough faults that some files pass, some reject rows and at least one is quarantined by its threshold;
 # pupils in two schools' files (dual registration) share a UPN across extracts.
 MIXED = {"schools": 8, "pupils_per_school": 60, "seed": 11, "faults": 0.06}
-
-
-def _home(tmp_path: Path, name: str) -> Settings:
-    url = f"sqlite:///{tmp_path / name / 'warehouse.db'}"
-    (tmp_path / name).mkdir()
-    upgrade(url)
-    settings = Settings(
-        home=tmp_path / name / "home", warehouse_url=url, pupil_key_secret=SecretStr(PUPIL_KEY_SECRET)
-    )
-    settings.ensure_dirs()
-    return settings
 
 
 def _comparable(outcome: Any) -> dict[str, Any]:
@@ -54,7 +41,7 @@ def test_batch_validation_equals_file_at_a_time(
     tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, fmt: str
 ) -> None:
     folder, manifest = generated(tmp_path_factory, fmt=fmt, **MIXED)
-    alone, batched = _home(tmp_path, "alone"), _home(tmp_path, "batched")
+    alone, batched = sqlite_home(tmp_path, "alone"), sqlite_home(tmp_path, "batched")
     staged_alone = stage_files(alone, folder, manifest)
     staged_batched = stage_files(batched, folder, manifest)
     assert staged_alone == staged_batched
@@ -79,7 +66,7 @@ def test_a_upn_repeated_in_another_file_is_no_duplicate(
 ) -> None:
     """The same file twice under two names: in one batch, neither copy's UPNs count as duplicates."""
     folder, manifest = generated(tmp_path_factory, fmt="xml", schools=1, pupils_per_school=30, seed=3)
-    settings = _home(tmp_path, "twice")
+    settings = sqlite_home(tmp_path, "twice")
     source = folder / manifest["files"][0]["file"]
     copy = tmp_path / source.name.replace("AUT", "AUT_copy")
     copy.write_bytes(source.read_bytes() + b"\n")  # other bytes: a resubmission, not a duplicate

@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import Engine, func, select
 
 from censustrace.census.generator import GeneratorOptions, generate
 from censustrace.config import Settings
-from censustrace.warehouse.db import warehouse_engine
+from censustrace.warehouse.db import upgrade, warehouse_engine
 from censustrace.warehouse.tables import metadata
 from tests.plugins.helpers.databases import delete_every_row
 
@@ -25,6 +26,19 @@ def empty_warehouse(engine: Engine) -> None:
     """Delete every row (tests share one database per backend)."""
     with engine.begin() as conn:
         delete_every_row(conn, list(reversed(metadata.sorted_tables)))
+
+
+def sqlite_home(tmp_path: Path, name: str) -> Settings:
+    """Settings of a home of its own on a new SQLite warehouse at ``tmp_path/name`` (two homes side by
+    side: the same files ingested two ways)."""
+    (tmp_path / name).mkdir()
+    url = f"sqlite:///{tmp_path / name / 'warehouse.db'}"
+    upgrade(url)
+    settings = Settings(
+        home=tmp_path / name / "home", warehouse_url=url, pupil_key_secret=SecretStr(PUPIL_KEY_SECRET)
+    )
+    settings.ensure_dirs()
+    return settings
 
 
 _GENERATED: dict[tuple[Any, ...], tuple[Path, dict[str, Any]]] = {}
